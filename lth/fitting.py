@@ -1,0 +1,119 @@
+"""One training loop for dense parents and tickets: optimizer, schedule, fit, evaluate.
+
+The learning rate is a Keras schedule of the optimizer's step counter. A ticket
+rewound to epoch k sets that counter to k * steps_per_epoch, so its schedule resumes
+exactly where the dense run was at epoch k.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+from omegaconf import DictConfig
+
+from lth.data import DataSplits
+
+
+def learning_rate(train_cfg: DictConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The configured learning rate as a function of the optimizer step."""
+    peak, epochs = float(train_cfg.learning_rate), int(train_cfg.epochs)
+    if train_cfg.lr_schedule == "constant":
+        return peak
+    if train_cfg.lr_schedule == "step":
+        boundaries = [int(epoch) * steps_per_epoch for epoch in train_cfg.step_milestones]
+        values = [peak * float(train_cfg.step_gamma) ** i for i in range(len(boundaries) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    warmup = int(train_cfg.warmup_epochs) * steps_per_epoch
+    total = epochs * steps_per_epoch
+    if warmup:
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=max(total - warmup, 1), warmup_target=peak, warmup_steps=warmup
+        )
+    return keras.optimizers.schedules.CosineDecay(peak, decay_steps=max(total, 1))
+
+
+def build_optimizer(train_cfg: DictConfig, steps_per_epoch: int, start_epoch: int) -> keras.optimizers.Optimizer:
+    """The configured optimizer, its step counter set to the start of `start_epoch`."""
+    rate = learning_rate(train_cfg, steps_per_epoch)
+    if train_cfg.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(
+            rate, momentum=float(train_cfg.momentum), weight_decay=float(train_cfg.weight_decay) or None
+        )
+    else:
+        optimizer = keras.optimizers.AdamW(rate, weight_decay=float(train_cfg.weight_decay))
+    optimizer.iterations.assign(start_epoch * steps_per_epoch)
+    return optimizer
+
+
+class EpochEnd(keras.callbacks.Callback):
+    """Calls `handler(epochs_completed, logs)` after every epoch (with the learning rate added)."""
+
+    def __init__(self, handler: Callable[[int, dict[str, float]], None]) -> None:
+        super().__init__()
+        self.handler = handler
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        metrics = {key: float(value) for key, value in (logs or {}).items()}
+        metrics["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.handler(epoch + 1, metrics)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What a training run measured."""
+
+    test_loss: float
+    test_accuracy: float
+    epochs_trained: int
+    seconds: float
+
+
+def _verbosity(setting: Any) -> int:
+    if setting == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(setting)
+
+
+def fit_and_evaluate(
+    model: keras.Model,
+    data: DataSplits,
+    train_cfg: DictConfig,
+    start_epoch: int,
+    backup_dir: Path,
+    on_epoch_end: Callable[[int, dict[str, float]], None],
+    verbose: Any = "auto",
+) -> FitResult:
+    """Compile, train epochs start_epoch..E and evaluate on the test split.
+
+    Masks must already be attached (constraints are read when the step is traced).
+    Training state is backed up every epoch in `backup_dir`, so a job that dies
+    resumes from its last completed epoch when it is started again.
+    """
+    optimizer = build_optimizer(train_cfg, data.steps_per_epoch, start_epoch)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    started = time.perf_counter()
+    epochs = int(train_cfg.epochs)
+    history = None
+    if start_epoch < epochs:
+        history = model.fit(
+            data.train,
+            validation_data=data.val,
+            epochs=epochs,
+            initial_epoch=start_epoch,
+            callbacks=[keras.callbacks.BackupAndRestore(str(backup_dir)), EpochEnd(on_epoch_end)],
+            verbose=_verbosity(verbose),
+        )
+    seconds = time.perf_counter() - started
+    test_loss, test_accuracy = model.evaluate(data.test, verbose=0)
+    trained = len(history.epoch) if history is not None else 0
+    return FitResult(float(test_loss), float(test_accuracy), trained, seconds)

@@ -1,0 +1,67 @@
+"""Hydra callbacks: validate a whole sweep up front, report each job, summarise the sweep."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+from hydra import compose
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from lth import results
+from lth.validate import ConfigError, validate_config
+
+
+def sweep_cells(config: DictConfig) -> list[list[str]]:
+    """The override list of every job a multirun will launch (the basic sweeper's product).
+
+    Sweep parameters from the config (`hydra.sweeper.params`) come first and are
+    replaced by command-line overrides of the same key, as the basic sweeper does.
+    """
+    by_key: dict[str, str] = {}
+    for key, value in (config.hydra.sweeper.get("params") or {}).items():
+        by_key[str(key)] = f"{key}={value}"
+    for line in config.hydra.overrides.task:
+        by_key[line.split("=", 1)[0]] = line
+    axes = []
+    for override in OverridesParser.create().parse_overrides(list(by_key.values())):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            axes.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        else:
+            axes.append([override.input_line])
+    return [list(cell) for cell in itertools.product(*axes)]
+
+
+class SweepSummary(Callback):
+    """Checks every cell before any job runs, prints a line per job and a table at the end."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        cells = sweep_cells(config)
+        for cell in cells:
+            try:
+                validate_config(compose(config_name=config.hydra.job.config_name, overrides=cell))
+            except ConfigError as error:
+                raise SystemExit(f"lth: error in sweep cell [{' '.join(cell)}]: {error}") from None
+        print(f"lth: sweep of {len(cells)} jobs, outputs in {config.hydra.sweep.dir}", flush=True)
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        number = config.hydra.job.get("num", 0)
+        if job_return.status == JobStatus.COMPLETED and isinstance(job_return._return_value, dict):
+            print(f"lth: job {number}: {results.job_line(job_return._return_value)}", flush=True)
+        elif job_return.status == JobStatus.FAILED:
+            print(f"lth: job {number} FAILED: {job_return._return_value!r}", flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        records = results.collect(Path(config.hydra.sweep.dir))
+        if records:
+            print("\n" + results.table(records), flush=True)
+        print(
+            f"\nlth: {len(records)} tickets finished. Browse every run with `mlflow ui` "
+            f"(tracking URI {config.tracking.uri}); job outputs are in {config.hydra.sweep.dir}",
+            flush=True,
+        )

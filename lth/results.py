@@ -1,0 +1,51 @@
+"""Sweep results as text: the per-job line and the end-of-sweep table.
+
+The full report (figure, winning tickets, controls, IMP) reads the same records;
+this module stays dependency-free so the submitting process never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+Record = Mapping[str, Any]
+
+
+def job_line(record: Record) -> str:
+    """One line for a finished job."""
+    origin = "reused" if record["reused"] else f"trained {record['epochs_trained']} epochs"
+    return (
+        f"ticket t={record['threshold']:.2f} k={record['reset_epoch']}: "
+        f"{100 * record['weights_remaining']:.1f}% weights, test accuracy {record['test_accuracy']:.4f} "
+        f"(dense {record['dense_test_accuracy']:.4f}), {origin}, run {record['ticket_run_id']}"
+    )
+
+
+def collect(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Every `result.json` written by the jobs of a sweep."""
+    return [json.loads(path.read_text()) for path in sorted(sweep_dir.glob("**/result.json"))]
+
+
+def table(records: Sequence[Record]) -> str:
+    """A fixed-width table, sorted by reset epoch then threshold."""
+    header = ("threshold", "reset epoch", "weights remaining", "test accuracy", "dense accuracy", "run")
+    rows = [
+        (
+            f"{r['threshold']:.3f}",
+            str(r["reset_epoch"]),
+            f"{100 * r['weights_remaining']:.2f}%",
+            f"{r['test_accuracy']:.4f}",
+            f"{r['dense_test_accuracy']:.4f}",
+            ("reused " if r["reused"] else "") + str(r["ticket_run_id"])[:12],
+        )
+        for r in sorted(records, key=lambda r: (r["reset_epoch"], r["threshold"]))
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+
+    def line(cells: Iterable[str]) -> str:
+        return "  ".join(cell.rjust(width) for cell, width in zip(cells, widths)).rstrip()
+
+    return "\n".join([line(header), line("-" * w for w in widths), *(line(row) for row in rows)])

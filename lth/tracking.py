@@ -1,0 +1,84 @@
+"""MLflow bookkeeping: the experiment, finding finished runs by identity, run lifecycle.
+
+Runs are found by tags, not params: `lth.role` (dense or ticket) and `lth.key` (the
+identity hash of lth.identity). Tickets carry `mlflow.parentRunId` = their dense
+parent, which is how the MLflow UI groups them under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Run, ViewType
+from mlflow.tracking import MlflowClient
+
+ROLE_TAG = "lth.role"
+KEY_TAG = "lth.key"
+DENSE_HASH_TAG = "lth.dense_hash"
+PARENT_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
+FINISHED = "FINISHED"
+
+
+def connect(uri: str, experiment: str, attempts: int = 5) -> str:
+    """Point MLflow at `uri` and return the id of `experiment`, creating it if needed.
+
+    Concurrent jobs may race to create the experiment; the loser simply finds it.
+    """
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    for attempt in range(attempts):
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return client.create_experiment(experiment)
+        except mlflow.exceptions.MlflowException:
+            time.sleep(0.5 * (attempt + 1))  # another job created it meanwhile
+    raise RuntimeError(f"could not create or find MLflow experiment {experiment!r} at {uri}")
+
+
+def find_runs(experiment_id: str, role: str, key: str) -> list[Run]:
+    """Active (not deleted) runs with this role and identity, oldest first."""
+    runs = MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{ROLE_TAG}` = '{role}' and tags.`{KEY_TAG}` = '{key}'",
+        run_view_type=ViewType.ACTIVE_ONLY,
+        order_by=["attributes.start_time ASC"],
+    )
+    return list(runs)
+
+
+def finished_run(runs: list[Run]) -> Run | None:
+    """The oldest FINISHED run of a list, if any."""
+    return next((run for run in runs if run.info.status == FINISHED), None)
+
+
+def create_run(experiment_id: str, role: str, key: str, name: str, tags: dict[str, str]) -> str:
+    """Create a run with the identity tags and return its id (not yet active)."""
+    all_tags = {ROLE_TAG: role, KEY_TAG: key, RUN_NAME_TAG: name, **tags}
+    return MlflowClient().create_run(experiment_id, tags=all_tags, run_name=name).info.run_id
+
+
+@contextlib.contextmanager
+def active_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
+    """Make `run_id` the active run; an exception ends it FAILED with the error logged."""
+    with mlflow.start_run(run_id=run_id) as run:
+        try:
+            yield run
+        except BaseException as error:
+            mlflow.set_tag("lth.error", f"{type(error).__name__}: {error}"[:4000])
+            mlflow.log_text(traceback.format_exc(), "error.txt")
+            raise
+
+
+def download(run_id: str, artifact_path: str) -> Path:
+    """Fetch one artifact of a run into a fresh temporary folder and return its path."""
+    destination = tempfile.mkdtemp(prefix="lth-artifact-")
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=destination))

@@ -1,0 +1,36 @@
+"""Entry point: `python -m lth.train [-m] prune.threshold=… reset.epoch=…`.
+
+Each Hydra job is one cell of the search; see lth.search for what it does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> dict[str, object]:
+    """Run one cell and write its result.json next to the job's Hydra outputs."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner out of job logs
+    from lth.search import run_cell  # imported here: the submitting process never needs TensorFlow
+    from lth.validate import ConfigError
+
+    try:
+        result = run_cell(cfg).to_dict()
+    except ConfigError as error:
+        raise SystemExit(f"lth: error: {error}") from None  # one line, no traceback, before any training
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    (output_dir / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

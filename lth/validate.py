@@ -1,0 +1,71 @@
+"""Checks that turn bad input into one clear line before any training starts."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from omegaconf import DictConfig
+
+from lth.masks import SCOPES
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key and the fix."""
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Static checks of one job's config (no TensorFlow, no data loading).
+
+    Raises:
+        ConfigError: On the first problem found.
+    """
+    threshold = cfg.prune.threshold
+    _check(isinstance(threshold, (int, float)) and not isinstance(threshold, bool),
+           f"prune.threshold must be a number in [0, 1), got {threshold!r}")
+    _check(0.0 <= float(threshold) < 1.0,
+           f"prune.threshold must be in [0, 1) (the fraction of weights removed), got {threshold}")
+    _check(cfg.prune.scope in SCOPES, f"prune.scope must be one of {list(SCOPES)}, got {cfg.prune.scope!r}")
+    _check(cfg.prune.method == "magnitude", f"prune.method must be 'magnitude', got {cfg.prune.method!r}")
+    _check(cfg.prune.control == "none", f"prune.control must be 'none', got {cfg.prune.control!r}")
+    epochs, reset = cfg.train.epochs, cfg.reset.epoch
+    _check(isinstance(epochs, int) and epochs >= 1, f"train.epochs must be a positive integer, got {epochs!r}")
+    _check(isinstance(reset, int) and not isinstance(reset, bool),
+           f"reset.epoch must be an integer epoch, got {reset!r}")
+    _check(reset >= 0, f"reset.epoch must be >= 0 (0 = the initial weights), got {reset}")
+    _check(reset <= epochs, f"reset.epoch={reset} is after the end of training (train.epochs={epochs})")
+    keep = cfg.lth.keep_epochs
+    _check(keep == "all" or (not isinstance(keep, str) and all(isinstance(k, int) for k in keep)),
+           f"lth.keep_epochs must be 'all' or a list of epochs, got {keep!r}")
+    if keep != "all":
+        _check(reset in set(keep), f"reset.epoch={reset} is not among lth.keep_epochs={list(keep)}")
+    _check(cfg.train.batch_size >= 1, f"train.batch_size must be >= 1, got {cfg.train.batch_size}")
+    _check(cfg.train.optimizer in ("sgd", "adamw"), f"train.optimizer must be sgd or adamw, got {cfg.train.optimizer!r}")
+    _check(cfg.train.lr_schedule in ("cosine", "step", "constant"),
+           f"train.lr_schedule must be cosine, step or constant, got {cfg.train.lr_schedule!r}")
+    if cfg.data.name == "digits":
+        for key in ("test_fraction", "val_fraction"):
+            value = cfg.data[key]
+            _check(0.0 < value < 0.5, f"data.{key} must be in (0, 0.5), got {value}")
+    if "path" in cfg.data and cfg.data.path is not None:
+        from pathlib import Path
+
+        _check(Path(cfg.data.path).exists(), f"data.path does not exist: {cfg.data.path}")
+
+
+def require_java(min_major: int = 17) -> None:
+    """Spark paths need a Java runtime; fail with the install hint if there is none."""
+    java = shutil.which("java")
+    hint = f"install Java {min_major} (Debian: apt-get install openjdk-{min_major}-jre-headless) or set JAVA_HOME"
+    if java is None:
+        raise ConfigError(f"Spark needs Java {min_major}+, but `java` is not on PATH: {hint}")
+    banner = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    version = banner.split('"')[1] if '"' in banner else ""
+    major = int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0
+    if major < min_major:
+        raise ConfigError(f"Spark needs Java {min_major}+, found {version or 'an unknown version'}: {hint}")

@@ -83,26 +83,19 @@ def _verbosity(setting: Any) -> int:
 def fit_and_evaluate(
     model: keras.Model,
     data: DataSplits,
-    train_cfg: DictConfig,
+    epochs: int,
     start_epoch: int,
     backup_dir: Path,
     on_epoch_end: Callable[[int, dict[str, float]], None],
     verbose: Any = "auto",
 ) -> FitResult:
-    """Compile, train epochs start_epoch..E and evaluate on the test split.
+    """Train a compiled model for epochs start_epoch..epochs, then evaluate on the test split.
 
     Masks must already be attached (constraints are read when the step is traced).
     Training state is backed up every epoch in `backup_dir`, so a job that dies
     resumes from its last completed epoch when it is started again.
     """
-    optimizer = build_optimizer(train_cfg, data.steps_per_epoch, start_epoch)
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
     started = time.perf_counter()
-    epochs = int(train_cfg.epochs)
     history = None
     if start_epoch < epochs:
         history = model.fit(

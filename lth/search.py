@@ -26,8 +26,9 @@ from lth.data import DataSplits, load_data
 from lth.fitting import fit_and_evaluate
 from lth.identity import DENSE_KEYS, dense_hash, flatten, ticket_key
 from lth.locking import exclusive
-from lth.masks import attach_masks, kernel_arrays, magnitude_masks, prunable_layer_names, save_masks, sparsity_report
-from lth.models import build_model, kernel_path, load_weights, restore, save_weights, snapshot
+from lth.masks import magnitude_masks, prunable_layer_names, save_masks, sparsity_report
+from lth.models import kernel_path, load_weights, save_weights
+from lth.network import network_for
 from lth.validate import ConfigError, validate_config
 
 log = logging.getLogger("lth")
@@ -105,19 +106,19 @@ def _train_dense(cfg: DictConfig, run_id: str, data: DataSplits) -> DenseParent:
         mlflow.log_params(flatten({key: OmegaConf.to_container(cfg[key], resolve=True) for key in DENSE_KEYS}))
         mlflow.set_tags({"lth.device_kind": device_kind, "lth.cluster": str(cfg.cluster.name)})
         _log_hydra_config()
-        model = build_model(cfg.model, int(cfg.train.seed))
+        network = network_for(cfg.model, cfg.train, data.steps_per_epoch)
+        network.load(network.initial_weights, masks=None, start_epoch=0)
         if 0 in keep:
-            _log_weights(snapshot(model), "checkpoints/epoch_000.npz")
+            _log_weights(network.initial_weights, "checkpoints/epoch_000.npz")
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
             mlflow.log_metrics(metrics, step=epoch)
             if epoch in keep and epoch < epochs:
-                _log_weights(snapshot(model), f"checkpoints/epoch_{epoch:03d}.npz")
+                _log_weights(network.snapshot(), f"checkpoints/epoch_{epoch:03d}.npz")
 
-        result = fit_and_evaluate(
-            model, data, cfg.train, 0, Path(cfg.lth.state_dir) / "backup" / run_id, on_epoch_end, cfg.lth.verbose
-        )
-        _log_weights(snapshot(model), "weights/final.npz")
+        result = fit_and_evaluate(network.model, data, epochs, 0, Path(cfg.lth.state_dir) / "backup" / run_id,
+                                  on_epoch_end, cfg.lth.verbose)
+        _log_weights(network.snapshot(), "weights/final.npz")
         mlflow.log_metrics({
             "test_accuracy": result.test_accuracy,
             "test_loss": result.test_loss,
@@ -163,10 +164,11 @@ def _train_ticket(cfg: DictConfig, run_id: str, data: DataSplits, dense: DensePa
         mlflow.log_params(flatten({key: value for key, value in resolved.items() if key != "lth"}))
         mlflow.set_tags({"lth.device_kind": device_kind, "lth.cluster": str(cfg.cluster.name)})
         _log_hydra_config()
-        model = build_model(cfg.model, int(cfg.train.seed))
-        restore(model, dense.weights_at(epochs))
-        names = prunable_layer_names(model, list(cfg.prune.ignore))
-        masks = magnitude_masks(kernel_arrays(model, names), threshold, str(cfg.prune.scope))
+        network = network_for(cfg.model, cfg.train, data.steps_per_epoch)
+        final_dense = dense.weights_at(epochs)
+        names = prunable_layer_names(network.model, list(cfg.prune.ignore))
+        kernels = {name: final_dense[kernel_path(name)] for name in names}
+        masks = magnitude_masks(kernels, threshold, str(cfg.prune.scope))
         report = sparsity_report(masks)
         with tempfile.TemporaryDirectory(prefix="lth-") as scratch:
             for path in save_masks(masks, Path(scratch)):
@@ -176,16 +178,15 @@ def _train_ticket(cfg: DictConfig, run_id: str, data: DataSplits, dense: DensePa
         if report["empty_layers"]:
             log.warning("mask removes every weight of %s: this ticket cannot learn through them",
                         report["empty_layers"])
-        restore(model, dense.weights_at(reset_epoch))
-        attach_masks(model, masks)
-        _log_weights(snapshot(model), "weights/start.npz")
+        network.load(dense.weights_at(reset_epoch), masks, start_epoch=reset_epoch)
+        _log_weights(network.snapshot(), "weights/start.npz")
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
             mlflow.log_metrics(metrics, step=epoch)
 
-        result = fit_and_evaluate(model, data, cfg.train, reset_epoch, Path(cfg.lth.state_dir) / "backup" / run_id,
-                                  on_epoch_end, cfg.lth.verbose)
-        final = snapshot(model)
+        result = fit_and_evaluate(network.model, data, epochs, reset_epoch,
+                                  Path(cfg.lth.state_dir) / "backup" / run_id, on_epoch_end, cfg.lth.verbose)
+        final = network.snapshot()
         leaked = sum(int(np.count_nonzero(final[kernel_path(name)][~mask])) for name, mask in masks.items())
         if leaked:  # cannot happen while constraints work; refuse to report a ticket that is not one
             raise RuntimeError(f"{leaked} masked weights became non-zero during training")
@@ -235,7 +236,7 @@ def run_cell(cfg: DictConfig) -> CellResult:
     data = load_data(cfg.data, int(cfg.train.batch_size), int(cfg.train.seed))
     log.info(data.summary)
     try:  # layer names can only be checked against a built model; do it before any training
-        prunable_layer_names(build_model(cfg.model, int(cfg.train.seed)), list(cfg.prune.ignore))
+        prunable_layer_names(network_for(cfg.model, cfg.train, data.steps_per_epoch).model, list(cfg.prune.ignore))
     except ValueError as error:
         raise ConfigError(str(error)) from error
     with exclusive(Path(cfg.lth.state_dir), "tracking", float(cfg.lth.lock_timeout_min), "the tracking store"):

@@ -7,6 +7,7 @@ exactly where the dense run was at epoch k.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -72,6 +73,7 @@ class FitResult:
     test_accuracy: float
     epochs_trained: int
     seconds: float
+    diverged: bool  # the loss became NaN/inf; training was stopped there
 
 
 def _verbosity(setting: Any) -> int:
@@ -103,10 +105,16 @@ def fit_and_evaluate(
             validation_data=data.val,
             epochs=epochs,
             initial_epoch=start_epoch,
-            callbacks=[keras.callbacks.BackupAndRestore(str(backup_dir)), EpochEnd(on_epoch_end)],
+            callbacks=[
+                keras.callbacks.BackupAndRestore(str(backup_dir)),
+                keras.callbacks.TerminateOnNaN(),
+                EpochEnd(on_epoch_end),
+            ],
             verbose=_verbosity(verbose),
         )
     seconds = time.perf_counter() - started
     test_loss, test_accuracy = model.evaluate(data.test, verbose=0)
     trained = len(history.epoch) if history is not None else 0
-    return FitResult(float(test_loss), float(test_accuracy), trained, seconds)
+    losses = history.history.get("loss", []) if history is not None else []
+    diverged = not all(math.isfinite(loss) for loss in [*losses, test_loss])
+    return FitResult(float(test_loss), float(test_accuracy), trained, seconds, diverged)

@@ -162,7 +162,8 @@ class MaskConstraint(keras.constraints.Constraint):
         self.mask = mask
 
     def __call__(self, w: Any) -> Any:
-        return w * keras.ops.cast(self.mask, w.dtype)
+        # `where`, not a product: a diverged weight (NaN) times 0 would stay NaN.
+        return keras.ops.where(self.mask > 0, w, keras.ops.zeros_like(w))
 
     def get_config(self) -> dict[str, Any]:
         # The mask itself lives in mask.npz; constraints are never saved in .keras files.

@@ -186,6 +186,9 @@ def _train_ticket(cfg: DictConfig, run_id: str, data: DataSplits, dense: DensePa
 
         result = fit_and_evaluate(network.model, data, epochs, reset_epoch,
                                   Path(cfg.lth.state_dir) / "backup" / run_id, on_epoch_end, cfg.lth.verbose)
+        if result.diverged:
+            mlflow.set_tag("lth.diverged", "true")
+            log.warning("ticket %s diverged (loss became NaN/inf): its accuracy is not a result", run_id)
         final = network.snapshot()
         leaked = sum(int(np.count_nonzero(final[kernel_path(name)][~mask])) for name, mask in masks.items())
         if leaked:  # cannot happen while constraints work; refuse to report a ticket that is not one

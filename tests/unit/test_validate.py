@@ -1,0 +1,38 @@
+"""Bad input becomes one clear error before any training."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from lth.validate import ConfigError, require_java, validate_config
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("prune.threshold=1.0", r"prune.threshold must be in \[0, 1\)"),
+    ("prune.threshold=-0.2", r"prune.threshold must be in \[0, 1\)"),
+    ("prune.threshold=abc", "prune.threshold must be a number"),
+    ("reset.epoch=16", "after the end of training"),
+    ("reset.epoch=-1", "reset.epoch must be >= 0"),
+    ("prune.scope=channel", "prune.scope must be one of"),
+    ("lth.keep_epochs=[0,2]", "not among lth.keep_epochs"),
+    ("train.optimizer=lion", "train.optimizer"),
+    ("data.val_fraction=0", "data.val_fraction"),
+    ("+data.path=/no/such/folder", "data.path does not exist"),
+])
+def test_bad_values_are_named_with_their_key(compose: Callable[..., object], override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate_config(compose(override))
+
+
+def test_default_and_edge_values_pass(compose: Callable[..., object]) -> None:
+    validate_config(compose())
+    validate_config(compose("prune.threshold=0", "reset.epoch=0"))
+    validate_config(compose("reset.epoch=15", "lth.keep_epochs=[0,15]"))
+
+
+def test_missing_java_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ConfigError, match="openjdk-17"):
+        require_java()

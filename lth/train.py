@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import hydra
@@ -20,6 +21,9 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 def main(cfg: DictConfig) -> dict[str, object]:
     """Run one cell and write its result.json next to the job's Hydra outputs."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner out of job logs
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # checkpoints are single small files
+    # Keras warns on every fit that a tf.data input is not reshuffled by it; ours shuffles itself.
+    warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
     from lth.search import run_cell  # imported here: the submitting process never needs TensorFlow
     from lth.validate import ConfigError
 

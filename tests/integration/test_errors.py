@@ -1,0 +1,54 @@
+"""Bad input fails in one line before training; a failing run ends FAILED with its error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.helpers import run_lth, runs
+
+
+def test_bad_sweep_cell_stops_the_sweep_before_any_job(tmp_path: Path) -> None:
+    done = run_lth(tmp_path, "-m", "prune.threshold=0.5,1.5", "reset.epoch=0")
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("lth: error")]
+    assert errors == ["lth: error in sweep cell [prune.threshold=1.5 reset.epoch=0]: "
+                      "prune.threshold must be in [0, 1) (the fraction of weights removed), got 1.5"]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_reset_after_the_end_is_refused_in_a_single_run(tmp_path: Path) -> None:
+    done = run_lth(tmp_path, "reset.epoch=99")
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == (
+        "lth: error: reset.epoch=99 is after the end of training (train.epochs=15)")
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_unknown_ignored_layer_is_refused_before_the_dense_run(tmp_path: Path) -> None:
+    done = run_lth(tmp_path, "prune.ignore=[Conv1,no_such_layer]", "data.train_limit=128")
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("lth: error: prune.ignore names layers that are not prunable") and "no_such_layer" in last
+    assert runs(tmp_path) == []
+
+
+def test_a_failing_run_ends_failed_with_the_exception_logged(tmp_path: Path) -> None:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from lth import tracking
+
+    experiment = tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}", "lth")
+    run_id = tracking.create_run(experiment, "ticket", "key", "t=0.50 k=1", {})
+    with pytest.raises(ZeroDivisionError):
+        with tracking.active_run(run_id):
+            mlflow.log_metric("loss", 1.0)
+            _ = 1 / 0
+    run = MlflowClient().get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["lth.error"] == "ZeroDivisionError: division by zero"
+    assert "error.txt" in {a.path for a in MlflowClient().list_artifacts(run_id)}
+    assert tracking.finished_run(tracking.find_runs(experiment, "ticket", "key")) is None

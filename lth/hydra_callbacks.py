@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,14 @@ def sweep_cells(config: DictConfig) -> list[list[str]]:
 
 
 class SweepSummary(Callback):
-    """Checks every cell before any job runs, prints a line per job and a table at the end."""
+    """Checks every cell before any job runs, prints a line per job and a table at the end.
+
+    Hydra skips `on_multirun_end` when a job failed, so the table is also printed at
+    interpreter exit: a partial sweep still shows what finished and what is missing.
+    """
+
+    def __init__(self) -> None:
+        self._pending: tuple[Path, int, str] | None = None  # (sweep dir, jobs, tracking URI) until summarised
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         cells = sweep_cells(config)
@@ -48,6 +56,8 @@ class SweepSummary(Callback):
             except ConfigError as error:
                 raise SystemExit(f"lth: error in sweep cell [{' '.join(cell)}]: {error}") from None
         print(f"lth: sweep of {len(cells)} jobs, outputs in {config.hydra.sweep.dir}", flush=True)
+        self._pending = (Path(config.hydra.sweep.dir), len(cells), str(config.tracking.uri))
+        atexit.register(self._summarise)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         number = config.hydra.job.get("num", 0)
@@ -57,11 +67,19 @@ class SweepSummary(Callback):
             print(f"lth: job {number} FAILED: {job_return._return_value!r}", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        records = results.collect(Path(config.hydra.sweep.dir))
+        self._summarise()
+
+    def _summarise(self) -> None:
+        if self._pending is None:
+            return
+        sweep_dir, jobs, uri = self._pending
+        self._pending = None
+        records = results.collect(sweep_dir)
         if records:
             print("\n" + results.table(records), flush=True)
+        missing = f" ({jobs - len(records)} of {jobs} jobs did not finish; see their logs)" if len(records) < jobs else ""
         print(
-            f"\nlth: {len(records)} tickets finished. Browse every run with `mlflow ui` "
-            f"(tracking URI {config.tracking.uri}); job outputs are in {config.hydra.sweep.dir}",
+            f"\nlth: {len(records)} tickets finished{missing}. Browse every run with `mlflow ui` "
+            f"(tracking URI {uri}); job outputs are in {sweep_dir}",
             flush=True,
         )

@@ -236,9 +236,9 @@ def ensure_ticket(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: 
 def run_cell(cfg: DictConfig) -> CellResult:
     """Validate, then make sure the dense parent and this cell's ticket exist."""
     validate_config(cfg)
-    data = load_data(cfg.data, int(cfg.train.batch_size), int(cfg.train.seed))
-    log.info(data.summary)
-    try:  # layer names can only be checked against a built model; do it before any training
+    try:  # data sizes and layer names can only be checked once loaded and built; still before any training
+        data = load_data(cfg.data, int(cfg.train.batch_size), int(cfg.train.seed))
+        log.info(data.summary)
         prunable_layer_names(network_for(cfg.model, cfg.train, data.steps_per_epoch).model, list(cfg.prune.ignore))
     except ValueError as error:
         raise ConfigError(str(error)) from error

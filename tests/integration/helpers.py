@@ -48,3 +48,10 @@ def artifact(store_dir: Path, run, path: str) -> dict[str, np.ndarray]:
     root = Path(uri.removeprefix("file://")) if uri.startswith("file://") else store_dir / uri
     with np.load(root / path) as archive:
         return {name: archive[name] for name in archive.files}
+
+
+def by_role(all_runs: list) -> tuple[list, list]:
+    """Split runs into (dense parents, tickets) by their `lth.role` tag."""
+    dense = [r for r in all_runs if r.data.tags["lth.role"] == "dense"]
+    tickets = [r for r in all_runs if r.data.tags["lth.role"] == "ticket"]
+    return dense, tickets

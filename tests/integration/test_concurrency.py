@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.helpers import start_lth, runs
+from tests.integration.helpers import by_role, runs, start_lth
 
 THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
 
@@ -19,8 +19,7 @@ def test_four_concurrent_jobs_train_one_dense_parent(tmp_path: Path) -> None:
     assert sum("training dense parent" in out for out in outputs) == 1
     assert sum("reusing finished dense parent" in out for out in outputs) == 3
     all_runs = runs(tmp_path)
-    dense = [r for r in all_runs if r.data.tags["lth.role"] == "dense"]
-    tickets = [r for r in all_runs if r.data.tags["lth.role"] == "ticket"]
+    dense, tickets = by_role(all_runs)
     assert len(dense) == 1 and len(tickets) == 4
     assert {r.info.status for r in all_runs} == {"FINISHED"}
     assert {r.data.tags["mlflow.parentRunId"] for r in tickets} == {dense[0].info.run_id}

@@ -52,3 +52,21 @@ def test_a_failing_run_ends_failed_with_the_exception_logged(tmp_path: Path) -> 
     assert run.data.tags["lth.error"] == "ZeroDivisionError: division by zero"
     assert "error.txt" in {a.path for a in MlflowClient().list_artifacts(run_id)}
     assert tracking.finished_run(tracking.find_runs(experiment, "ticket", "key")) is None
+
+
+def test_a_failed_job_still_leaves_a_table_of_what_finished(tmp_path: Path, compose) -> None:
+    from filelock import FileLock
+
+    from lth.identity import dense_hash
+
+    fast = ["train.epochs=2", "data.train_limit=128", "lth.verbose=0", "lth.lock_timeout_min=0.01"]
+    blocked = dense_hash(compose(*fast, "train.seed=1"))
+    lock_path = tmp_path / ".lth" / "locks" / f"dense-{blocked}.lock"
+    lock_path.parent.mkdir(parents=True)
+    with FileLock(str(lock_path)):  # another "job" holds seed 1's dense parent for longer than the timeout
+        done = run_lth(tmp_path, "-m", "train.seed=0,1", *fast)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "lth: job 1 FAILED" in output and "gave up after 0.01 min waiting for dense parent" in output
+    assert "1 of 2 jobs did not finish" in output
+    assert output.count("\n    0.800            1             20.00%") == 1  # the finished cell's table row

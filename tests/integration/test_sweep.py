@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.helpers import FAST, artifact, run_lth, runs
+from tests.integration.helpers import FAST, artifact, by_role, run_lth, runs
 
 THRESHOLDS = (0.5, 0.8, 0.9)
 RESETS = (0, 1)
@@ -25,8 +25,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_one_dense_parent_and_six_finished_tickets_grouped_under_it(sweep: tuple[Path, str]) -> None:
     cwd, _ = sweep
     all_runs = runs(cwd)
-    dense = [r for r in all_runs if r.data.tags["lth.role"] == "dense"]
-    tickets = [r for r in all_runs if r.data.tags["lth.role"] == "ticket"]
+    dense, tickets = by_role(all_runs)
     assert len(dense) == 1 and len(tickets) == 6
     assert {r.info.status for r in all_runs} == {"FINISHED"}
     assert {r.data.tags["mlflow.parentRunId"] for r in tickets} == {dense[0].info.run_id}

@@ -106,9 +106,9 @@ def fit_and_evaluate(
             epochs=epochs,
             initial_epoch=start_epoch,
             callbacks=[
+                EpochEnd(on_epoch_end),  # first: an epoch's checkpoint is logged before its backup exists
                 keras.callbacks.BackupAndRestore(str(backup_dir)),
                 keras.callbacks.TerminateOnNaN(),
-                EpochEnd(on_epoch_end),
             ],
             verbose=_verbosity(verbose),
         )

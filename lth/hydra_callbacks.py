@@ -46,7 +46,7 @@ class SweepSummary(Callback):
     """
 
     def __init__(self) -> None:
-        self._pending: tuple[Path, int, str] | None = None  # (sweep dir, jobs, tracking URI) until summarised
+        self._pending: tuple[Path, int, DictConfig] | None = None  # (sweep dir, jobs, config) until summarised
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         cells = sweep_cells(config)
@@ -56,7 +56,7 @@ class SweepSummary(Callback):
             except ConfigError as error:
                 raise SystemExit(f"lth: error in sweep cell [{' '.join(cell)}]: {error}") from None
         print(f"lth: sweep of {len(cells)} jobs, outputs in {config.hydra.sweep.dir}", flush=True)
-        self._pending = (Path(config.hydra.sweep.dir), len(cells), str(config.tracking.uri))
+        self._pending = (Path(config.hydra.sweep.dir), len(cells), config)
         atexit.register(self._summarise)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
@@ -69,14 +69,30 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._summarise()
 
+    @staticmethod
+    def _report(config: DictConfig, dense_run_ids: set[str]) -> None:
+        """Write the lottery-ticket report of every family this sweep touched."""
+        from lth.report import write_reports  # matplotlib only when a sweep produced something
+
+        written: set[Path] = set()
+        for dense_run_id in sorted(dense_run_ids):
+            for files in write_reports(str(config.tracking.uri), str(config.tracking.experiment),
+                                       Path(config.lth.report_dir), float(config.lth.report_tolerance), dense_run_id):
+                if files.folder not in written:
+                    written.add(files.folder)
+                    gaps = f" ({files.missing} cells missing, listed there)" if files.missing else ""
+                    print(f"lth: report {files.figure} and {files.markdown}{gaps}", flush=True)
+
     def _summarise(self) -> None:
         if self._pending is None:
             return
-        sweep_dir, jobs, uri = self._pending
+        sweep_dir, jobs, config = self._pending
         self._pending = None
+        uri = str(config.tracking.uri)
         records = results.collect(sweep_dir)
         if records:
             print("\n" + results.table(records), flush=True)
+            self._report(config, {str(record["dense_run_id"]) for record in records})
         missing = f" ({jobs - len(records)} of {jobs} jobs did not finish; see their logs)" if len(records) < jobs else ""
         print(
             f"\nlth: {len(records)} tickets finished{missing}. Browse every run with `mlflow ui` "

@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 DENSE_KEYS: tuple[str, ...] = ("model", "data", "train")
-TICKET_KEYS: tuple[str, ...] = ("prune", "reset")
+TICKET_PARAM_GROUPS: tuple[str, ...] = (*DENSE_KEYS, "prune", "reset")  # logged as a ticket's params
 HASH_LENGTH = 16  # hex digits; 64 bits makes an accidental collision across sweeps negligible
 
 
@@ -24,9 +24,20 @@ def _resolved(cfg: DictConfig, keys: tuple[str, ...]) -> dict[str, Any]:
     return {key: OmegaConf.to_container(cfg[key], resolve=True) for key in keys}
 
 
+def _canonical(value: Any) -> Any:
+    """Numbers as floats, so `0` and `0.0` (both valid on a command line) hash alike."""
+    if isinstance(value, Mapping):
+        return {str(key): _canonical(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def stable_hash(payload: Mapping[str, Any]) -> str:
-    """SHA-256 of canonical JSON (sorted keys, no whitespace), truncated."""
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    """SHA-256 of canonical JSON (sorted keys, numbers as floats, no whitespace), truncated."""
+    canonical = json.dumps(_canonical(payload), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]
 
 
@@ -35,9 +46,35 @@ def dense_hash(cfg: DictConfig) -> str:
     return stable_hash(_resolved(cfg, DENSE_KEYS))
 
 
+def family_hash(cfg: DictConfig) -> str:
+    """Identity of a dense parent up to its seed: replicates over `train.seed` share it."""
+    resolved = _resolved(cfg, DENSE_KEYS)
+    resolved["train"].pop("seed", None)
+    return stable_hash(resolved)
+
+
+def _prune_identity(cfg: DictConfig) -> dict[str, Any]:
+    """The prune keys that matter for this method: IMP ignores `threshold`, one-shot `levels`/`rate`."""
+    prune = OmegaConf.to_container(cfg.prune, resolve=True)
+    unused = ("threshold",) if prune.get("method") == "imp" else ("levels", "rate")
+    if prune.get("control", "none") == "none":
+        unused += ("control_seed",)
+    relevant = {key: value for key, value in prune.items() if key not in unused}
+    relevant["ignore"] = sorted(relevant.get("ignore") or [])  # a set of layer names; order is not meaning
+    return relevant
+
+
 def ticket_key(cfg: DictConfig) -> str:
-    """Identity of one ticket: its dense parent plus how it is pruned and rewound."""
-    return stable_hash({"dense": dense_hash(cfg), **_resolved(cfg, TICKET_KEYS)})
+    """Identity of one ticket job: its dense parent plus how it is pruned and rewound."""
+    reset = OmegaConf.to_container(cfg.reset, resolve=True)
+    return stable_hash({"dense": dense_hash(cfg), "prune": _prune_identity(cfg), "reset": reset})
+
+
+def imp_level_key(cfg: DictConfig, level: int) -> str:
+    """Identity of one IMP level; independent of `prune.levels`, so a longer run reuses earlier levels."""
+    prune = {key: value for key, value in _prune_identity(cfg).items() if key != "levels"}
+    reset = OmegaConf.to_container(cfg.reset, resolve=True)
+    return stable_hash({"dense": dense_hash(cfg), "prune": prune, "reset": reset, "level": level})
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

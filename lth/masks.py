@@ -54,19 +54,26 @@ def kernel_arrays(model: keras.Model, layer_names: Sequence[str]) -> dict[str, n
     return {name: np.asarray(model.get_layer(name).kernel.numpy()) for name in layer_names}
 
 
-def allocate_exact(sizes: Sequence[int], fraction: float) -> list[int]:
+def allocate_exact(sizes: Sequence[int], fraction: float, minimum: Sequence[int] | None = None) -> list[int]:
     """Per-layer prune counts with every layer at `fraction` and an exact total.
 
-    Each layer gets floor(fraction * size); the leftover of round(fraction * total)
-    goes to the layers with the largest remainders (ties: earlier layer first), so the
-    global sparsity is exact and no layer is off by more than one weight.
+    Each layer gets floor(fraction * size), raised to `minimum` where given (IMP: a
+    layer never regrows what an earlier level pruned). The difference to
+    round(fraction * total) is settled one weight at a time by the layers furthest
+    from their ideal share (ties: earlier layer first), so the global count is exact
+    and no layer is off by more than one weight beyond its minimum.
     """
     sizes_arr = np.asarray(sizes, dtype=np.int64)
+    floor_counts = np.asarray(minimum if minimum is not None else np.zeros_like(sizes_arr), dtype=np.int64)
     ideal = fraction * sizes_arr
-    counts = np.floor(ideal).astype(np.int64)
+    counts = np.maximum(np.floor(ideal).astype(np.int64), floor_counts)
     leftover = int(round(fraction * int(sizes_arr.sum()))) - int(counts.sum())
-    order = np.argsort(-(ideal - counts), kind="stable")
-    counts[order[:leftover]] += 1
+    if leftover > 0:
+        order = [i for i in np.argsort(-(ideal - counts), kind="stable") if counts[i] < sizes_arr[i]]
+        counts[order[:leftover]] += 1
+    elif leftover < 0:
+        order = [i for i in np.argsort(ideal - counts, kind="stable") if counts[i] > floor_counts[i]]
+        counts[order[:-leftover]] -= 1
     return [int(c) for c in counts]
 
 
@@ -81,14 +88,21 @@ def _prune_smallest(magnitudes: np.ndarray, count: int) -> np.ndarray:
     return keep
 
 
-def magnitude_masks(kernels: Mapping[str, np.ndarray], threshold: float, scope: str) -> Masks:
+def magnitude_masks(
+    kernels: Mapping[str, np.ndarray],
+    threshold: float,
+    scope: str,
+    previous: Mapping[str, np.ndarray] | None = None,
+) -> Masks:
     """Masks that remove the fraction `threshold` of weights with the smallest magnitude.
 
     Args:
         kernels: Kernel arrays in network order (the order breaks ties in global scope).
-        threshold: Fraction of the given weights removed, in [0, 1).
+        threshold: Fraction of the given weights removed in total, in [0, 1).
         scope: `global` ranks all weights together; `layer` removes the same fraction
             from every layer (the total is still exact, see `allocate_exact`).
+        previous: Masks of an earlier pruning level (IMP). Weights they removed are
+            removed again, so the new mask is a subset of the previous one.
 
     Returns:
         Boolean masks, True where a weight survives.
@@ -97,16 +111,30 @@ def magnitude_masks(kernels: Mapping[str, np.ndarray], threshold: float, scope: 
         raise ValueError(f"threshold must be in [0, 1), got {threshold}")
     names = list(kernels)
     flats = [np.abs(np.asarray(kernels[name], dtype=np.float64)).ravel() for name in names]
+    if previous is not None:  # already-pruned weights rank below every live one (magnitudes are >= 0)
+        flats = [np.where(np.asarray(previous[name]).ravel(), flat, -1.0) for name, flat in zip(names, flats)]
     sizes = [flat.size for flat in flats]
     if scope == "global":
         keep = _prune_smallest(np.concatenate(flats), int(round(threshold * sum(sizes))))
         pieces = np.split(keep, np.cumsum(sizes)[:-1])
     elif scope == "layer":
-        counts = allocate_exact(sizes, threshold)
+        already = [int((flat < 0).sum()) for flat in flats]
+        counts = allocate_exact(sizes, threshold, already)
         pieces = [_prune_smallest(flat, count) for flat, count in zip(flats, counts)]
     else:
         raise ValueError(f"prune.scope must be one of {SCOPES}, got {scope!r}")
     return {name: piece.reshape(np.shape(kernels[name])) for name, piece in zip(names, pieces)}
+
+
+def random_masks_like(masks: Mapping[str, np.ndarray], seed: int) -> Masks:
+    """The random-mask control: each layer keeps as many weights as in `masks`, at random positions."""
+    rng = np.random.default_rng(seed)
+    shuffled: Masks = {}
+    for name, mask in masks.items():
+        keep = np.zeros(mask.size, dtype=bool)
+        keep[rng.permutation(mask.size)[: int(np.count_nonzero(mask))]] = True
+        shuffled[name] = keep.reshape(mask.shape)
+    return shuffled
 
 
 def sparsity_report(masks: Mapping[str, np.ndarray]) -> dict[str, Any]:

@@ -59,7 +59,8 @@ class MaskedNetwork:
         optimizer = self.model.optimizer
         if optimizer.built:
             for variable in optimizer.variables:
-                variable.assign(np.zeros(variable.shape, variable.dtype))  # fresh momentum, like a new optimizer
+                if not variable.path.endswith("learning_rate"):  # a constant rate is a variable too: keep it
+                    variable.assign(np.zeros(variable.shape, variable.dtype))  # fresh slots, like a new optimizer
         optimizer.iterations.assign(start_epoch * self.steps_per_epoch)
         self.model._initial_epoch = None  # BackupAndRestore of an earlier job may have set it
 

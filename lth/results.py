@@ -14,11 +14,19 @@ from typing import Any
 Record = Mapping[str, Any]
 
 
+def kind(record: Record) -> str:
+    """ticket, imp, or the control's name."""
+    if record.get("control", "none") != "none":
+        return str(record["control"])
+    return "imp" if record.get("method") == "imp" else "ticket"
+
+
 def job_line(record: Record) -> str:
     """One line for a finished job."""
     origin = "reused" if record["reused"] else f"trained {record['epochs_trained']} epochs"
+    seed = f" seed={record['seed']}" if record.get("seed", 0) else ""
     return (
-        f"ticket t={record['threshold']:.2f} k={record['reset_epoch']}: "
+        f"{kind(record)} t={record['threshold']:.2f} k={record['reset_epoch']}{seed}: "
         f"{100 * record['weights_remaining']:.1f}% weights, test accuracy {record['test_accuracy']:.4f} "
         f"(dense {record['dense_test_accuracy']:.4f}), {origin}, run {record['ticket_run_id']}"
     )
@@ -31,9 +39,12 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
 
 def table(records: Sequence[Record]) -> str:
     """A fixed-width table, sorted by reset epoch then threshold."""
-    header = ("threshold", "reset epoch", "weights remaining", "test accuracy", "dense accuracy", "run")
+    header = ("kind", "seed", "threshold", "reset epoch", "weights remaining", "test accuracy", "dense accuracy",
+              "run")
     rows = [
         (
+            kind(r),
+            str(r.get("seed", 0)),
             f"{r['threshold']:.3f}",
             str(r["reset_epoch"]),
             f"{100 * r['weights_remaining']:.2f}%",
@@ -41,7 +52,7 @@ def table(records: Sequence[Record]) -> str:
             f"{r['dense_test_accuracy']:.4f}",
             ("reused " if r["reused"] else "") + str(r["ticket_run_id"])[:12],
         )
-        for r in sorted(records, key=lambda r: (r["reset_epoch"], r["threshold"]))
+        for r in sorted(records, key=lambda r: (kind(r), r["reset_epoch"], r["threshold"], r.get("seed", 0)))
     ]
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
 

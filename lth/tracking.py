@@ -11,8 +11,9 @@ import contextlib
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import mlflow
 from mlflow.entities import Run, ViewType
@@ -21,9 +22,16 @@ from mlflow.tracking import MlflowClient
 ROLE_TAG = "lth.role"
 KEY_TAG = "lth.key"
 DENSE_HASH_TAG = "lth.dense_hash"
+FAMILY_TAG = "lth.family"  # dense identity without the seed: groups replicates in the report
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 FINISHED = "FINISHED"
+T = TypeVar("T")
+
+
+def connect_uri(uri: str) -> None:
+    """Point MLflow at `uri` (no experiment needed, e.g. to read runs)."""
+    mlflow.set_tracking_uri(uri)
 
 
 def connect(uri: str, experiment: str, attempts: int = 5) -> str:
@@ -67,9 +75,14 @@ def create_run(experiment_id: str, role: str, key: str, name: str, tags: dict[st
 
 
 @contextlib.contextmanager
-def active_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
-    """Make `run_id` the active run; an exception ends it FAILED with the error logged."""
-    with mlflow.start_run(run_id=run_id) as run:
+def active_run(run_id: str, nested: bool = False) -> Iterator[mlflow.ActiveRun]:
+    """Make `run_id` the active run; an exception ends it FAILED with the error logged.
+
+    Args:
+        run_id: An existing run (it is resumed if it ended unfinished).
+        nested: True to open it while another run (its parent) stays active.
+    """
+    with mlflow.start_run(run_id=run_id, nested=nested) as run:
         try:
             yield run
         except BaseException as error:
@@ -78,7 +91,15 @@ def active_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
             raise
 
 
-def download(run_id: str, artifact_path: str) -> Path:
-    """Fetch one artifact of a run into a fresh temporary folder and return its path."""
-    destination = tempfile.mkdtemp(prefix="lth-artifact-")
-    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=destination))
+def fetch(run_id: str, artifact_path: str, loader: Callable[[Path], T]) -> T:
+    """Download one artifact of a run, read it with `loader`, and remove the download."""
+    with tempfile.TemporaryDirectory(prefix="lth-artifact-") as destination:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=destination)
+        return loader(Path(path))
+
+
+def resume_cleanly(run_id: str) -> None:
+    """Drop the error a resumed run carried from its failed attempt."""
+    client = MlflowClient()
+    if "lth.error" in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, "lth.error")

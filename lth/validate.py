@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from lth.masks import SCOPES
+
+METHODS: tuple[str, ...] = ("magnitude", "imp")
+CONTROLS: tuple[str, ...] = ("none", "reinit", "random_mask")
 
 
 class ConfigError(ValueError):
@@ -31,8 +35,14 @@ def validate_config(cfg: DictConfig) -> None:
     _check(0.0 <= float(threshold) < 1.0,
            f"prune.threshold must be in [0, 1) (the fraction of weights removed), got {threshold}")
     _check(cfg.prune.scope in SCOPES, f"prune.scope must be one of {list(SCOPES)}, got {cfg.prune.scope!r}")
-    _check(cfg.prune.method == "magnitude", f"prune.method must be 'magnitude', got {cfg.prune.method!r}")
-    _check(cfg.prune.control == "none", f"prune.control must be 'none', got {cfg.prune.control!r}")
+    _check(cfg.prune.method in METHODS, f"prune.method must be one of {list(METHODS)}, got {cfg.prune.method!r}")
+    _check(cfg.prune.control in CONTROLS, f"prune.control must be one of {list(CONTROLS)}, got {cfg.prune.control!r}")
+    if cfg.prune.method == "imp":
+        levels, rate = cfg.prune.levels, cfg.prune.rate
+        _check(isinstance(levels, int) and levels >= 1, f"prune.levels must be a positive integer, got {levels!r}")
+        _check(isinstance(rate, (int, float)) and 0.0 < rate < 1.0, f"prune.rate must be in (0, 1), got {rate!r}")
+        _check(cfg.prune.control != "random_mask",
+               "prune.control=random_mask is one-shot only: random positions cannot nest across IMP levels")
     epochs, reset = cfg.train.epochs, cfg.reset.epoch
     _check(isinstance(epochs, int) and epochs >= 1, f"train.epochs must be a positive integer, got {epochs!r}")
     _check(isinstance(reset, int) and not isinstance(reset, bool),
@@ -40,10 +50,11 @@ def validate_config(cfg: DictConfig) -> None:
     _check(reset >= 0, f"reset.epoch must be >= 0 (0 = the initial weights), got {reset}")
     _check(reset <= epochs, f"reset.epoch={reset} is after the end of training (train.epochs={epochs})")
     keep = cfg.lth.keep_epochs
-    _check(keep == "all" or (not isinstance(keep, str) and all(isinstance(k, int) for k in keep)),
-           f"lth.keep_epochs must be 'all' or a list of epochs, got {keep!r}")
-    if keep != "all":
-        _check(reset in set(keep), f"reset.epoch={reset} is not among lth.keep_epochs={list(keep)}")
+    _check(keep == "all" or (isinstance(keep, (Sequence, ListConfig)) and not isinstance(keep, str)
+                             and all(isinstance(k, int) and 0 <= k <= epochs for k in keep)),
+           f"lth.keep_epochs must be 'all' or a list of epochs in [0, {epochs}], got {keep!r}")
+    if keep != "all":  # the final weights are always kept
+        _check(reset in set(keep) or reset == epochs, f"reset.epoch={reset} is not among lth.keep_epochs={list(keep)}")
     _check(cfg.train.batch_size >= 1, f"train.batch_size must be >= 1, got {cfg.train.batch_size}")
     _check(cfg.train.optimizer in ("sgd", "adamw"), f"train.optimizer must be sgd or adamw, got {cfg.train.optimizer!r}")
     _check(cfg.train.lr_schedule in ("cosine", "step", "constant"),

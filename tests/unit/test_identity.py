@@ -9,8 +9,8 @@ import pytest
 from lth.identity import dense_hash, flatten, stable_hash, ticket_key
 
 # Golden values: a change here means every existing dense parent stops being found.
-GOLDEN_PAYLOAD_HASH = "230902e1d47f4b90"
-GOLDEN_DEFAULT_DENSE_HASH = "3a8e84c7fd3cdbad"
+GOLDEN_PAYLOAD_HASH = "84bdd9ed3998f668"
+GOLDEN_DEFAULT_DENSE_HASH = "a513945e451ac010"
 
 
 def test_stable_hash_golden_value_ignores_key_order() -> None:
@@ -48,3 +48,17 @@ def test_ticket_key_depends_on_prune_and_reset_but_not_tracking(compose: Callabl
 
 def test_flatten_uses_dotted_keys_and_json_lists() -> None:
     assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None}) == {"a.b": "1", "a.c": "[1, 2]", "d": "None"}
+
+
+def test_number_spelling_and_ignore_order_do_not_change_identities(compose: Callable[..., object]) -> None:
+    assert ticket_key(compose("prune.threshold=0")) == ticket_key(compose("prune.threshold=0.0"))
+    assert dense_hash(compose("train.weight_decay=0")) == dense_hash(compose("train.weight_decay=0.0"))
+    assert ticket_key(compose("prune.ignore=[Conv1,predictions]")) == ticket_key(compose("prune.ignore=[predictions,Conv1]"))
+
+
+def test_keys_a_method_does_not_use_do_not_split_runs(compose: Callable[..., object]) -> None:
+    assert ticket_key(compose("prune.levels=5")) == ticket_key(compose())  # one-shot ignores IMP keys
+    assert ticket_key(compose("prune.method=imp", "prune.threshold=0.3")) == ticket_key(compose("prune.method=imp"))
+    assert ticket_key(compose("prune.control_seed=4")) == ticket_key(compose())  # no control, no control seed
+    assert ticket_key(compose("prune.control=reinit", "prune.control_seed=4")) != ticket_key(
+        compose("prune.control=reinit"))

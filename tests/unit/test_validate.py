@@ -17,6 +17,8 @@ from lth.validate import ConfigError, require_java, validate_config
     ("reset.epoch=-1", "reset.epoch must be >= 0"),
     ("prune.scope=channel", "prune.scope must be one of"),
     ("lth.keep_epochs=[0,2]", "not among lth.keep_epochs"),
+    ("lth.keep_epochs=[0,99]", "list of epochs in"),
+    ("lth.keep_epochs=3", "list of epochs in"),
     ("train.optimizer=lion", "train.optimizer"),
     ("data.val_fraction=0", "data.val_fraction"),
     ("+data.path=/no/such/folder", "data.path does not exist"),

@@ -1,0 +1,64 @@
+"""Find-or-create a run by identity, exclusively: the idempotent core of every stage.
+
+A stage (dense parent, ticket, IMP level) is claimed under a file lock named after its
+identity. Inside the claim, a FINISHED run is reused, an unfinished one is resumed
+(same MLflow run), and otherwise a new run is created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from lth import tracking
+from lth.locking import exclusive
+
+log = logging.getLogger("lth")
+ROLE_LABELS = {"dense": "dense parent", "ticket": "ticket", "imp_level": "IMP level"}  # for messages
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The run a stage works in; `finished` holds the run when there is nothing left to do."""
+
+    run_id: str
+    finished: Run | None
+
+
+@contextlib.contextmanager
+def claim(cfg: DictConfig, experiment_id: str, role: str, key: str, name: str,
+          tags: dict[str, str]) -> Iterator[Claim]:
+    """Hold the stage's lock and yield the run to reuse, resume or start.
+
+    Args:
+        cfg: The job config (for `lth.state_dir` and `lth.lock_timeout_min`).
+        experiment_id: MLflow experiment of the search.
+        role: `lth.role` tag of the stage (dense, ticket, imp_level).
+        key: Identity hash of the stage.
+        name: Run name, also used in messages.
+        tags: Tags of a newly created run.
+    """
+    state_dir, timeout = Path(cfg.lth.state_dir), float(cfg.lth.lock_timeout_min)
+    label = ROLE_LABELS.get(role, role)
+    with exclusive(state_dir, f"{role}-{key}", timeout, f"{label} '{name}'"):
+        runs = tracking.find_runs(experiment_id, role, key)
+        done = tracking.finished_run(runs)
+        if done is not None:
+            log.info("reusing finished %s %s (%s): no retraining", label, done.info.run_id, name)
+            yield Claim(done.info.run_id, MlflowClient().get_run(done.info.run_id))
+            return
+        if runs:
+            run_id = runs[-1].info.run_id
+            tracking.resume_cleanly(run_id)
+            log.info("resuming unfinished %s %s (%s)", label, run_id, name)
+        else:
+            run_id = tracking.create_run(experiment_id, role, key, name, tags)
+            log.info("starting %s %s (%s)", label, run_id, name)
+        yield Claim(run_id, None)

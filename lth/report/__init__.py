@@ -1,0 +1,65 @@
+"""The lottery-ticket report: figure, winning tickets, CSV and markdown, logged to the dense parents."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+from lth.report.collect import collect, families_of
+from lth.report.plot import lottery_figure
+from lth.report.summary import aggregate, mark_winners, missing_cells, write_csv, write_markdown
+
+log = logging.getLogger("lth")
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """What one family's report wrote."""
+
+    folder: Path
+    figure: Path
+    markdown: Path
+    csv: Path
+    missing: int
+
+
+def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: float) -> ReportFiles:
+    """Write the report of one family to `output_dir/<family>/` and log it to its dense parents."""
+    runs = collect(experiment_id, family)
+    dense = runs.dense_accuracies
+    rows = aggregate(runs.points)
+    rows, winners = mark_winners(rows, float(np.mean(dense)) if dense else float("inf"), tolerance)
+    missing = missing_cells(runs)
+    folder = output_dir / family
+    folder.mkdir(parents=True, exist_ok=True)
+    failed = [p for p in runs.points if p.status == "FINISHED" and (p.diverged or p.empty_layers)]
+    name = runs.dense[0].data.tags.get("mlflow.runName", family) if runs.dense else family
+    title = f"Lottery tickets of {name}" + (f" ({len(missing)} cells missing)" if missing else "")
+    files = ReportFiles(
+        folder,
+        lottery_figure(rows, dense, failed, title, folder / "lottery.png"),
+        write_markdown(rows, winners, dense, tolerance, missing, folder / "report.md"),
+        write_csv(rows, folder / "results.csv"),
+        len(missing),
+    )
+    client = MlflowClient()
+    for run in runs.dense:
+        for path in (files.figure, files.markdown, files.csv):
+            client.log_artifact(run.info.run_id, str(path), "report")
+    return files
+
+
+def write_reports(tracking_uri: str, experiment: str, output_dir: Path, tolerance: float,
+                  dense_run_id: str | None = None) -> list[ReportFiles]:
+    """Reports of every family of an experiment, or of one dense parent's family."""
+    mlflow.set_tracking_uri(tracking_uri)
+    found = MlflowClient().get_experiment_by_name(experiment)
+    if found is None:
+        raise ValueError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
+    return [write_report(found.experiment_id, family, output_dir, tolerance)
+            for family in families_of(found.experiment_id, dense_run_id)]

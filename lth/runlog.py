@@ -1,0 +1,72 @@
+"""Logging helpers shared by every stage: weights, masks, the Hydra config, device cost."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from lth import tracking
+from lth.identity import flatten
+from lth.masks import save_masks, sparsity_report
+from lth.models import load_weights, save_weights
+
+
+def device_count() -> tuple[str, int]:
+    """(kind, count) of the accelerators this job trains on; CPU counts as one."""
+    import tensorflow as tf
+
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    return ("gpu", gpus) if gpus else ("cpu", 1)
+
+
+def log_hydra_config() -> None:
+    """Attach the job's `.hydra/` folder (config, overrides) when running under Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        folder = Path(HydraConfig.get().runtime.output_dir) / ".hydra"
+        if folder.is_dir():
+            mlflow.log_artifacts(str(folder), "hydra")
+
+
+def log_config(cfg: DictConfig, groups: Iterable[str]) -> None:
+    """Log the given config groups as flattened params (only those the run lacks) and the job context as tags.
+
+    A resumed run may run under another cluster or tracking spelling; those go to tags,
+    which may change, while params may not.
+    """
+    run = mlflow.active_run()
+    existing = MlflowClient().get_run(run.info.run_id).data.params if run is not None else {}
+    params = flatten({group: OmegaConf.to_container(cfg[group], resolve=True) for group in groups})
+    mlflow.log_params({key: value for key, value in params.items() if key not in existing})
+    mlflow.set_tags({"lth.device_kind": device_count()[0], "lth.cluster": str(cfg.cluster.name)})
+    log_hydra_config()
+
+
+def log_weights(weights: Mapping[str, np.ndarray], artifact: str) -> None:
+    """Log a weight snapshot as the `.npz` artifact `artifact` of the active run."""
+    with tempfile.TemporaryDirectory(prefix="lth-") as scratch:
+        path = save_weights(weights, Path(scratch) / Path(artifact).name)
+        mlflow.log_artifact(str(path), str(Path(artifact).parent) if "/" in artifact else None)
+
+
+def log_masks(masks: Mapping[str, np.ndarray]) -> dict[str, object]:
+    """Log `mask.npz`, `sparsity.json` and the sparsity metrics; returns the sparsity report."""
+    report = sparsity_report(masks)
+    with tempfile.TemporaryDirectory(prefix="lth-") as scratch:
+        for path in save_masks(masks, Path(scratch)):
+            mlflow.log_artifact(str(path))
+    mlflow.log_metrics({"sparsity": report["sparsity"], "weights_remaining": report["weights_remaining"]})
+    mlflow.log_metrics({f"sparsity.{layer['layer']}": layer["sparsity"] for layer in report["layers"]})
+    return report
+
+
+def run_weights(run_id: str, artifact: str) -> dict[str, np.ndarray]:
+    """Read a weight snapshot artifact of any run."""
+    return tracking.fetch(run_id, artifact, load_weights)

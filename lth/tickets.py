@@ -1,0 +1,158 @@
+"""One-shot tickets and their controls, and the masked training every sparse run shares.
+
+Ticket(t, k): mask the dense final weights at sparsity t, start from the dense
+epoch-k weights times the mask, train epochs k..E with the mask held at zero.
+Controls change exactly one ingredient: `reinit` the starting weights (a fresh
+initialisation), `random_mask` the positions of the survivors (same count per layer).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from omegaconf import DictConfig
+
+from lth import tracking
+from lth.claim import claim
+from lth.data import DataSplits
+from lth.dense import DenseParent
+from lth.fitting import FitResult, fit_and_evaluate
+from lth.identity import TICKET_PARAM_GROUPS, family_hash, ticket_key
+from lth.masks import Masks, magnitude_masks, prunable_layer_names, random_masks_like
+from lth.models import Weights, build_model, kernel_path, snapshot
+from lth.network import network_for
+from lth.runlog import device_count, log_config, log_masks, log_weights
+
+log = logging.getLogger("lth")
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """The outcome of one job, as printed in sweep tables and saved as result.json."""
+
+    threshold: float
+    reset_epoch: int
+    scope: str
+    method: str
+    control: str
+    seed: int
+    weights_remaining: float
+    test_accuracy: float
+    dense_test_accuracy: float
+    epochs_trained: int
+    reused: bool
+    ticket_run_id: str
+    dense_run_id: str
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def control_seed(cfg: DictConfig) -> int:
+    """Seed of a control's randomness, distinct from the training seed."""
+    return int(np.random.SeedSequence([int(cfg.train.seed), int(cfg.prune.control_seed), 1]).generate_state(1)[0])
+
+
+def prunable_names(cfg: DictConfig, data: DataSplits) -> list[str]:
+    """Layers this config prunes, in network order."""
+    return prunable_layer_names(network_for(cfg.model, cfg.train, data.steps_per_epoch).model, list(cfg.prune.ignore))
+
+
+def magnitude_of(cfg: DictConfig, names: list[str], source: Weights, threshold: float,
+                 previous: Masks | None = None) -> Masks:
+    """Magnitude masks of `source`'s kernels of `names`, with `random_mask` applied if configured."""
+    masks = magnitude_masks({n: source[kernel_path(n)] for n in names}, threshold, str(cfg.prune.scope), previous)
+    return random_masks_like(masks, control_seed(cfg)) if cfg.prune.control == "random_mask" else masks
+
+
+def starting_weights(cfg: DictConfig, dense: DenseParent, reset_epoch: int) -> Weights:
+    """Dense epoch-k weights, or a fresh initialisation for the `reinit` control."""
+    if cfg.prune.control == "reinit":
+        return snapshot(build_model(cfg.model, control_seed(cfg)))
+    return dense.weights_at(reset_epoch)
+
+
+def train_masked(cfg: DictConfig, data: DataSplits, dense: DenseParent, masks: Masks, start: Weights,
+                 reset_epoch: int, run_id: str) -> tuple[FitResult, dict[str, object], Weights]:
+    """Inside the active run: log the mask, train epochs k..E with it, log the outcome."""
+    epochs = int(cfg.train.epochs)
+    _, devices = device_count()
+    report = log_masks(masks)
+    if report["empty_layers"]:
+        log.warning("mask removes every weight of %s: this ticket cannot learn through them", report["empty_layers"])
+    network = network_for(cfg.model, cfg.train, data.steps_per_epoch)
+    network.load(start, masks, start_epoch=reset_epoch)
+    log_weights(network.snapshot(), "weights/start.npz")
+    result = fit_and_evaluate(network.model, data, epochs, reset_epoch, Path(cfg.lth.state_dir) / "backup" / run_id,
+                              lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch), cfg.lth.verbose)
+    if result.diverged:
+        mlflow.set_tag("lth.diverged", "true")
+        log.warning("run %s diverged (loss became NaN/inf): its accuracy is not a result", run_id)
+    final = network.snapshot()
+    leaked = sum(int(np.count_nonzero(final[kernel_path(name)][~mask])) for name, mask in masks.items())
+    if leaked:  # cannot happen while constraints work; refuse to report a ticket that is not one
+        raise RuntimeError(f"{leaked} masked weights became non-zero during training")
+    log_weights(final, "weights/final.npz")
+    mlflow.log_metrics({
+        "test_accuracy": result.test_accuracy,
+        "test_loss": result.test_loss,
+        "dense_test_accuracy": dense.test_accuracy,
+        "epochs_trained": result.epochs_trained if result.diverged else epochs - reset_epoch,
+        "device_epochs": (epochs - reset_epoch) * devices,
+        "train_seconds": result.seconds,
+    })
+    return result, report, final
+
+
+def ticket_tags(cfg: DictConfig, parent_run_id: str, dense: DenseParent, threshold: float) -> dict[str, str]:
+    """Tags that let searches and the report find and compare tickets numerically."""
+    return {
+        tracking.PARENT_TAG: parent_run_id,
+        tracking.DENSE_HASH_TAG: dense.key,
+        tracking.FAMILY_TAG: family_hash(cfg),
+        "lth.threshold": f"{threshold}",
+        "lth.reset_epoch": str(int(cfg.reset.epoch)),
+        "lth.scope": str(cfg.prune.scope),
+        "lth.method": str(cfg.prune.method),
+        "lth.control": str(cfg.prune.control),
+        "lth.seed": str(int(cfg.train.seed)),
+    }
+
+
+def run_name(cfg: DictConfig) -> str:
+    """`t=0.80 k=1`, with the control and a non-zero seed appended."""
+    name = f"t={float(cfg.prune.threshold):.2f} k={int(cfg.reset.epoch)}"
+    name += f" {cfg.prune.control}" if cfg.prune.control != "none" else ""
+    return name + (f" seed={cfg.train.seed}" if int(cfg.train.seed) != 0 else "")
+
+
+def cell_result(cfg: DictConfig, dense: DenseParent, run_id: str, metrics: dict[str, float], reused: bool,
+                threshold: float | None = None) -> CellResult:
+    """The job's outcome from its run's metrics."""
+    return CellResult(
+        float(cfg.prune.threshold if threshold is None else threshold), int(cfg.reset.epoch), str(cfg.prune.scope),
+        str(cfg.prune.method), str(cfg.prune.control), int(cfg.train.seed), float(metrics["weights_remaining"]),
+        float(metrics["test_accuracy"]), dense.test_accuracy, int(metrics["epochs_trained"]), reused, run_id,
+        dense.run_id)
+
+
+def ensure_ticket(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: DenseParent) -> CellResult:
+    """Return the FINISHED one-shot ticket (or control) of `cfg`, training it first if no job has."""
+    threshold, reset_epoch = float(cfg.prune.threshold), int(cfg.reset.epoch)
+    tags = ticket_tags(cfg, dense.run_id, dense, threshold)
+    with claim(cfg, experiment_id, "ticket", ticket_key(cfg), run_name(cfg), tags) as stage:
+        if stage.finished is not None:
+            return cell_result(cfg, dense, stage.run_id, stage.finished.data.metrics, reused=True)
+        with tracking.active_run(stage.run_id):
+            log_config(cfg, TICKET_PARAM_GROUPS)
+            final_dense = dense.weights_at(int(cfg.train.epochs))
+            masks = magnitude_of(cfg, prunable_names(cfg, data), final_dense, threshold)
+            start = starting_weights(cfg, dense, reset_epoch)
+            result, report, _ = train_masked(cfg, data, dense, masks, start, reset_epoch, stage.run_id)
+        metrics = {"weights_remaining": report["weights_remaining"], "test_accuracy": result.test_accuracy,
+                   "epochs_trained": int(cfg.train.epochs) - reset_epoch}
+        return cell_result(cfg, dense, stage.run_id, metrics, reused=False)

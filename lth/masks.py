@@ -68,12 +68,11 @@ def allocate_exact(sizes: Sequence[int], fraction: float, minimum: Sequence[int]
     ideal = fraction * sizes_arr
     counts = np.maximum(np.floor(ideal).astype(np.int64), floor_counts)
     leftover = int(round(fraction * int(sizes_arr.sum()))) - int(counts.sum())
-    if leftover > 0:
-        order = [i for i in np.argsort(-(ideal - counts), kind="stable") if counts[i] < sizes_arr[i]]
-        counts[order[:leftover]] += 1
-    elif leftover < 0:
-        order = [i for i in np.argsort(ideal - counts, kind="stable") if counts[i] > floor_counts[i]]
-        counts[order[:-leftover]] -= 1
+    step = 1 if leftover > 0 else -1
+    for _ in range(abs(leftover)):  # one weight at a time: a layer may need several when minimums bind
+        room = counts < sizes_arr if step > 0 else counts > floor_counts
+        gap = np.where(room, (ideal - counts) * step, -np.inf)  # how far below (or above) its ideal share
+        counts[int(np.argmax(gap))] += step  # argmax takes the first of equals: earlier layer first
     return [int(c) for c in counts]
 
 

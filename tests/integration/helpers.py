@@ -16,7 +16,7 @@ FAST = ["train.epochs=3", "data.train_limit=256", "lth.verbose=2"]
 def lth_env() -> dict[str, str]:
     """The caller's environment without MLflow settings, so the default store is used."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(TF_CPP_MIN_LOG_LEVEL="2", MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", PYTHONUNBUFFERED="1")
     return env
 
 

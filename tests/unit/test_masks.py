@@ -92,3 +92,38 @@ def test_masks_round_trip_through_npz_in_order(tmp_path: Path) -> None:
     assert list(loaded) == list(masks)
     assert all(np.array_equal(loaded[n], masks[n]) for n in masks)
     assert report_path.read_text().count('"layer"') == 3
+
+
+def test_imp_levels_nest_and_hit_the_exact_count() -> None:
+    kernels = _kernels(3)
+    total = sum(k.size for k in kernels.values())
+    for scope in ("global", "layer"):
+        previous = None
+        for level in (1, 2, 3):
+            threshold = 1 - 0.8**level
+            rng = np.random.default_rng(level)  # the retrained weights of each level differ
+            source = {n: k * rng.uniform(0.5, 1.5, size=k.shape) for n, k in kernels.items()}
+            if previous is not None:
+                source = {n: source[n] * previous[n] for n in source}
+            masks = magnitude_masks(source, threshold, scope, previous)
+            assert sum(int(m.sum()) for m in masks.values()) == total - round(threshold * total)
+            if previous is not None:
+                assert all(not np.any(masks[n] & ~previous[n]) for n in masks), "a pruned weight came back"
+            previous = masks
+        assert sum(int(m.sum()) for m in previous.values()) == total - round(0.488 * total)
+
+
+def test_random_mask_control_keeps_each_layers_count_at_new_positions() -> None:
+    from lth.masks import random_masks_like
+
+    masks = magnitude_masks(_kernels(), 0.7, "global")
+    shuffled = random_masks_like(masks, seed=5)
+    assert all(int(shuffled[n].sum()) == int(masks[n].sum()) for n in masks)
+    assert any(not np.array_equal(shuffled[n], masks[n]) for n in masks)
+    again = random_masks_like(masks, seed=5)
+    assert all(np.array_equal(again[n], shuffled[n]) for n in masks)
+
+
+def test_allocate_exact_respects_a_minimum_per_layer() -> None:
+    counts = allocate_exact([10, 10, 10], 0.5, minimum=[8, 0, 0])
+    assert counts[0] >= 8 and sum(counts) == 15

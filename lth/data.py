@@ -8,8 +8,11 @@ learning-rate schedule at epoch k by step count.
 
 from __future__ import annotations
 
+import gzip
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -58,6 +61,41 @@ def _digits(cfg: DictConfig) -> tuple[Arrays, Arrays, Arrays]:
     return (images[train], labels[train]), (images[val], labels[val]), (images[test], labels[test])
 
 
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX array (the MNIST file format: magic, dims, big-endian sizes, data), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        raw = handle.read()
+    _, _, dtype_code, ndim = struct.unpack(">BBBB", raw[:4])
+    if dtype_code != 0x08:
+        raise ValueError(f"{path}: only unsigned-byte IDX files are supported, found type 0x{dtype_code:02x}")
+    shape = struct.unpack(f">{ndim}I", raw[4: 4 + 4 * ndim])
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _fashion_mnist(cfg: DictConfig) -> tuple[Arrays, Arrays, Arrays]:
+    """Fashion-MNIST from Debian's IDX files, padded from 28x28 to the model's input, grey to RGB."""
+    folder = Path(cfg.path)
+    names = {split: (f"{split}-images-idx3-ubyte.gz", f"{split}-labels-idx1-ubyte.gz") for split in ("train", "t10k")}
+    missing = [name for pair in names.values() for name in pair if not (folder / name).is_file()]
+    if missing:
+        raise ValueError(f"Fashion-MNIST files not found in data.path={folder} ({', '.join(missing)}): "
+                         f"install them with `apt-get install dataset-fashion-mnist` or point data.path at them")
+
+    def load(split: str) -> Arrays:
+        images, labels = (read_idx(folder / name) for name in names[split])
+        pad = (int(cfg.image_size) - images.shape[1]) // 2
+        padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad)))
+        return np.repeat(padded[..., None], 3, axis=-1), labels.astype(np.int32)
+
+    (images, labels), test = load("train"), load("t10k")
+    train, val = _stratified_split(labels, float(cfg.val_fraction), int(cfg.split_seed))
+    if cfg.train_limit is not None:
+        train = train[: int(cfg.train_limit)]
+    limit = int(cfg.test_limit) if cfg.test_limit is not None else len(test[1])
+    return (images[train], labels[train]), (images[val], labels[val]), (test[0][:limit], test[1][:limit])
+
+
 def _synthetic(cfg: DictConfig) -> tuple[Arrays, Arrays, Arrays]:
     """Seeded random images and labels (for throughput measurements only)."""
     rng = np.random.default_rng(int(cfg.split_seed))
@@ -72,6 +110,7 @@ def _synthetic(cfg: DictConfig) -> tuple[Arrays, Arrays, Arrays]:
 
 LOADERS: dict[str, Callable[[DictConfig], tuple[Arrays, Arrays, Arrays]]] = {
     "digits": _digits,
+    "fashion_mnist": _fashion_mnist,
     "synthetic": _synthetic,
 }
 

@@ -74,6 +74,8 @@ class FitResult:
     epochs_trained: int
     seconds: float
     diverged: bool  # the loss became NaN/inf; training was stopped there
+    diverged_epoch: int | None  # first epoch (1-based, absolute) whose loss was not finite
+    last_train_loss: float | None  # training loss of the last epoch trained
 
 
 def _verbosity(setting: Any) -> int:
@@ -116,5 +118,8 @@ def fit_and_evaluate(
     test_loss, test_accuracy = model.evaluate(data.test, verbose=0)
     trained = len(history.epoch) if history is not None else 0
     losses = history.history.get("loss", []) if history is not None else []
-    diverged = not all(math.isfinite(loss) for loss in [*losses, test_loss])
-    return FitResult(float(test_loss), float(test_accuracy), trained, seconds, diverged)
+    bad = [epoch + 1 for epoch, loss in zip(history.epoch, losses) if not math.isfinite(loss)] if history else []
+    diverged = bool(bad) or not math.isfinite(test_loss)
+    diverged_epoch = bad[0] if bad else (epochs if diverged else None)
+    last = float(losses[-1]) if losses else None
+    return FitResult(float(test_loss), float(test_accuracy), trained, seconds, diverged, diverged_epoch, last)

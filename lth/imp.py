@@ -53,9 +53,9 @@ def _level(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: DensePa
         with tracking.active_run(stage.run_id, nested=True):
             masks = magnitude_of(cfg, names, source, threshold, previous)
             start = starting_weights(cfg, dense, reset_epoch)
-            result, report, final = train_masked(cfg, data, dense, masks, start, reset_epoch, stage.run_id)
-        metrics = {"test_accuracy": result.test_accuracy, "weights_remaining": report["weights_remaining"],
-                   "sparsity": report["sparsity"]}
+            result, report, final, verdict = train_masked(cfg, data, dense, masks, start, reset_epoch, stage.run_id)
+        metrics = {"weights_remaining": report["weights_remaining"], "sparsity": report["sparsity"],
+                   **({"test_accuracy": result.test_accuracy} if verdict is None else {})}
         return masks, final, metrics
 
 
@@ -75,10 +75,13 @@ def ensure_imp(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: Den
             for level in range(1, levels + 1):
                 masks, source, metrics = _level(cfg, experiment_id, data, dense, job.run_id, names, level,
                                                 source, masks)
-                mlflow.log_metrics({"level_test_accuracy": metrics["test_accuracy"],
-                                    "level_weights_remaining": metrics["weights_remaining"]}, step=level)
+                if "test_accuracy" not in metrics:  # a diverged level has no accuracy to carry on
+                    mlflow.set_tag("lth.diverged", f"level {level}")
+                mlflow.log_metrics({"level_weights_remaining": metrics["weights_remaining"],
+                                    **({"level_test_accuracy": metrics["test_accuracy"]}
+                                       if "test_accuracy" in metrics else {})}, step=level)
             summary = {
-                "test_accuracy": metrics["test_accuracy"],
+                **({"test_accuracy": metrics["test_accuracy"]} if "test_accuracy" in metrics else {}),
                 "weights_remaining": metrics["weights_remaining"],
                 "sparsity": metrics["sparsity"],
                 "dense_test_accuracy": dense.test_accuracy,

@@ -1,8 +1,8 @@
 """Binary pruning masks: magnitude scoring, exact sparsity, and enforcement in Keras.
 
 A mask is a mapping from a prunable layer's name to a boolean array shaped like its
-kernel (True = the weight survives). Masks are computed in NumPy from weight arrays,
-so the same function serves a live model and weights read back from MLflow.
+kernel (True = the weight survives). Masks are computed in NumPy from weight arrays
+(lth.scopes), so the same code serves a live model and weights read back from MLflow.
 
 Keras never saves constraints in `.keras` files, so masks are saved separately as
 `.npz` and re-attached with `attach_masks`.
@@ -24,7 +24,6 @@ PRUNABLE_LAYER_TYPES: tuple[type, ...] = (
     keras.layers.DepthwiseConv2D,
     keras.layers.Dense,
 )
-SCOPES: tuple[str, ...] = ("global", "layer")
 
 Masks = dict[str, np.ndarray]
 
@@ -52,77 +51,6 @@ def prunable_layer_names(model: keras.Model, ignore: Sequence[str] = ()) -> list
 def kernel_arrays(model: keras.Model, layer_names: Sequence[str]) -> dict[str, np.ndarray]:
     """Current kernel values of the given layers, keyed by layer name."""
     return {name: np.asarray(model.get_layer(name).kernel.numpy()) for name in layer_names}
-
-
-def allocate_exact(sizes: Sequence[int], fraction: float, minimum: Sequence[int] | None = None) -> list[int]:
-    """Per-layer prune counts with every layer at `fraction` and an exact total.
-
-    Each layer gets floor(fraction * size), raised to `minimum` where given (IMP: a
-    layer never regrows what an earlier level pruned). The difference to
-    round(fraction * total) is settled one weight at a time by the layers furthest
-    from their ideal share (ties: earlier layer first), so the global count is exact
-    and no layer is off by more than one weight beyond its minimum.
-    """
-    sizes_arr = np.asarray(sizes, dtype=np.int64)
-    floor_counts = np.asarray(minimum if minimum is not None else np.zeros_like(sizes_arr), dtype=np.int64)
-    ideal = fraction * sizes_arr
-    counts = np.maximum(np.floor(ideal).astype(np.int64), floor_counts)
-    leftover = int(round(fraction * int(sizes_arr.sum()))) - int(counts.sum())
-    step = 1 if leftover > 0 else -1
-    for _ in range(abs(leftover)):  # one weight at a time: a layer may need several when minimums bind
-        room = counts < sizes_arr if step > 0 else counts > floor_counts
-        gap = np.where(room, (ideal - counts) * step, -np.inf)  # how far below (or above) its ideal share
-        counts[int(np.argmax(gap))] += step  # argmax takes the first of equals: earlier layer first
-    return [int(c) for c in counts]
-
-
-def _prune_smallest(magnitudes: np.ndarray, count: int) -> np.ndarray:
-    """Boolean keep-mask over a flat array that removes the `count` smallest entries.
-
-    Ties are broken by position (a stable sort), so the result is deterministic and
-    removes exactly `count` entries whatever the values.
-    """
-    keep = np.ones(magnitudes.shape, dtype=bool)
-    keep[np.argsort(magnitudes, kind="stable")[:count]] = False
-    return keep
-
-
-def magnitude_masks(
-    kernels: Mapping[str, np.ndarray],
-    threshold: float,
-    scope: str,
-    previous: Mapping[str, np.ndarray] | None = None,
-) -> Masks:
-    """Masks that remove the fraction `threshold` of weights with the smallest magnitude.
-
-    Args:
-        kernels: Kernel arrays in network order (the order breaks ties in global scope).
-        threshold: Fraction of the given weights removed in total, in [0, 1).
-        scope: `global` ranks all weights together; `layer` removes the same fraction
-            from every layer (the total is still exact, see `allocate_exact`).
-        previous: Masks of an earlier pruning level (IMP). Weights they removed are
-            removed again, so the new mask is a subset of the previous one.
-
-    Returns:
-        Boolean masks, True where a weight survives.
-    """
-    if not 0.0 <= threshold < 1.0:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
-    names = list(kernels)
-    flats = [np.abs(np.asarray(kernels[name], dtype=np.float64)).ravel() for name in names]
-    if previous is not None:  # already-pruned weights rank below every live one (magnitudes are >= 0)
-        flats = [np.where(np.asarray(previous[name]).ravel(), flat, -1.0) for name, flat in zip(names, flats)]
-    sizes = [flat.size for flat in flats]
-    if scope == "global":
-        keep = _prune_smallest(np.concatenate(flats), int(round(threshold * sum(sizes))))
-        pieces = np.split(keep, np.cumsum(sizes)[:-1])
-    elif scope == "layer":
-        already = [int((flat < 0).sum()) for flat in flats]
-        counts = allocate_exact(sizes, threshold, already)
-        pieces = [_prune_smallest(flat, count) for flat, count in zip(flats, counts)]
-    else:
-        raise ValueError(f"prune.scope must be one of {SCOPES}, got {scope!r}")
-    return {name: piece.reshape(np.shape(kernels[name])) for name, piece in zip(names, pieces)}
 
 
 def random_masks_like(masks: Mapping[str, np.ndarray], seed: int) -> Masks:

@@ -25,9 +25,11 @@ def job_line(record: Record) -> str:
     """One line for a finished job."""
     origin = "reused" if record["reused"] else f"trained {record['epochs_trained']} epochs"
     seed = f" seed={record['seed']}" if record.get("seed", 0) else ""
+    accuracy = ("DIVERGED (no accuracy)" if record["test_accuracy"] is None
+                else f"test accuracy {record['test_accuracy']:.4f}")
     return (
         f"{kind(record)} t={record['threshold']:.2f} k={record['reset_epoch']}{seed}: "
-        f"{100 * record['weights_remaining']:.1f}% weights, test accuracy {record['test_accuracy']:.4f} "
+        f"{100 * record['weights_remaining']:.1f}% weights, {accuracy} "
         f"(dense {record['dense_test_accuracy']:.4f}), {origin}, run {record['ticket_run_id']}"
     )
 
@@ -48,7 +50,7 @@ def table(records: Sequence[Record]) -> str:
             f"{r['threshold']:.3f}",
             str(r["reset_epoch"]),
             f"{100 * r['weights_remaining']:.2f}%",
-            f"{r['test_accuracy']:.4f}",
+            "diverged" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}",
             f"{r['dense_test_accuracy']:.4f}",
             ("reused " if r["reused"] else "") + str(r["ticket_run_id"])[:12],
         )

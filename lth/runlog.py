@@ -60,7 +60,10 @@ def log_masks(masks: Mapping[str, np.ndarray]) -> dict[str, object]:
     """Log `mask.npz`, `sparsity.json` and the sparsity metrics; returns the sparsity report."""
     report = sparsity_report(masks)
     with tempfile.TemporaryDirectory(prefix="lth-") as scratch:
-        for path in save_masks(masks, Path(scratch)):
+        table = Path(scratch) / "densities.csv"  # per-layer density table, network order, for a spreadsheet
+        table.write_text("layer,weights,kept,density\n" + "".join(
+            f"{layer['layer']},{layer['weights']},{layer['kept']},{layer['density']:.6f}\n" for layer in report["layers"]))
+        for path in (*save_masks(masks, Path(scratch)), table):
             mlflow.log_artifact(str(path))
     mlflow.log_metrics({"sparsity": report["sparsity"], "weights_remaining": report["weights_remaining"]})
     mlflow.log_metrics({f"sparsity.{layer['layer']}": layer["sparsity"] for layer in report["layers"]})

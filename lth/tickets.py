@@ -21,11 +21,13 @@ from lth.claim import claim
 from lth.data import DataSplits
 from lth.dense import DenseParent
 from lth.fitting import FitResult, fit_and_evaluate
+from lth.health import check_collapse, divergence
 from lth.identity import TICKET_PARAM_GROUPS, family_hash, ticket_key
-from lth.masks import Masks, magnitude_masks, prunable_layer_names, random_masks_like
+from lth.masks import Masks, prunable_layer_names, random_masks_like
 from lth.models import Weights, build_model, kernel_path, snapshot
 from lth.network import network_for
 from lth.runlog import device_count, log_config, log_masks, log_weights
+from lth.scopes import prune_masks
 
 log = logging.getLogger("lth")
 
@@ -41,7 +43,7 @@ class CellResult:
     control: str
     seed: int
     weights_remaining: float
-    test_accuracy: float
+    test_accuracy: float | None  # None when the run diverged: a status, not a number
     dense_test_accuracy: float
     epochs_trained: int
     reused: bool
@@ -65,7 +67,8 @@ def prunable_names(cfg: DictConfig, data: DataSplits) -> list[str]:
 def magnitude_of(cfg: DictConfig, names: list[str], source: Weights, threshold: float,
                  previous: Masks | None = None) -> Masks:
     """Magnitude masks of `source`'s kernels of `names`, with `random_mask` applied if configured."""
-    masks = magnitude_masks({n: source[kernel_path(n)] for n in names}, threshold, str(cfg.prune.scope), previous)
+    kernels = {n: source[kernel_path(n)] for n in names}
+    masks = prune_masks(kernels, threshold, str(cfg.prune.scope), previous, float(cfg.prune.min_density))
     return random_masks_like(masks, control_seed(cfg)) if cfg.prune.control == "random_mask" else masks
 
 
@@ -77,35 +80,37 @@ def starting_weights(cfg: DictConfig, dense: DenseParent, reset_epoch: int) -> W
 
 
 def train_masked(cfg: DictConfig, data: DataSplits, dense: DenseParent, masks: Masks, start: Weights,
-                 reset_epoch: int, run_id: str) -> tuple[FitResult, dict[str, object], Weights]:
+                 reset_epoch: int, run_id: str) -> tuple[FitResult, dict[str, object], Weights, str | None]:
     """Inside the active run: log the mask, train epochs k..E with it, log the outcome."""
     epochs = int(cfg.train.epochs)
     _, devices = device_count()
     report = log_masks(masks)
-    if report["empty_layers"]:
-        log.warning("mask removes every weight of %s: this ticket cannot learn through them", report["empty_layers"])
+    check_collapse(cfg, report)  # before any training: refusing must cost nothing
     network = network_for(cfg.model, cfg.train, data.steps_per_epoch)
     network.load(start, masks, start_epoch=reset_epoch)
     log_weights(network.snapshot(), "weights/start.npz")
     result = fit_and_evaluate(network.model, data, epochs, reset_epoch, Path(cfg.lth.state_dir) / "backup" / run_id,
                               lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch), cfg.lth.verbose)
-    if result.diverged:
-        mlflow.set_tag("lth.diverged", "true")
-        log.warning("run %s diverged (loss became NaN/inf): its accuracy is not a result", run_id)
+    verdict = divergence(result, dense.test_accuracy, int(cfg.data.num_classes))
+    if verdict is not None:  # a status, not a number: no test_accuracy metric is logged for it
+        mlflow.set_tags({"lth.diverged": verdict, "lth.diverged_epoch": str(result.diverged_epoch or epochs)})
+        log.warning("run %s diverged (%s): its accuracy is not a result", run_id,
+                    "loss became NaN/inf" if verdict == "nan" else "training loss stayed at chance")
     final = network.snapshot()
     leaked = sum(int(np.count_nonzero(final[kernel_path(name)][~mask])) for name, mask in masks.items())
     if leaked:  # cannot happen while constraints work; refuse to report a ticket that is not one
         raise RuntimeError(f"{leaked} masked weights became non-zero during training")
     log_weights(final, "weights/final.npz")
+    accuracy_name = "test_accuracy" if verdict is None else "diverged_test_accuracy"
     mlflow.log_metrics({
-        "test_accuracy": result.test_accuracy,
+        accuracy_name: result.test_accuracy,
         "test_loss": result.test_loss,
         "dense_test_accuracy": dense.test_accuracy,
         "epochs_trained": result.epochs_trained if result.diverged else epochs - reset_epoch,
         "device_epochs": (epochs - reset_epoch) * devices,
         "train_seconds": result.seconds,
     })
-    return result, report, final
+    return result, report, final, verdict
 
 
 def ticket_tags(cfg: DictConfig, parent_run_id: str, dense: DenseParent, threshold: float) -> dict[str, str]:
@@ -136,7 +141,7 @@ def cell_result(cfg: DictConfig, dense: DenseParent, run_id: str, metrics: dict[
     return CellResult(
         float(cfg.prune.threshold if threshold is None else threshold), int(cfg.reset.epoch), str(cfg.prune.scope),
         str(cfg.prune.method), str(cfg.prune.control), int(cfg.train.seed), float(metrics["weights_remaining"]),
-        float(metrics["test_accuracy"]), dense.test_accuracy, int(metrics["epochs_trained"]), reused, run_id,
+        metrics.get("test_accuracy"), dense.test_accuracy, int(metrics["epochs_trained"]), reused, run_id,
         dense.run_id)
 
 
@@ -152,7 +157,7 @@ def ensure_ticket(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: 
             final_dense = dense.weights_at(int(cfg.train.epochs))
             masks = magnitude_of(cfg, prunable_names(cfg, data), final_dense, threshold)
             start = starting_weights(cfg, dense, reset_epoch)
-            result, report, _ = train_masked(cfg, data, dense, masks, start, reset_epoch, stage.run_id)
-        metrics = {"weights_remaining": report["weights_remaining"], "test_accuracy": result.test_accuracy,
-                   "epochs_trained": int(cfg.train.epochs) - reset_epoch}
+            result, report, _, verdict = train_masked(cfg, data, dense, masks, start, reset_epoch, stage.run_id)
+        metrics = {"weights_remaining": report["weights_remaining"], "epochs_trained": int(cfg.train.epochs) - reset_epoch,
+                   **({"test_accuracy": result.test_accuracy} if verdict is None else {})}
         return cell_result(cfg, dense, stage.run_id, metrics, reused=False)

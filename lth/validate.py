@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig, ListConfig
 
-from lth.masks import SCOPES
+from lth.scopes import SCOPES
 
 METHODS: tuple[str, ...] = ("magnitude", "imp")
 CONTROLS: tuple[str, ...] = ("none", "reinit", "random_mask")
@@ -37,6 +37,11 @@ def validate_config(cfg: DictConfig) -> None:
     _check(cfg.prune.scope in SCOPES, f"prune.scope must be one of {list(SCOPES)}, got {cfg.prune.scope!r}")
     _check(cfg.prune.method in METHODS, f"prune.method must be one of {list(METHODS)}, got {cfg.prune.method!r}")
     _check(cfg.prune.control in CONTROLS, f"prune.control must be one of {list(CONTROLS)}, got {cfg.prune.control!r}")
+    min_density = cfg.prune.min_density
+    _check(isinstance(min_density, (int, float)) and 0.0 <= min_density <= 1.0,
+           f"prune.min_density must be in [0, 1], got {min_density!r}")
+    _check(cfg.prune.on_collapse in ("warn", "refuse"),
+           f"prune.on_collapse must be warn or refuse, got {cfg.prune.on_collapse!r}")
     if cfg.prune.method == "imp":
         levels, rate = cfg.prune.levels, cfg.prune.rate
         _check(isinstance(levels, int) and levels >= 1, f"prune.levels must be a positive integer, got {levels!r}")
@@ -66,7 +71,8 @@ def validate_config(cfg: DictConfig) -> None:
     if "path" in cfg.data and cfg.data.path is not None:
         from pathlib import Path
 
-        _check(Path(cfg.data.path).exists(), f"data.path does not exist: {cfg.data.path}")
+        hint = " (install it with `apt-get install dataset-fashion-mnist`)" if cfg.data.name == "fashion_mnist" else ""
+        _check(Path(cfg.data.path).exists(), f"data.path does not exist: {cfg.data.path}{hint}")
 
 
 def require_java(min_major: int = 17) -> None:

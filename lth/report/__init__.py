@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +11,9 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from lth.report.collect import collect, families_of
-from lth.report.plot import lottery_figure
+from lth import tracking
+from lth.report.collect import Point, collect, families_of
+from lth.report.plot import density_figure, lottery_figure
 from lth.report.summary import aggregate, mark_winners, missing_cells, write_csv, write_markdown
 
 log = logging.getLogger("lth")
@@ -25,7 +27,22 @@ class ReportFiles:
     figure: Path
     markdown: Path
     csv: Path
+    densities: Path
     missing: int
+
+
+def _density_profiles(points: list[Point]) -> dict[str, list[tuple[str, float]]]:
+    """Per-layer densities of one ticket per threshold (first seed, earliest reset epoch)."""
+    tickets = sorted((p for p in points if p.kind == "ticket" and p.status == "FINISHED"),
+                     key=lambda p: (p.threshold, p.seed, p.reset_epoch))
+    chosen: dict[float, Point] = {}
+    for point in tickets:
+        chosen.setdefault(round(point.threshold, 6), point)
+    profiles = {}
+    for threshold, point in sorted(chosen.items()):
+        report = tracking.fetch(point.run_id, "sparsity.json", lambda path: json.loads(path.read_text()))
+        profiles[f"t={threshold:.3f} ({point.scope})"] = [(layer["layer"], layer["density"]) for layer in report["layers"]]
+    return profiles
 
 
 def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: float) -> ReportFiles:
@@ -45,11 +62,13 @@ def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: f
         lottery_figure(rows, dense, failed, title, folder / "lottery.png"),
         write_markdown(rows, winners, dense, tolerance, missing, folder / "report.md"),
         write_csv(rows, folder / "results.csv"),
+        density_figure(_density_profiles(runs.points), f"Per-layer density of the tickets of {name}",
+                       folder / "densities.png"),
         len(missing),
     )
     client = MlflowClient()
     for run in runs.dense:
-        for path in (files.figure, files.markdown, files.csv):
+        for path in (files.figure, files.markdown, files.csv, files.densities):
             client.log_artifact(run.info.run_id, str(path), "report")
     return files
 

@@ -29,11 +29,13 @@ class Point:
     diverged: bool
     empty_layers: bool
     run_id: str
+    scope: str = "global"
 
     @property
     def usable(self) -> bool:
-        """Finished with an accuracy that means something."""
-        return self.status == tracking.FINISHED and self.test_accuracy is not None and not self.diverged
+        """Finished with an accuracy that means something (not diverged, no collapsed layer)."""
+        return (self.status == tracking.FINISHED and self.test_accuracy is not None and not self.diverged
+                and not self.empty_layers)
 
 
 @dataclass
@@ -67,9 +69,10 @@ def _point(run: Run, kind: str) -> Point:
         status=run.info.status,
         weights_remaining=metrics.get("weights_remaining"),
         test_accuracy=metrics.get("test_accuracy"),
-        diverged=tags.get("lth.diverged") == "true",
+        diverged=bool(tags.get("lth.diverged")),
         empty_layers=bool(tags.get("lth.collapsed_layers")),
         run_id=run.info.run_id,
+        scope=tags.get("lth.scope", "global"),
     )
 
 

@@ -31,7 +31,8 @@ def lottery_figure(rows: Sequence[Row], dense: Sequence[float], failed: Sequence
     Args:
         rows: Aggregated cells (mean, min-max over seeds).
         dense: Dense test accuracies over seeds (drawn as a band).
-        failed: Diverged or collapsed runs, drawn as crosses on the x axis, never as accuracies.
+        failed: Diverged runs (red crosses on the x axis, never accuracies) and runs with collapsed
+            layers (orange crosses at their accuracy, off the lines).
         title: Figure title.
         path: Where to write.
     """
@@ -54,9 +55,15 @@ def lottery_figure(rows: Sequence[Row], dense: Sequence[float], failed: Sequence
             if r.winner:
                 ax.plot(100 * r.weights_remaining, r.mean, marker="*", markersize=18, color=colours[reset],
                         markeredgecolor="black", zorder=5, linestyle="none")
-    if failed:
-        ax.plot([100 * (p.weights_remaining or 1.0) for p in failed], [0.0] * len(failed), "x", color="red",
-                markersize=9, clip_on=False, label="diverged / collapsed (no accuracy)")
+    diverged = [p for p in failed if p.diverged]
+    collapsed = [p for p in failed if not p.diverged]
+    if diverged:
+        ax.plot([100 * (p.weights_remaining or 1.0) for p in diverged], [0.0] * len(diverged), "x", color="red",
+                markersize=10, markeredgewidth=2, clip_on=False, label="diverged (no accuracy)")
+    if collapsed:  # drawn at their accuracy, but apart from the lines: an emptied layer is not a ticket
+        ax.plot([100 * (p.weights_remaining or 1.0) for p in collapsed], [p.test_accuracy or 0.0 for p in collapsed],
+                "X", color="orange", markeredgecolor="black", markersize=9, linestyle="none",
+                label="collapsed layer(s)")
     ax.plot([], [], marker="*", markersize=14, color="white", markeredgecolor="black", linestyle="none",
             label="winning ticket")
     ax.set_xscale("log")
@@ -71,6 +78,27 @@ def lottery_figure(rows: Sequence[Row], dense: Sequence[float], failed: Sequence
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def density_figure(profiles: dict[str, list[tuple[str, float]]], title: str, path: Path) -> Path:
+    """Per-layer density, layers in network order, one line per mask (e.g. per threshold)."""
+    fig, ax = plt.subplots(figsize=(12, 5), dpi=110)
+    layers: list[str] = []
+    for label, profile in profiles.items():
+        layers = layers or [name for name, _ in profile]
+        ax.plot(range(len(profile)), [density for _, density in profile], marker=".", label=label)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=1e-4, top=1.5)
+    ax.set_xticks(range(len(layers)))
+    ax.set_xticklabels(layers, rotation=90, fontsize=6)
+    ax.set_ylabel("density (kept fraction, log scale)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

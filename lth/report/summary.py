@@ -76,6 +76,7 @@ def missing_cells(family: Family) -> list[str]:
                     if any(p.usable for p in cell):
                         continue
                     why = ("diverged" if any(p.diverged for p in cell)
+                           else "collapsed layers" if any(p.empty_layers for p in cell)
                            else ", ".join(sorted({p.status for p in cell})) or "never started")
                     lines.append(f"{kind} t={threshold:.4f} k={reset} seed={seed}: {why}")
     return lines

@@ -80,7 +80,7 @@ def test_report_draws_lines_controls_and_names_winners(searched: tuple[Path, str
     assert kinds == {"ticket", "reinit", "random_mask", "imp"}
     dense = by_role(runs(cwd))[0][0]
     logged = {a.path for a in MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}").list_artifacts(dense.info.run_id, "report")}
-    assert logged == {"report/lottery.png", "report/report.md", "report/results.csv"}
+    assert logged == {"report/lottery.png", "report/report.md", "report/results.csv", "report/densities.png"}
 
 
 def test_load_ticket_reproduces_the_logged_accuracy(searched: tuple[Path, str]) -> None:

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lth.masks import allocate_exact, load_masks, magnitude_masks, save_masks, sparsity_report
+from lth.masks import load_masks, save_masks, sparsity_report
+from lth.scopes import allocate_exact
+from lth.scopes import prune_masks as magnitude_masks
 
 
 def _kernels(seed: int = 0) -> dict[str, np.ndarray]:

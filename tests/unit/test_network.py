@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from lth.data import load_data
-from lth.masks import magnitude_masks
 from lth.models import kernel_path
 from lth.network import MaskedNetwork
+from lth.scopes import prune_masks as magnitude_masks
 
 
 @pytest.fixture(scope="module")

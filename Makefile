@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-all clean
+.PHONY: install demo test test-slow test-all clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,9 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: install
+	$(BIN)/python -m pytest -m slow
 
 test-all: install
 	$(BIN)/python -m pytest

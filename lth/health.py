@@ -21,9 +21,13 @@ class CollapsedMaskError(RuntimeError):
 
 
 def collapsed_layers(report: Mapping[str, Any], min_density: float) -> list[str]:
-    """Layers that keep no weight, or fewer than the floor asks."""
+    """Layers the scope emptied: no weight kept, or only the floor's ceil(min_density * size).
+
+    A layer held at the floor still counts: the scope would have emptied it and the
+    floor only keeps a token path open, which is worth knowing when reading the result.
+    """
     return [layer["layer"] for layer in report["layers"]
-            if layer["kept"] == 0 or layer["density"] < min_density - 1e-12]
+            if layer["kept"] == 0 or (min_density > 0 and layer["kept"] <= math.ceil(min_density * layer["weights"]))]
 
 
 def check_collapse(cfg: DictConfig, report: Mapping[str, Any]) -> list[str]:
@@ -32,7 +36,7 @@ def check_collapse(cfg: DictConfig, report: Mapping[str, Any]) -> list[str]:
     if not collapsed:
         return collapsed
     mlflow.set_tag("lth.collapsed_layers", ",".join(collapsed))
-    message = (f"mask leaves {len(collapsed)} layer(s) empty or below prune.min_density={cfg.prune.min_density}: "
+    message = (f"mask leaves {len(collapsed)} layer(s) empty or at the floor prune.min_density={cfg.prune.min_density}: "
                f"{collapsed[:6]}{' ...' if len(collapsed) > 6 else ''}; signal cannot pass through them")
     if cfg.prune.on_collapse == "refuse":
         raise CollapsedMaskError(message + " (prune.on_collapse=refuse)")

@@ -23,8 +23,8 @@ def test_loss_stuck_at_chance_is_divergence_only_if_the_dense_run_learned() -> N
     assert divergence(_result(0.9, 0.3), dense_accuracy=0.96, num_classes=10) is None
 
 
-def test_collapsed_layers_are_empty_or_below_the_floor() -> None:
-    report = {"layers": [{"layer": "a", "kept": 0, "density": 0.0}, {"layer": "b", "kept": 5, "density": 0.005},
-                         {"layer": "c", "kept": 50, "density": 0.5}]}
+def test_collapsed_layers_are_empty_or_held_at_the_floor() -> None:
+    report = {"layers": [{"layer": "a", "kept": 0, "weights": 100}, {"layer": "b", "kept": 10, "weights": 1000},
+                         {"layer": "c", "kept": 11, "weights": 1000}, {"layer": "d", "kept": 50, "weights": 100}]}
     assert collapsed_layers(report, 0.0) == ["a"]
-    assert collapsed_layers(report, 0.01) == ["a", "b"]
+    assert collapsed_layers(report, 0.01) == ["a", "b"]  # b kept exactly ceil(0.01 * 1000): the floor held it

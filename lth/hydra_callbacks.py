@@ -41,12 +41,15 @@ def sweep_cells(config: DictConfig) -> list[list[str]]:
 class SweepSummary(Callback):
     """Checks every cell before any job runs, prints a line per job and a table at the end.
 
-    Hydra skips `on_multirun_end` when a job failed, so the table is also printed at
-    interpreter exit: a partial sweep still shows what finished and what is missing.
+    Hydra skips `on_multirun_end` when a job failed, so the table is also printed when
+    the last local job ends, and at interpreter exit as a last resort (too late for
+    MLflow downloads there, so the report is skipped): a partial sweep still shows what
+    finished and what is missing.
     """
 
     def __init__(self) -> None:
         self._pending: tuple[Path, int, DictConfig] | None = None  # (sweep dir, jobs, config) until summarised
+        self._ended = 0  # jobs that ended in this process (all of them with the local launcher)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         cells = sweep_cells(config)
@@ -57,7 +60,7 @@ class SweepSummary(Callback):
                 raise SystemExit(f"lth: error in sweep cell [{' '.join(cell)}]: {error}") from None
         print(f"lth: sweep of {len(cells)} jobs, outputs in {config.hydra.sweep.dir}", flush=True)
         self._pending = (Path(config.hydra.sweep.dir), len(cells), config)
-        atexit.register(self._summarise)
+        atexit.register(self._summarise, at_exit=True)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         number = config.hydra.job.get("num", 0)
@@ -65,6 +68,9 @@ class SweepSummary(Callback):
             print(f"lth: job {number}: {results.job_line(job_return._return_value)}", flush=True)
         elif job_return.status == JobStatus.FAILED:
             print(f"lth: job {number} FAILED: {job_return._return_value!r}", flush=True)
+        self._ended += 1
+        if self._pending is not None and self._ended == self._pending[1]:
+            self._summarise()  # before Hydra re-raises a failed job's error and skips on_multirun_end
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._summarise()
@@ -83,7 +89,7 @@ class SweepSummary(Callback):
                     gaps = f" ({files.missing} cells missing, listed there)" if files.missing else ""
                     print(f"lth: report {files.figure} and {files.markdown}{gaps}", flush=True)
 
-    def _summarise(self) -> None:
+    def _summarise(self, at_exit: bool = False) -> None:
         if self._pending is None:
             return
         sweep_dir, jobs, config = self._pending
@@ -92,7 +98,10 @@ class SweepSummary(Callback):
         records = results.collect(sweep_dir)
         if records:
             print("\n" + results.table(records), flush=True)
-            self._report(config, {str(record["dense_run_id"]) for record in records})
+            if at_exit:  # MLflow's download threads refuse work once the interpreter is shutting down
+                print("lth: no report (the sweep ended abnormally); run `python -m lth.report`", flush=True)
+            else:
+                self._report(config, {str(record["dense_run_id"]) for record in records})
         missing = f" ({jobs - len(records)} of {jobs} jobs did not finish; see their logs)" if len(records) < jobs else ""
         print(
             f"\nlth: {len(records)} tickets finished{missing}. Browse every run with `mlflow ui` "

@@ -28,7 +28,7 @@ def job_line(record: Record) -> str:
     accuracy = ("DIVERGED (no accuracy)" if record["test_accuracy"] is None
                 else f"test accuracy {record['test_accuracy']:.4f}")
     return (
-        f"{kind(record)} t={record['threshold']:.2f} k={record['reset_epoch']}{seed}: "
+        f"{kind(record)} [{record.get('scope', 'global')}] t={record['threshold']:.2f} k={record['reset_epoch']}{seed}: "
         f"{100 * record['weights_remaining']:.1f}% weights, {accuracy} "
         f"(dense {record['dense_test_accuracy']:.4f}), {origin}, run {record['ticket_run_id']}"
     )
@@ -41,11 +41,12 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
 
 def table(records: Sequence[Record]) -> str:
     """A fixed-width table, sorted by reset epoch then threshold."""
-    header = ("kind", "seed", "threshold", "reset epoch", "weights remaining", "test accuracy", "dense accuracy",
+    header = ("kind", "scope", "seed", "threshold", "reset epoch", "weights remaining", "test accuracy", "dense accuracy",
               "run")
     rows = [
         (
             kind(r),
+            str(r.get("scope", "global")),
             str(r.get("seed", 0)),
             f"{r['threshold']:.3f}",
             str(r["reset_epoch"]),
@@ -54,7 +55,8 @@ def table(records: Sequence[Record]) -> str:
             f"{r['dense_test_accuracy']:.4f}",
             ("reused " if r["reused"] else "") + str(r["ticket_run_id"])[:12],
         )
-        for r in sorted(records, key=lambda r: (kind(r), r["reset_epoch"], r["threshold"], r.get("seed", 0)))
+        for r in sorted(records, key=lambda r: (kind(r), str(r.get("scope")), r["reset_epoch"], r["threshold"],
+                                                r.get("seed", 0)))
     ]
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
 

@@ -70,4 +70,5 @@ def test_a_failed_job_still_leaves_a_table_of_what_finished(tmp_path: Path, comp
     assert done.returncode != 0
     assert "lth: job 1 FAILED" in output and "gave up after 0.01 min waiting for dense parent" in output
     assert "1 of 2 jobs did not finish" in output
-    assert len(re.findall(r"ticket\s+0\s+0\.800\s+1\s+20\.00%", output)) == 1  # the finished cell's table row
+    assert re.search(r"lth: report \S+lottery\.png", output)  # the partial sweep still gets its report
+    assert len(re.findall(r"ticket\s+lamp\s+0\s+0\.800\s+1\s+20\.00%", output)) == 1  # the finished cell's table row

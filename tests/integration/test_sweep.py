@@ -10,6 +10,7 @@ import pytest
 from tests.integration.helpers import FAST, artifact, by_role, run_lth, runs
 
 THRESHOLDS = (0.5, 0.8, 0.9)
+GLOBAL = ["prune.scope=global", "prune.min_density=0"]  # plain global magnitude, recomputed independently below
 RESETS = (0, 1)
 
 
@@ -17,7 +18,7 @@ RESETS = (0, 1)
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     cwd = tmp_path_factory.mktemp("sweep")
     done = run_lth(cwd, "-m", "prune.threshold=" + ",".join(map(str, THRESHOLDS)),
-                   "reset.epoch=" + ",".join(map(str, RESETS)), *FAST)
+                   "reset.epoch=" + ",".join(map(str, RESETS)), *FAST, *GLOBAL)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return cwd, done.stdout + done.stderr
 
@@ -92,7 +93,7 @@ def test_rerun_reuses_every_finished_run(sweep: tuple[Path, str]) -> None:
     cwd, _ = sweep
     before = {r.info.run_id for r in runs(cwd)}
     again = run_lth(cwd, "-m", "prune.threshold=" + ",".join(map(str, THRESHOLDS)),
-                    "reset.epoch=" + ",".join(map(str, RESETS)), *FAST)
+                    "reset.epoch=" + ",".join(map(str, RESETS)), *FAST, *GLOBAL)
     assert again.returncode == 0, again.stderr[-3000:]
     assert {r.info.run_id for r in runs(cwd)} == before
     output = again.stdout + again.stderr

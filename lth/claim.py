@@ -61,4 +61,6 @@ def claim(cfg: DictConfig, experiment_id: str, role: str, key: str, name: str,
         else:
             run_id = tracking.create_run(experiment_id, role, key, name, tags)
             log.info("starting %s %s (%s)", label, run_id, name)
+        for tag, value in tracking.cluster_job_tags().items():  # the job that trains it (the latest, if requeued)
+            MlflowClient().set_tag(run_id, tag, value)
         yield Claim(run_id, None)

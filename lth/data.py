@@ -4,6 +4,11 @@ Every dataset yields uint8 images of the model's input size and int32 labels; th
 model normalises on the device. Training batches drop the remainder so every epoch
 has the same number of optimizer steps, which is what lets a ticket resume the
 learning-rate schedule at epoch k by step count.
+
+The order of training examples is a function of (seed, epoch) alone, read from the
+`epoch` variable when each epoch's iterator starts. So a ticket rewound to epoch k
+sees the batches the dense run saw from epoch k on, and a job resumed from a backup
+after preemption sees exactly the batches it would have seen uninterrupted.
 """
 
 from __future__ import annotations
@@ -30,6 +35,22 @@ class DataSplits:
     test: tf.data.Dataset
     steps_per_epoch: int
     summary: str
+    epoch: tf.Variable  # 0-based epoch whose example order `train` yields; set by fitting.EpochOrder
+
+
+def _epoch_ordered(arrays: Arrays, batch_size: int, seed: int, epoch: tf.Variable) -> tf.data.Dataset:
+    """Training batches in an order fixed by (seed, epoch), re-read at every new iterator."""
+    images, labels = tf.constant(arrays[0]), tf.constant(arrays[1])
+    count, steps = len(arrays[0]), len(arrays[0]) // batch_size
+
+    def order(_: tf.Tensor) -> tf.data.Dataset:
+        key = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+        return tf.data.Dataset.from_tensor_slices(
+            tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), seed=key))
+
+    batches = tf.data.Dataset.range(1).flat_map(order).batch(batch_size, drop_remainder=True)
+    batches = batches.map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
+    return batches.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(tf.data.AUTOTUNE)
 
 
 def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,20 +150,19 @@ def load_data(data_cfg: DictConfig, batch_size: int, seed: int) -> DataSplits:
     if len(train[0]) < batch_size:
         raise ValueError(f"train.batch_size={batch_size} exceeds the {len(train[0])} training images of {data_cfg.name}")
 
-    def pipeline(arrays: Arrays, shuffle: bool) -> tf.data.Dataset:
-        dataset = tf.data.Dataset.from_tensor_slices(arrays)
-        if shuffle:
-            dataset = dataset.shuffle(len(arrays[0]), seed=seed, reshuffle_each_iteration=True)
-        return dataset.batch(batch_size, drop_remainder=shuffle).prefetch(tf.data.AUTOTUNE)
+    def evaluation(arrays: Arrays) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
     summary = (
         f"data {data_cfg.name}: {len(train[0])} train / {len(val[0])} val / {len(test[0])} test images, "
         f"{int(data_cfg.num_classes)} classes, {train[0].shape[1]}x{train[0].shape[2]}"
     )
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
     return DataSplits(
-        train=pipeline(train, shuffle=True),
-        val=pipeline(val, shuffle=False),
-        test=pipeline(test, shuffle=False),
+        train=_epoch_ordered(train, batch_size, seed, epoch),
+        val=evaluation(val),
+        test=evaluation(test),
         steps_per_epoch=len(train[0]) // batch_size,
         summary=summary,
+        epoch=epoch,
     )

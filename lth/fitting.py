@@ -7,6 +7,7 @@ exactly where the dense run was at epoch k.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -19,6 +20,8 @@ import keras
 from omegaconf import DictConfig
 
 from lth.data import DataSplits
+
+log = logging.getLogger("lth")
 
 
 def learning_rate(train_cfg: DictConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
@@ -65,6 +68,21 @@ class EpochEnd(keras.callbacks.Callback):
         self.handler(epoch + 1, metrics)
 
 
+class EpochOrder(keras.callbacks.Callback):
+    """Tells the training pipeline which epoch starts, and says when a run resumed from a backup."""
+
+    def __init__(self, data: DataSplits, start_epoch: int, epochs: int) -> None:
+        super().__init__()
+        self.data, self.start_epoch, self.epochs = data, start_epoch, epochs
+        self.first = True
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.data.epoch.assign(epoch)
+        if self.first and epoch > self.start_epoch:  # BackupAndRestore moved the start
+            log.info("resumed from the backup of epoch %d; training epochs %d..%d", epoch, epoch + 1, self.epochs)
+        self.first = False
+
+
 @dataclass(frozen=True)
 class FitResult:
     """What a training run measured."""
@@ -108,6 +126,7 @@ def fit_and_evaluate(
             epochs=epochs,
             initial_epoch=start_epoch,
             callbacks=[
+                EpochOrder(data, start_epoch, epochs),
                 EpochEnd(on_epoch_end),  # first: an epoch's checkpoint is logged before its backup exists
                 keras.callbacks.BackupAndRestore(str(backup_dir)),
                 keras.callbacks.TerminateOnNaN(),

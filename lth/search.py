@@ -17,8 +17,8 @@ import keras
 from omegaconf import DictConfig
 
 from lth import tracking
-from lth.data import load_data
-from lth.dense import ensure_dense
+from lth.data import DataSplits, load_data
+from lth.dense import DenseParent, ensure_dense
 from lth.imp import ensure_imp
 from lth.locking import exclusive
 from lth.tickets import CellResult, ensure_ticket, prunable_names
@@ -27,8 +27,8 @@ from lth.validate import ConfigError, validate_config
 log = logging.getLogger("lth")
 
 
-def run_cell(cfg: DictConfig) -> CellResult:
-    """Validate, then make sure the dense parent and this cell's ticket exist."""
+def _prepare(cfg: DictConfig) -> tuple[str, DataSplits]:
+    """Validate everything that can be checked before training; return (experiment id, data)."""
     validate_config(cfg)
     keras.utils.set_random_seed(int(cfg.train.seed))  # data order must not depend on the job's place in a sweep
     try:  # data sizes and layer names can only be checked once loaded and built; still before any training
@@ -39,7 +39,20 @@ def run_cell(cfg: DictConfig) -> CellResult:
         raise ConfigError(str(error)) from error
     with exclusive(Path(cfg.lth.state_dir), "tracking", float(cfg.lth.lock_timeout_min), "the tracking store"):
         # A new SQLite store is created by its first writer; concurrent first writers corrupt the migration.
+        tracking.retry_transient_errors(cfg.tracking)
         experiment_id = tracking.connect(str(cfg.tracking.uri), str(cfg.tracking.experiment))
+    return experiment_id, data
+
+
+def run_dense(cfg: DictConfig) -> DenseParent:
+    """Only the dense parent of `cfg` (a cluster sweep trains it as its own job before the tickets)."""
+    experiment_id, data = _prepare(cfg)
+    return ensure_dense(cfg, experiment_id, data)
+
+
+def run_cell(cfg: DictConfig) -> CellResult:
+    """Validate, then make sure the dense parent and this cell's ticket exist."""
+    experiment_id, data = _prepare(cfg)
     dense = ensure_dense(cfg, experiment_id, data)
     dense.require_epoch(int(cfg.reset.epoch))
     if cfg.prune.method == "imp":

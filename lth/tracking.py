@@ -8,12 +8,13 @@ parent, which is how the MLflow UI groups them under it.
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import mlflow
 from mlflow.entities import Run, ViewType
@@ -27,6 +28,17 @@ PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 FINISHED = "FINISHED"
 T = TypeVar("T")
+
+
+def retry_transient_errors(tracking_cfg: Mapping[str, Any]) -> None:
+    """Hand the `tracking` group's retry settings to MLflow's HTTP client (a server that is
+    briefly down or overloaded is retried with exponential backoff, not fatal)."""
+    settings = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "http_retries",
+                "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "http_backoff_factor",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": "http_timeout_s"}
+    for variable, key in settings.items():
+        if tracking_cfg.get(key) is not None:
+            os.environ[variable] = str(int(tracking_cfg[key]))
 
 
 def connect_uri(uri: str) -> None:
@@ -103,3 +115,12 @@ def resume_cleanly(run_id: str) -> None:
     client = MlflowClient()
     if "lth.error" in client.get_run(run_id).data.tags:
         client.delete_tag(run_id, "lth.error")
+
+
+def cluster_job_tags() -> dict[str, str]:
+    """The SLURM job this process runs in (`123_4` for an array task), and how often it was requeued."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return {}
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    job = f"{array}_{task}" if array and task else os.environ["SLURM_JOB_ID"]
+    return {"lth.slurm_job_id": job, "lth.slurm_restarts": os.environ.get("SLURM_RESTART_COUNT", "0")}

@@ -1,0 +1,122 @@
+"""The SLURM launcher of a sweep: dense parents first, as their own jobs, then one array of tickets.
+
+It extends hydra-submitit-launcher's `SlurmLauncher` (same config keys, same array
+submission, same requeue-on-preemption through `checkpoint()`) in two ways:
+
+* Before the array is submitted, every distinct dense parent of the sweep is trained
+  as one job and awaited, so no ticket job holds its GPUs while waiting for a parent,
+  and a parent is never trained by a hundred jobs racing for its lock.
+* A task that SLURM cancels or kills does not abort the wait for the others: it comes
+  back as a FAILED job naming its state and log, and the sweep's summary lists it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import submitit
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from lth.identity import dense_hash
+
+log = logging.getLogger("lth")
+
+
+class DenseJob:
+    """Trains one dense parent in a SLURM job; a preempted job is requeued and resumes its backup."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(self) -> str:
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+        from lth.search import run_dense  # TensorFlow only inside the job
+
+        return run_dense(self.cfg).run_id
+
+    def checkpoint(self) -> submitit.helpers.DelayedSubmission:
+        """Called by submitit on preemption or timeout: run again from the top (training resumes)."""
+        return submitit.helpers.DelayedSubmission(self)
+
+
+def _failure(job: submitit.Job, error: Exception, overrides: Sequence[str]) -> JobReturn:
+    """A JobReturn for a task that never returned (cancelled, killed, node failure)."""
+    ret = JobReturn()
+    ret.overrides = list(overrides)
+    ret.status = JobStatus.FAILED
+    ret._return_value = RuntimeError(
+        f"SLURM job {job.job_id} ended {job.state} without a result ({type(error).__name__}); log {job.paths.stderr}")
+    return ret
+
+
+class SlurmLauncher(SubmititSlurmLauncher):
+    """hydra-submitit-launcher's SLURM launcher with a dense-first stage and per-task failures."""
+
+    def _executor(self) -> submitit.AutoExecutor:
+        """The executor the parent launcher would build, from the same `hydra.launcher` keys."""
+        executor = submitit.AutoExecutor(cluster="slurm", folder=self.params["submitit_folder"],
+                                         slurm_max_num_timeout=self.params["max_num_timeout"])
+        shared = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(**{
+            key if key in shared else f"slurm_{key}": value
+            for key, value in self.params.items() if key not in ("submitit_folder", "max_num_timeout")
+        })
+        return executor
+
+    def _cell_config(self, overrides: Sequence[str], number: int) -> DictConfig:
+        assert self.hydra_context is not None and self.config is not None
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(cfg):
+            cfg.hydra.job.num = number
+        return cfg
+
+    def _train_dense_parents(self, executor: submitit.AutoExecutor, job_overrides: Sequence[Sequence[str]]) -> None:
+        """Submit one job per distinct dense parent of the sweep and wait for all of them."""
+        parents: dict[str, DictConfig] = {}
+        for overrides in job_overrides:
+            cfg = self._cell_config(overrides, 0)
+            with open_dict(cfg):
+                del cfg["hydra"]
+            parents.setdefault(dense_hash(cfg), cfg)
+        executor.update_parameters(name="lth-dense")
+        jobs = {key: executor.submit(DenseJob(cfg)) for key, cfg in parents.items()}
+        for key, job in jobs.items():
+            log.info("dense parent %s: SLURM job %s (log %s)", key[:8], job.job_id, job.paths.stdout)
+        print(f"lth: training {len(jobs)} dense parent(s) first, as SLURM job(s) "
+              f"{' '.join(job.job_id for job in jobs.values())}", flush=True)
+        for key, job in jobs.items():
+            try:
+                job.result()
+            except Exception as error:  # no ticket can run without its parent
+                raise RuntimeError(f"dense parent {key[:8]} failed in SLURM job {job.job_id} ({job.state}); "
+                                   f"log {job.paths.stderr}") from error
+        executor.update_parameters(name=str(self.params.get("name", "lth")))
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        """Dense parents, then the tickets as one array; every task's outcome, failed ones included."""
+        assert self.hydra_context is not None and self.config is not None
+        executor = self._executor()
+        self._train_dense_parents(executor, job_overrides)
+        numbers = [initial_job_idx + i for i in range(len(job_overrides))]
+        for number, overrides in zip(numbers, job_overrides):
+            log.info("\t#%d : %s", number, " ".join(filter_overrides(overrides)))
+        jobs = executor.map_array(
+            self, [list(o) for o in job_overrides], ["hydra.sweep.dir"] * len(numbers), numbers,
+            [f"job_id_for_{n}" for n in numbers], [Singleton.get_state()] * len(numbers))
+        print(f"lth: {len(jobs)} ticket jobs in SLURM array {jobs[0].job_id.split('_')[0]}", flush=True)
+        returns = []
+        for job, number, overrides in zip(jobs, numbers, job_overrides):
+            try:
+                ret = job.results()[0]
+            except Exception as error:  # the other tasks' results still count
+                ret = _failure(job, error, overrides)
+            returns.append(ret)
+            # The job's own callbacks ran on its node; the submitting side's callbacks hear of it here.
+            self.hydra_context.callbacks.on_job_end(config=self._cell_config(overrides, number), job_return=ret)
+        return returns
+

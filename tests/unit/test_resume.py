@@ -73,7 +73,27 @@ def test_resumed_run_ends_exactly_where_an_uninterrupted_one_does(
 
 def fit_and_evaluate_with(network: MaskedNetwork, data: object, backup: Path, extra: keras.callbacks.Callback) -> None:
     """`fit_and_evaluate`'s callbacks plus `extra` last, so the backup is written before it fires."""
-    from lth.fitting import EpochEnd, EpochOrder
+    from lth.fitting import EpochEnd, EpochOrder, SignalSafeBackup
 
     network.model.fit(data.train, validation_data=data.val, epochs=3, initial_epoch=0, verbose=0, callbacks=[
-        EpochOrder(data, 0, 3), EpochEnd(lambda *_: None), keras.callbacks.BackupAndRestore(str(backup)), extra])
+        EpochOrder(data, 0, 3), EpochEnd(lambda *_: None), SignalSafeBackup(str(backup)), extra])
+
+
+def test_a_preemption_signal_waits_until_the_backup_is_written() -> None:
+    import os
+    import signal
+    import time
+
+    from lth.fitting import signals_deferred
+
+    events: list[str] = []
+    previous = signal.signal(signal.SIGUSR2, lambda *_: events.append("signal handled"))
+    try:
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGUSR2)  # what SLURM sends on preemption
+            time.sleep(0.05)
+            events.append("backup written")
+        time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert events == ["backup written", "signal handled"]

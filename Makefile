@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-slow test-all clean
+.PHONY: install demo test test-slow test-slurm test-all mlflow-server clean
 
 install: $(VENV)/.installed
 
@@ -20,13 +20,23 @@ demo: install
 	@echo "Next: . $(VENV)/bin/activate && mlflow ui   (then open http://127.0.0.1:5000, experiment 'lth')"
 
 test: install
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not slurm"
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow
+
+# Needs a cluster: `sudo tools/slurm_localhost.sh start` (a real single-node SLURM on this machine).
+test-slurm: install
+	$(BIN)/python -m pytest -m slurm
+
+# The tracking server of `tracking=server` (cluster sweeps); also serves the MLflow UI on the same port.
+MLFLOW_PORT ?= 5000
+mlflow-server: install
+	$(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --backend-store-uri sqlite:///mlflow-server.db \
+		--artifacts-destination ./mlartifacts
 
 test-all: install
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) .lth multirun outputs mlruns mlflow.db
+	rm -rf $(VENV) .lth multirun outputs mlruns mlflow.db reports

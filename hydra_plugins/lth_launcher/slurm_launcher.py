@@ -13,6 +13,7 @@ submission, same requeue-on-preemption through `checkpoint()`) in two ways:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 import submitit
@@ -105,10 +106,12 @@ class SlurmLauncher(SubmititSlurmLauncher):
         numbers = [initial_job_idx + i for i in range(len(job_overrides))]
         for number, overrides in zip(numbers, job_overrides):
             log.info("\t#%d : %s", number, " ".join(filter_overrides(overrides)))
+        started = time.perf_counter()
         jobs = executor.map_array(
             self, [list(o) for o in job_overrides], ["hydra.sweep.dir"] * len(numbers), numbers,
             [f"job_id_for_{n}" for n in numbers], [Singleton.get_state()] * len(numbers))
-        print(f"lth: {len(jobs)} ticket jobs in SLURM array {jobs[0].job_id.split('_')[0]}", flush=True)
+        print(f"lth: {len(jobs)} ticket jobs in SLURM array {jobs[0].job_id.split('_')[0]} "
+              f"(submitted in {time.perf_counter() - started:.1f} s)", flush=True)
         returns = []
         for job, number, overrides in zip(jobs, numbers, job_overrides):
             try:

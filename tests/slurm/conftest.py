@@ -1,0 +1,69 @@
+"""Fixtures of the SLURM tests: a running cluster (tools/slurm_localhost.sh) and an MLflow server.
+
+Run them alone with `make test-slurm` after `sudo tools/slurm_localhost.sh start`. Without a
+cluster they are skipped, unless LTH_REQUIRE_SLURM=1 (as in CI), where that is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def _cluster_up() -> bool:
+    try:
+        return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=10).returncode == 0
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    """Skip (or fail, under LTH_REQUIRE_SLURM=1) when no SLURM controller answers."""
+    if not _cluster_up():
+        message = "no SLURM cluster: run `tools/slurm_localhost.sh start` as root"
+        if os.environ.get("LTH_REQUIRE_SLURM") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _healthy(uri: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URI of a real `mlflow server`: $LTH_TEST_TRACKING_URI, or one started here on 127.0.0.1."""
+    if uri := os.environ.get("LTH_TEST_TRACKING_URI"):
+        assert _healthy(uri), f"LTH_TEST_TRACKING_URI={uri} does not answer /health"
+        yield uri
+        return
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mlflow = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen(
+        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "artifacts")],
+        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while not _healthy(uri):
+        assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+        time.sleep(0.5)
+    yield uri
+    server.terminate()
+    server.wait(timeout=30)

@@ -1,0 +1,137 @@
+"""`cluster=slurm` against a real slurmctld/slurmd: one array, GPUs allocated, preemption, cancellation."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.integration.helpers import lth_env
+
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
+# One CPU and 1 GB per job so the single test node schedules them; 4 GPUs each, as the seed's jobs.
+SLURM = ["cluster=slurm", "tracking=server", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+         "hydra.launcher.partition=low", "lth.verbose=2"]
+FAST = ["train.epochs=3", "data.train_limit=256"]
+
+
+def _command(cwd: Path, uri: str, *overrides: str) -> list[str]:
+    experiment = f"tracking.experiment={cwd.name}"  # one experiment per test on the shared server
+    return [sys.executable, "-m", "lth.train", "-m", *SLURM, f"tracking.uri={uri}", experiment, *overrides]
+
+
+def _runs(uri: str, experiment: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else client.search_runs([found.experiment_id], max_results=1000)
+
+
+def _sacct(job: str) -> list[dict[str, str]]:
+    done = subprocess.run(["sacct", "-j", job, "-X", "-n", "-P", "-o", "JobID,State,AllocTRES"],
+                          capture_output=True, text=True, check=True)
+    return [dict(zip(("id", "state", "tres"), line.split("|"))) for line in done.stdout.splitlines() if line]
+
+
+def _npz(uri: str, run_id: str, path: str) -> dict[str, np.ndarray]:
+    from lth import tracking
+
+    tracking.connect_uri(uri)
+    return tracking.fetch(run_id, path, lambda file: dict(np.load(file)))
+
+
+def test_a_sweep_is_one_array_of_4_gpu_jobs_after_its_dense_parent(tmp_path: Path, tracking_server: str) -> None:
+    done = subprocess.run(_command(tmp_path, tracking_server, "prune.threshold=0.5,0.8,0.9", "reset.epoch=0,1", *FAST),
+                          cwd=tmp_path, env=lth_env(), capture_output=True, text=True, timeout=1500)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    dense_job = re.search(r"dense parent\(s\) first, as SLURM job\(s\) (\d+)", output).group(1)
+    arrays = re.findall(r"lth: 6 ticket jobs in SLURM array (\d+)", output)
+    assert len(arrays) == 1  # one sbatch --array for the whole sweep
+    tasks = _sacct(arrays[0])
+    assert sorted(task["id"] for task in tasks) == [f"{arrays[0]}_{i}" for i in range(6)]
+    assert all(task["state"] == "COMPLETED" and "gres/gpu=4" in task["tres"] for task in tasks), tasks
+    assert _sacct(dense_job)[0]["state"] == "COMPLETED"
+
+    all_runs = _runs(tracking_server, tmp_path.name)
+    dense = [r for r in all_runs if r.data.tags["lth.role"] == "dense"]
+    tickets = [r for r in all_runs if r.data.tags["lth.role"] == "ticket"]
+    assert len(dense) == 1 and len(tickets) == 6
+    assert all(r.info.status == "FINISHED" for r in all_runs)
+    assert dense[0].data.tags["lth.slurm_job_id"] == dense_job
+    assert sorted(r.data.tags["lth.slurm_job_id"] for r in tickets) == [f"{arrays[0]}_{i}" for i in range(6)]
+    assert all(r.data.tags["mlflow.parentRunId"] == dense[0].info.run_id for r in tickets)
+    assert "lth: 6 tickets finished" in output
+
+
+def _wait_for_epoch(uri: str, experiment: str, epoch: int, timeout: float) -> str:
+    """The ticket run's id once it has logged `epoch`."""
+    from mlflow.tracking import MlflowClient
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ticket = next((r for r in _runs(uri, experiment) if r.data.tags["lth.role"] == "ticket"), None)
+        if ticket and any(m.step >= epoch for m in MlflowClient(uri).get_metric_history(ticket.info.run_id, "loss")):
+            return ticket.info.run_id
+        time.sleep(0.5)
+    raise AssertionError(f"the ticket never reached epoch {epoch}")
+
+
+def test_a_preempted_ticket_resumes_in_the_same_run_and_ends_as_if_never_stopped(
+    tmp_path: Path, tracking_server: str
+) -> None:
+    cell = ["prune.threshold=0.5", "reset.epoch=1", "train.epochs=10", "data.train_limit=512"]
+    sweep = subprocess.Popen(_command(tmp_path, tracking_server, *cell), cwd=tmp_path, env=lth_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run_id = _wait_for_epoch(tracking_server, tmp_path.name, 3, timeout=900)
+    # A high-priority job that needs the node's 4 GPUs preempts the ticket (partition low).
+    subprocess.run(["sbatch", "-p", "high", "--gpus-per-node=4", "-J", "preemptor", "--wrap", "sleep 1"], check=True)
+    output, _ = sweep.communicate(timeout=900)
+    assert sweep.returncode == 0, output[-4000:]
+
+    tickets = [r for r in _runs(tracking_server, tmp_path.name) if r.data.tags["lth.role"] == "ticket"]
+    assert [r.info.run_id for r in tickets] == [run_id]  # ONE run, continued after the requeue
+    ticket = tickets[0]
+    assert ticket.info.status == "FINISHED" and ticket.data.tags["lth.slurm_restarts"] == "1"
+    logs = "".join(p.read_text() for p in tmp_path.glob("multirun/*/*/.submitit/*/*_log.*"))
+    resumed = re.search(r"resumed from the backup of epoch (\d+); training epochs", logs)
+    assert resumed and int(resumed.group(1)) >= 3, logs[-3000:]
+
+    # The same ticket, never interrupted (a local run in another experiment, same seed).
+    twin = subprocess.run([sys.executable, "-m", "lth.train", "tracking=server", f"tracking.uri={tracking_server}",
+                           f"tracking.experiment={tmp_path.name}-twin", "lth.state_dir=.lth-twin", *cell],
+                          cwd=tmp_path, env=lth_env(), capture_output=True, text=True, timeout=900)
+    assert twin.returncode == 0, twin.stderr[-3000:]
+    straight = next(r for r in _runs(tracking_server, f"{tmp_path.name}-twin") if r.data.tags["lth.role"] == "ticket")
+    # Tolerance 0: the resumed run is bit-identical (weights, optimizer state, epoch and data order restored).
+    assert ticket.data.metrics["test_accuracy"] == straight.data.metrics["test_accuracy"]
+    assert ticket.data.metrics["test_loss"] == straight.data.metrics["test_loss"]
+    resumed_weights = _npz(tracking_server, ticket.info.run_id, "weights/final.npz")
+    straight_weights = _npz(tracking_server, straight.info.run_id, "weights/final.npz")
+    for path, value in straight_weights.items():
+        np.testing.assert_array_equal(resumed_weights[path], value, err_msg=path)
+
+
+def test_a_cancelled_task_is_reported_failed_and_the_others_are_intact(tmp_path: Path, tracking_server: str) -> None:
+    sweep = subprocess.Popen(_command(tmp_path, tracking_server, "prune.threshold=0.5,0.8", "reset.epoch=1", *FAST),
+                             cwd=tmp_path, env=lth_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in sweep.stdout:
+        lines.append(line)
+        if found := re.search(r"ticket jobs in SLURM array (\d+)", line):
+            subprocess.run(["scancel", f"{found.group(1)}_1"], check=True)
+            array = found.group(1)
+    output = "".join(lines)
+    assert sweep.wait(timeout=60) != 0
+    assert re.search(rf"lth: job 1 FAILED: RuntimeError\('SLURM job {array}_1 ended CANCELLED.*log \S+_log\.err", output)
+    assert "1 of 2 jobs did not finish" in output
+    tickets = [r for r in _runs(tracking_server, tmp_path.name) if r.data.tags["lth.role"] == "ticket"]
+    finished = [r for r in tickets if r.info.status == "FINISHED"]
+    assert [r.data.tags["lth.threshold"] for r in finished] == ["0.5"]
+    assert finished[0].data.tags["lth.slurm_job_id"] == f"{array}_0"

@@ -13,6 +13,7 @@ submission, same requeue-on-preemption through `checkpoint()`) in two ways:
 from __future__ import annotations
 
 import logging
+import subprocess
 import time
 from collections.abc import Sequence
 
@@ -45,14 +46,34 @@ class DenseJob:
         return submitit.helpers.DelayedSubmission(self)
 
 
-def _failure(job: submitit.Job, error: Exception, overrides: Sequence[str]) -> JobReturn:
+LOST_AFTER_S = 60.0  # a task SLURM has not known of for this long is reported lost, not awaited forever
+POLL_S = 5.0  # how often the submitting process asks SLURM about unfinished tasks
+
+
+def _failure(job: submitit.Job, why: str, overrides: Sequence[str]) -> JobReturn:
     """A JobReturn for a task that never returned (cancelled, killed, node failure)."""
     ret = JobReturn()
     ret.overrides = list(overrides)
     ret.status = JobStatus.FAILED
-    ret._return_value = RuntimeError(
-        f"SLURM job {job.job_id} ended {job.state} without a result ({type(error).__name__}); log {job.paths.stderr}")
+    ret._return_value = RuntimeError(f"SLURM job {job.job_id} ended {why} without a result; log {job.paths.stderr}")
     return ret
+
+
+def _unknown_to_slurm(job: submitit.Job) -> bool:
+    """Neither accounting nor the queue knows the task: a pending array task cancelled before it
+    started leaves no accounting record, and submitit would wait for it forever."""
+    if job.state != "UNKNOWN":
+        return False
+    queued = subprocess.run(["squeue", "-h", "-j", job.job_id], capture_output=True, text=True, check=False)
+    return not queued.stdout.strip()
+
+
+def _outcome(job: submitit.Job, overrides: Sequence[str]) -> JobReturn:
+    """The JobReturn a finished task sent back, or a FAILED one naming its SLURM state."""
+    try:
+        return job.results()[0]
+    except Exception as error:  # cancelled, out of memory, node failure: the other tasks still count
+        return _failure(job, f"{job.state} ({type(error).__name__})", overrides)
 
 
 class SlurmLauncher(SubmititSlurmLauncher):
@@ -112,14 +133,31 @@ class SlurmLauncher(SubmititSlurmLauncher):
             [f"job_id_for_{n}" for n in numbers], [Singleton.get_state()] * len(numbers))
         print(f"lth: {len(jobs)} ticket jobs in SLURM array {jobs[0].job_id.split('_')[0]} "
               f"(submitted in {time.perf_counter() - started:.1f} s)", flush=True)
-        returns = []
-        for job, number, overrides in zip(jobs, numbers, job_overrides):
-            try:
-                ret = job.results()[0]
-            except Exception as error:  # the other tasks' results still count
-                ret = _failure(job, error, overrides)
-            returns.append(ret)
-            # The job's own callbacks ran on its node; the submitting side's callbacks hear of it here.
-            self.hydra_context.callbacks.on_job_end(config=self._cell_config(overrides, number), job_return=ret)
-        return returns
+        return self._wait_for_tasks(jobs, numbers, job_overrides)
 
+    def _wait_for_tasks(self, jobs: Sequence[submitit.Job], numbers: Sequence[int],
+                        job_overrides: Sequence[Sequence[str]]) -> list[JobReturn]:
+        """Every task's JobReturn, in sweep order, telling the local callbacks as each one ends."""
+        assert self.hydra_context is not None
+        returns: dict[int, JobReturn] = {}
+        unknown_since: dict[int, float] = {}
+        while len(returns) < len(jobs):
+            for index, (job, number, overrides) in enumerate(zip(jobs, numbers, job_overrides)):
+                if index in returns:
+                    continue
+                if job.done():
+                    returns[index] = _outcome(job, overrides)
+                elif _unknown_to_slurm(job):
+                    since = unknown_since.setdefault(index, time.monotonic())
+                    if time.monotonic() - since < LOST_AFTER_S:
+                        continue
+                    returns[index] = _failure(job, "CANCELLED or lost (SLURM no longer knows it)", overrides)
+                else:
+                    unknown_since.pop(index, None)
+                    continue
+                # The job's own callbacks ran on its node; the submitting side's callbacks hear of it here.
+                self.hydra_context.callbacks.on_job_end(config=self._cell_config(overrides, number),
+                                                        job_return=returns[index])
+            if len(returns) < len(jobs):
+                time.sleep(POLL_S)
+        return [returns[index] for index in range(len(jobs))]

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,15 @@ SLURM = ["cluster=slurm", "tracking=server", "hydra.launcher.cpus_per_task=1", "
 FAST = ["train.epochs=3", "data.train_limit=256"]
 
 
-def _command(cwd: Path, uri: str, *overrides: str) -> list[str]:
-    experiment = f"tracking.experiment={cwd.name}"  # one experiment per test on the shared server
-    return [sys.executable, "-m", "lth.train", "-m", *SLURM, f"tracking.uri={uri}", experiment, *overrides]
+@pytest.fixture
+def experiment(tmp_path: Path) -> str:
+    """A fresh experiment name: the tracking server may be shared by several test sessions."""
+    return f"{tmp_path.name}-{uuid.uuid4().hex[:8]}"
+
+
+def _command(uri: str, experiment: str, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "lth.train", "-m", *SLURM, f"tracking.uri={uri}", f"tracking.experiment={experiment}",
+            *overrides]
 
 
 def _runs(uri: str, experiment: str) -> list:
@@ -46,8 +53,10 @@ def _npz(uri: str, run_id: str, path: str) -> dict[str, np.ndarray]:
     return tracking.fetch(run_id, path, lambda file: dict(np.load(file)))
 
 
-def test_a_sweep_is_one_array_of_4_gpu_jobs_after_its_dense_parent(tmp_path: Path, tracking_server: str) -> None:
-    done = subprocess.run(_command(tmp_path, tracking_server, "prune.threshold=0.5,0.8,0.9", "reset.epoch=0,1", *FAST),
+def test_a_sweep_is_one_array_of_4_gpu_jobs_after_its_dense_parent(
+    tmp_path: Path, tracking_server: str, experiment: str
+) -> None:
+    done = subprocess.run(_command(tracking_server, experiment, "prune.threshold=0.5,0.8,0.9", "reset.epoch=0,1", *FAST),
                           cwd=tmp_path, env=lth_env(), capture_output=True, text=True, timeout=1500)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
@@ -59,7 +68,7 @@ def test_a_sweep_is_one_array_of_4_gpu_jobs_after_its_dense_parent(tmp_path: Pat
     assert all(task["state"] == "COMPLETED" and "gres/gpu=4" in task["tres"] for task in tasks), tasks
     assert _sacct(dense_job)[0]["state"] == "COMPLETED"
 
-    all_runs = _runs(tracking_server, tmp_path.name)
+    all_runs = _runs(tracking_server, experiment)
     dense = [r for r in all_runs if r.data.tags["lth.role"] == "dense"]
     tickets = [r for r in all_runs if r.data.tags["lth.role"] == "ticket"]
     assert len(dense) == 1 and len(tickets) == 6
@@ -84,18 +93,18 @@ def _wait_for_epoch(uri: str, experiment: str, epoch: int, timeout: float) -> st
 
 
 def test_a_preempted_ticket_resumes_in_the_same_run_and_ends_as_if_never_stopped(
-    tmp_path: Path, tracking_server: str
+    tmp_path: Path, tracking_server: str, experiment: str
 ) -> None:
     cell = ["prune.threshold=0.5", "reset.epoch=1", "train.epochs=10", "data.train_limit=512"]
-    sweep = subprocess.Popen(_command(tmp_path, tracking_server, *cell), cwd=tmp_path, env=lth_env(),
+    sweep = subprocess.Popen(_command(tracking_server, experiment, *cell), cwd=tmp_path, env=lth_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    run_id = _wait_for_epoch(tracking_server, tmp_path.name, 3, timeout=900)
+    run_id = _wait_for_epoch(tracking_server, experiment, 3, timeout=900)
     # A high-priority job that needs the node's 4 GPUs preempts the ticket (partition low).
     subprocess.run(["sbatch", "-p", "high", "--gpus-per-node=4", "-J", "preemptor", "--wrap", "sleep 1"], check=True)
     output, _ = sweep.communicate(timeout=900)
     assert sweep.returncode == 0, output[-4000:]
 
-    tickets = [r for r in _runs(tracking_server, tmp_path.name) if r.data.tags["lth.role"] == "ticket"]
+    tickets = [r for r in _runs(tracking_server, experiment) if r.data.tags["lth.role"] == "ticket"]
     assert [r.info.run_id for r in tickets] == [run_id]  # ONE run, continued after the requeue
     ticket = tickets[0]
     assert ticket.info.status == "FINISHED" and ticket.data.tags["lth.slurm_restarts"] == "1"
@@ -105,10 +114,10 @@ def test_a_preempted_ticket_resumes_in_the_same_run_and_ends_as_if_never_stopped
 
     # The same ticket, never interrupted (a local run in another experiment, same seed).
     twin = subprocess.run([sys.executable, "-m", "lth.train", "tracking=server", f"tracking.uri={tracking_server}",
-                           f"tracking.experiment={tmp_path.name}-twin", "lth.state_dir=.lth-twin", *cell],
+                           f"tracking.experiment={experiment}-twin", "lth.state_dir=.lth-twin", *cell],
                           cwd=tmp_path, env=lth_env(), capture_output=True, text=True, timeout=900)
     assert twin.returncode == 0, twin.stderr[-3000:]
-    straight = next(r for r in _runs(tracking_server, f"{tmp_path.name}-twin") if r.data.tags["lth.role"] == "ticket")
+    straight = next(r for r in _runs(tracking_server, f"{experiment}-twin") if r.data.tags["lth.role"] == "ticket")
     # Tolerance 0: the resumed run is bit-identical (weights, optimizer state, epoch and data order restored).
     assert ticket.data.metrics["test_accuracy"] == straight.data.metrics["test_accuracy"]
     assert ticket.data.metrics["test_loss"] == straight.data.metrics["test_loss"]
@@ -118,8 +127,10 @@ def test_a_preempted_ticket_resumes_in_the_same_run_and_ends_as_if_never_stopped
         np.testing.assert_array_equal(resumed_weights[path], value, err_msg=path)
 
 
-def test_a_cancelled_task_is_reported_failed_and_the_others_are_intact(tmp_path: Path, tracking_server: str) -> None:
-    sweep = subprocess.Popen(_command(tmp_path, tracking_server, "prune.threshold=0.5,0.8", "reset.epoch=1", *FAST),
+def test_a_cancelled_task_is_reported_failed_and_the_others_are_intact(
+    tmp_path: Path, tracking_server: str, experiment: str
+) -> None:
+    sweep = subprocess.Popen(_command(tracking_server, experiment, "prune.threshold=0.5,0.8", "reset.epoch=1", *FAST),
                              cwd=tmp_path, env=lth_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in sweep.stdout:
@@ -131,7 +142,7 @@ def test_a_cancelled_task_is_reported_failed_and_the_others_are_intact(tmp_path:
     assert sweep.wait(timeout=60) != 0
     assert re.search(rf"lth: job 1 FAILED: RuntimeError\('SLURM job {array}_1 ended CANCELLED.*log \S+_log\.err", output)
     assert "1 of 2 jobs did not finish" in output
-    tickets = [r for r in _runs(tracking_server, tmp_path.name) if r.data.tags["lth.role"] == "ticket"]
+    tickets = [r for r in _runs(tracking_server, experiment) if r.data.tags["lth.role"] == "ticket"]
     finished = [r for r in tickets if r.info.status == "FINISHED"]
     assert [r.data.tags["lth.threshold"] for r in finished] == ["0.5"]
     assert finished[0].data.tags["lth.slurm_job_id"] == f"{array}_0"

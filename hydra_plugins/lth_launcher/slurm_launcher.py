@@ -48,6 +48,7 @@ class DenseJob:
 
 LOST_AFTER_S = 60.0  # a task SLURM has not known of for this long is reported lost, not awaited forever
 POLL_S = 5.0  # how often the submitting process asks SLURM about unfinished tasks
+NOT_DENSE = ("prune.", "reset.", "tracking.", "cluster.", "lth.", "hydra.")  # never part of a dense identity
 
 
 def _failure(job: submitit.Job, why: str, overrides: Sequence[str]) -> JobReturn:
@@ -90,18 +91,26 @@ class SlurmLauncher(SubmititSlurmLauncher):
         })
         return executor
 
-    def _cell_config(self, overrides: Sequence[str], number: int) -> DictConfig:
-        assert self.hydra_context is not None and self.config is not None
-        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+    def _job_config(self, number: int) -> DictConfig:
+        """What the local callbacks need to hear of job `number` (its own config lives on its node)."""
+        assert self.config is not None
+        cfg = self.config.copy()
         with open_dict(cfg):
             cfg.hydra.job.num = number
         return cfg
 
     def _train_dense_parents(self, executor: submitit.AutoExecutor, job_overrides: Sequence[Sequence[str]]) -> None:
         """Submit one job per distinct dense parent of the sweep and wait for all of them."""
+        assert self.hydra_context is not None and self.config is not None
         parents: dict[str, DictConfig] = {}
+        composed: set[tuple[str, ...]] = set()
         for overrides in job_overrides:
-            cfg = self._cell_config(overrides, 0)
+            # Cells that differ only in keys outside the dense identity share a parent: compose one of them.
+            signature = tuple(sorted(o for o in overrides if not o.lstrip("+~").startswith(NOT_DENSE)))
+            if signature in composed:
+                continue
+            composed.add(signature)
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             with open_dict(cfg):
                 del cfg["hydra"]
             parents.setdefault(dense_hash(cfg), cfg)
@@ -156,7 +165,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
                     unknown_since.pop(index, None)
                     continue
                 # The job's own callbacks ran on its node; the submitting side's callbacks hear of it here.
-                self.hydra_context.callbacks.on_job_end(config=self._cell_config(overrides, number),
+                self.hydra_context.callbacks.on_job_end(config=self._job_config(number),
                                                         job_return=returns[index])
             if len(returns) < len(jobs):
                 time.sleep(POLL_S)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import itertools
-import os
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +79,6 @@ class SweepSummary(Callback):
     def _report(config: DictConfig, dense_run_ids: set[str]) -> None:
         """Write the lottery-ticket report of every family this sweep touched."""
         from lth.report import write_reports  # matplotlib only when a sweep produced something
-
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small file is noise
 
         written: set[Path] = set()
         for dense_run_id in sorted(dense_run_ids):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,7 @@ def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: f
 def write_reports(tracking_uri: str, experiment: str, output_dir: Path, tolerance: float,
                   dense_run_id: str | None = None) -> list[ReportFiles]:
     """Reports of every family of an experiment, or of one dense parent's family."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small file is noise
     mlflow.set_tracking_uri(tracking_uri)
     found = MlflowClient().get_experiment_by_name(experiment)
     if found is None:

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from lth.report.collect import Point  # noqa: E402
-from lth.report.summary import Row  # noqa: E402
+from lth.report.summary import Row, scope_label  # noqa: E402
 
 STYLES = {  # kind -> (line style, marker, label suffix); controls dashed, as in Frankle & Carbin
     "ticket": ("-", "o", "ticket"),
@@ -41,19 +41,23 @@ def lottery_figure(rows: Sequence[Row], dense: Sequence[float], failed: Sequence
         mean = float(np.mean(dense))
         ax.axhline(mean, color="black", linewidth=1.2, label=f"dense {mean:.3f} ({len(dense)} seed{'s' * (len(dense) > 1)})")
         ax.axhspan(min(dense), max(dense), color="grey", alpha=0.25, linewidth=0)
-    resets = sorted({r.reset_epoch for r in rows} | {p.reset_epoch for p in failed})
-    colours = {k: plt.cm.tab10(i % 10) for i, k in enumerate(resets)}
-    for (kind, reset) in sorted({(r.kind, r.reset_epoch) for r in rows}):
-        line = sorted((r for r in rows if r.kind == kind and r.reset_epoch == reset), key=lambda r: -r.weights_remaining)
+    scopes = {r.scope for r in rows}
+    series = sorted({(r.scope, r.reset_epoch) for r in rows})  # one colour per (scope, reset epoch)
+    colours = {key: plt.cm.tab10(i % 10) for i, key in enumerate(series)}
+    for (kind, scope, reset) in sorted({(r.kind, r.scope, r.reset_epoch) for r in rows}):
+        line = sorted((r for r in rows if (r.kind, r.scope, r.reset_epoch) == (kind, scope, reset)),
+                      key=lambda r: -r.weights_remaining)
         style, marker, label = STYLES.get(kind, ("--", "x", kind))
         x = [100 * r.weights_remaining for r in line]
         y = np.array([r.mean for r in line])
         errors = np.array([[r.mean - r.low for r in line], [r.high - r.mean for r in line]])
-        ax.errorbar(x, y, yerr=errors, linestyle=style, marker=marker, color=colours[reset], capsize=3,
-                    markersize=5, alpha=1.0 if kind in ("ticket", "imp") else 0.7, label=f"k={reset} {label}")
+        colour = colours[(scope, reset)]
+        ax.errorbar(x, y, yerr=errors, linestyle=style, marker=marker, color=colour, capsize=3, markersize=5,
+                    alpha=1.0 if kind in ("ticket", "imp") else 0.7,
+                    label=f"k={reset} {label}{scope_label(scope, scopes)}")
         for r in line:
             if r.winner:
-                ax.plot(100 * r.weights_remaining, r.mean, marker="*", markersize=18, color=colours[reset],
+                ax.plot(100 * r.weights_remaining, r.mean, marker="*", markersize=18, color=colour,
                         markeredgecolor="black", zorder=5, linestyle="none")
     diverged = [p for p in failed if p.diverged]
     collapsed = [p for p in failed if not p.diverged]

@@ -63,3 +63,18 @@ def test_files_are_written(tmp_path: Path) -> None:
     assert "| 0 | none within tolerance |" in markdown and "| 1 | ticket at 20.00% weights" in markdown
     csv_lines = write_csv(rows, tmp_path / "results.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + len(rows)
+
+
+def test_cells_of_different_scopes_are_separate_lines_not_replicates(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    points = [replace(_point("ticket", 0.8, 1, 0, acc), scope=scope, run_id=scope)
+              for scope, acc in (("lamp", 0.97), ("erk", 0.96), ("layer", 0.92))]
+    rows, winners = mark_winners(aggregate(points), dense_mean=0.96, tolerance=0.005)
+    assert sorted((r.scope, r.seeds, r.mean) for r in rows) == [("erk", 1, 0.96), ("lamp", 1, 0.97), ("layer", 1, 0.92)]
+    markdown = write_markdown(rows, winners, [0.96], 0.005, [], tmp_path / "report.md").read_text()
+    assert "| 1 | ticket [lamp] at 20.00% weights, accuracy 0.9700 |" in markdown  # equally sparse: the more accurate
+    assert "| ticket | layer | 1 | 0.8000 |" in markdown
+    family = Family("f", dense=[_dense(0, 0.96)], points=[*points, replace(points[0], scope="global", status="FAILED")])
+    assert missing_cells(family) == ["ticket [global] t=0.8000 k=1 seed=0: FAILED"]
+    assert lottery_figure(rows, [0.96], [], "scopes", tmp_path / "lottery.png").exists()

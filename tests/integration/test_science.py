@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 import time
@@ -129,6 +130,7 @@ def test_seed_replicates_are_aggregated(tmp_path: Path) -> None:
     assert len(dense) == 2 and len(tickets) == 2
     assert len({r.data.tags["lth.family"] for r in dense}) == 1
     folder = next((tmp_path / "reports").iterdir())
-    row = (folder / "results.csv").read_text().splitlines()[1].split(",")
-    assert row[0] == "ticket" and row[7] == "2"  # one cell, two seeds
+    with (folder / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["kind"], r["scope"], r["seeds"]) for r in rows] == [("ticket", "lamp", "2")]  # one cell, two seeds
     assert "2 seeds" in (folder / "report.md").read_text()

@@ -1,0 +1,174 @@
+"""Shards: which image goes where, and writing one shard so that a killed job loses nothing.
+
+The plan is a pure function of the records and the config: training keys are sorted, then
+shuffled with a fixed seed (so every shard mixes classes), validation keys stay sorted, and
+each split is cut into contiguous, equally sized shards named `train-00000-of-01024`.
+
+A shard is written to a temporary file, synced, and renamed into place; only then is its
+receipt (`.ingest/<shard>.json`: image count, class counts, sha256, rejected inputs and a
+fingerprint of the shard's inputs and settings) renamed into place. A rerun trusts a shard
+only when its receipt exists, its fingerprint matches the new plan and the file's size and
+sha256 match the receipt, so complete shards are skipped, partial ones are redone, and the
+manifest, built from receipts alone, never counts an image twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lth.ingest.fetch import DownloadSettings, Fetcher
+from lth.ingest.images import EncodedImage, ImageSettings, RejectedInput, normalise_image
+from lth.ingest.inventory import SourceRecord
+
+RECEIPTS = ".ingest"  # folder of shard receipts and temporary files inside the output folder
+FORMAT = "lth-shards/1"  # bump when the record layout changes, so old shards are redone
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One Spark task: the records of one shard and how to process them."""
+
+    split: str
+    index: int
+    count: int
+    records: tuple[SourceRecord, ...]
+    labels: tuple[int, ...]  # label index of each record
+    output_dir: str
+    image: ImageSettings
+    download: DownloadSettings
+
+    @property
+    def file_name(self) -> str:
+        """`train-00003-of-01024`: the TFRecord shard's file name."""
+        return f"{self.split}-{self.index:05d}-of-{self.count:05d}"
+
+    def fingerprint(self) -> str:
+        """A hash of everything that determines the shard's bytes (download settings do not)."""
+        content = [FORMAT, dataclasses.asdict(self.image), self.file_name,
+                   [[r.key, r.wnid, label, dataclasses.asdict(r.locator)] for r, label in zip(self.records, self.labels)]]
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def plan_shards(records: list[SourceRecord], labels: dict[str, int], shard_counts: dict[str, int], seed: int,
+                output_dir: Path, image: ImageSettings, download: DownloadSettings) -> list[ShardTask]:
+    """Cut each split's records into shards.
+
+    Args:
+        records: The checked records of every split.
+        labels: wnid -> label index.
+        shard_counts: Requested shards per split; a split with fewer images gets one shard per image.
+        seed: Seed of the one-off shuffle of training records.
+        output_dir: Where the shards go.
+        image: Image normalisation settings.
+        download: Download settings (URL sources).
+    """
+    tasks = []
+    for split in sorted({record.split for record in records}):
+        chosen = sorted((r for r in records if r.split == split), key=lambda r: r.key)
+        if split == "train":  # mix classes into every shard, reproducibly
+            chosen = [chosen[i] for i in np.random.default_rng(seed).permutation(len(chosen))]
+        requested = int(shard_counts.get(split, 1))
+        if requested < 1:
+            raise ValueError(f"shards.{split} must be >= 1, got {requested}")
+        count = min(requested, len(chosen))
+        bounds = [len(chosen) * i // count for i in range(count + 1)]
+        for index in range(count):
+            part = tuple(chosen[bounds[index]: bounds[index + 1]])
+            tasks.append(ShardTask(split, index, count, part, tuple(labels[r.wnid] for r in part), str(output_dir),
+                                   image, download))
+    return tasks
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _example(record: SourceRecord, label: int, image: EncodedImage) -> bytes:
+    """A serialized tf.train.Example with the feature names of TensorFlow's ImageNet scripts."""
+    import tensorflow as tf  # imported in the worker only, once per reused Python worker
+
+    def ints(value: int) -> tf.train.Feature:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+    def raw(value: bytes) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    features = {
+        "image/encoded": raw(image.jpeg), "image/format": raw(b"jpeg"),
+        "image/class/label": ints(label), "image/class/synset": raw(record.wnid.encode()),
+        "image/filename": raw(record.name.encode()),
+        "image/height": ints(image.height), "image/width": ints(image.width),
+        "image/original/height": ints(image.original_height), "image/original/width": ints(image.original_width),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def complete_receipt(task: ShardTask) -> dict[str, Any] | None:
+    """The receipt of a shard already written by this plan and intact on disk, else None."""
+    output = Path(task.output_dir)
+    receipt_path, shard_path = output / RECEIPTS / f"{task.file_name}.json", output / task.file_name
+    if not (receipt_path.is_file() and shard_path.is_file()):
+        return None
+    try:
+        receipt = json.loads(receipt_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if receipt.get("fingerprint") != task.fingerprint() or shard_path.stat().st_size != receipt.get("bytes"):
+        return None
+    return receipt if _sha256(shard_path) == receipt.get("sha256") else None
+
+
+def _replace_atomically(temporary: Path, final: Path) -> None:
+    with temporary.open("rb+") as handle:
+        os.fsync(handle.fileno())  # the bytes are on disk before the name says the file is complete
+    os.replace(temporary, final)
+
+
+def write_shard(task: ShardTask) -> dict[str, Any]:
+    """Write one shard (or confirm an intact one) and return its receipt.
+
+    Bad inputs never fail the task: each becomes an entry of the receipt's `rejected` list.
+    """
+    receipt = complete_receipt(task)
+    if receipt is not None:
+        return receipt | {"skipped": True}
+    started = time.monotonic()
+    output = Path(task.output_dir)
+    (output / RECEIPTS).mkdir(parents=True, exist_ok=True)
+    temporary = output / RECEIPTS / f"{task.file_name}.tmp-{os.getpid()}"
+    fetcher, classes, rejected = Fetcher(task.download), Counter(), []
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(temporary)) as writer:
+        for record, label in zip(task.records, task.labels):
+            try:
+                image = normalise_image(fetcher.read(record.locator), task.image)
+            except RejectedInput as reason:
+                rejected.append({"split": record.split, "key": record.key, "input": record.locator.describe(),
+                                 "reason": str(reason)})
+                continue
+            writer.write(_example(record, label, image))
+            classes[record.wnid] += 1
+    _replace_atomically(temporary, output / task.file_name)
+    shard_path = output / task.file_name
+    receipt = {"file": task.file_name, "split": task.split, "images": sum(classes.values()),
+               "bytes": shard_path.stat().st_size, "sha256": _sha256(shard_path), "classes": dict(sorted(classes.items())),
+               "rejected": rejected, "fingerprint": task.fingerprint()}
+    receipt_temporary = output / RECEIPTS / f"{task.file_name}.json.tmp-{os.getpid()}"
+    receipt_temporary.write_text(json.dumps(receipt, indent=1))
+    _replace_atomically(receipt_temporary, output / RECEIPTS / f"{task.file_name}.json")
+    return receipt | {"skipped": False, "seconds": round(time.monotonic() - started, 3)}

@@ -1,0 +1,130 @@
+"""The ingest's parts without Spark: image quirks, the tars read in place, the shard plan, resumable shards."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from lth.ingest.archives import train_archive_inventory, val_archive_inventory
+from lth.ingest.fetch import DownloadSettings, Fetcher
+from lth.ingest.images import ImageSettings, RejectedInput, normalise_image
+from lth.ingest.inventory import checked, tree_inventory
+from lth.ingest.shards import RECEIPTS, plan_shards, write_shard
+from lth.ingest.sources import url_list_inventory
+from tests.ingest_fixtures import BAD_TRAIN, CLASSES, ESCAPE_KEY, SmallImagenet, make_small_imagenet
+
+SETTINGS = ImageSettings(shorter_side=256, allow_upscale=False, quality=90)
+DOWNLOAD = DownloadSettings(connect_timeout_s=1, read_timeout_s=1, total_timeout_s=5, retries=0, backoff_s=0,
+                            per_host_interval_s=0, max_bytes=10_000_000, user_agent="test")
+
+
+@pytest.fixture(scope="module")
+def imagenet(tmp_path_factory: pytest.TempPathFactory) -> SmallImagenet:
+    return make_small_imagenet(tmp_path_factory.mktemp("imagenet"))
+
+
+def _decoded(jpeg: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(jpeg))
+    assert image.format == "JPEG"
+    return image
+
+
+@pytest.mark.parametrize("name, stored_mode", [("n01440764_cmyk.JPEG", "CMYK"), ("n01443537_grey.JPEG", "L"),
+                                               ("n01484850_png.JPEG", "RGB"), ("n01440764_0.JPEG", "RGB")])
+def test_quirky_images_become_rgb_jpegs_with_shorter_side_256(imagenet: SmallImagenet, name: str, stored_mode: str) -> None:
+    data = (imagenet.tree / "train" / name.split("_")[0] / name).read_bytes()
+    assert Image.open(io.BytesIO(data)).mode == stored_mode
+    result = normalise_image(data, SETTINGS)
+    image = _decoded(result.jpeg)
+    assert image.mode == "RGB" and min(image.size) == 256 and (result.width, result.height) == image.size
+    original = Image.open(io.BytesIO(data)).size
+    assert (result.original_width, result.original_height) == original
+    assert abs(image.size[0] / image.size[1] - original[0] / original[1]) < 0.01  # aspect ratio kept
+
+
+def test_exif_orientation_is_applied(imagenet: SmallImagenet) -> None:
+    data = (imagenet.tree / "train" / "n01440764" / "n01440764_exif.JPEG").read_bytes()
+    result = normalise_image(data, SETTINGS)
+    assert (result.original_width, result.original_height) == (500, 300)  # as stored
+    assert (result.width, result.height) == (256, 427)  # displayed upright (portrait), then resized
+    assert _decoded(result.jpeg).getexif().get(0x0112) is None  # no tag left to rotate the pixels a second time
+
+
+def test_small_images_are_kept_unless_upscaling_is_allowed() -> None:
+    tiny = io.BytesIO()
+    Image.new("L", (8, 8), 200).save(tiny, format="PNG")
+    assert normalise_image(tiny.getvalue(), SETTINGS).width == 8
+    upscaled = normalise_image(tiny.getvalue(), ImageSettings(shorter_side=32, allow_upscale=True, quality=95))
+    assert (upscaled.width, upscaled.height) == (32, 32)
+
+
+@pytest.mark.parametrize("key, reason", sorted(BAD_TRAIN.items()))
+def test_bad_inputs_are_rejected_with_a_reason(imagenet: SmallImagenet, key: str, reason: str) -> None:
+    with pytest.raises(RejectedInput, match=reason):
+        normalise_image((imagenet.tree / key).read_bytes(), SETTINGS)
+
+
+def test_tars_are_read_in_place_with_the_trees_keys_and_bytes(imagenet: SmallImagenet, tmp_path: Path) -> None:
+    tree = tree_inventory(imagenet.tree, imagenet.val_labels, None)
+    archives = train_archive_inventory(imagenet.train_archive)
+    archives.extend(val_archive_inventory(imagenet.val_archive, imagenet.val_labels, None))
+    assert sorted(r.key for r in archives.records) == sorted(r.key for r in tree.records)
+    fetcher, tree_files = Fetcher(DOWNLOAD), {r.key: r.locator.path for r in tree.records}
+    for record in archives.records:
+        assert record.locator.kind == "member"
+        assert fetcher.read(record.locator) == Path(tree_files[record.key]).read_bytes()
+    assert [(r.key, "OutsideDestinationError" in r.reason) for r in archives.rejected] == [(ESCAPE_KEY, True)]
+    assert not list(imagenet.tree.parent.parent.rglob("escape.JPEG"))  # listed, refused, never written anywhere
+
+
+def test_val_labels_come_from_loc_val_solution(imagenet: SmallImagenet) -> None:
+    records, rejected, labels = checked(tree_inventory(imagenet.tree, imagenet.val_labels, None))
+    assert labels == {wnid: index for index, wnid in enumerate(CLASSES)} and rejected == []
+    val = {r.name: r.wnid for r in records if r.split == "val"}
+    assert len(val) == 9 and val["ILSVRC2012_val_00000004.JPEG"] == CLASSES[4 % 3]
+
+
+def test_url_lists_name_files_after_the_url_and_reject_bad_lines(tmp_path: Path) -> None:
+    listing = tmp_path / "urls.txt"
+    listing.write_text("n01440764\thttp://h/a/n01440764_1.JPEG\nn01443537_77\thttps://h/b/x%20y.jpg\n"
+                       "just-one-field\nn01484850\tftp://h/c.JPEG\n")
+    inventory = url_list_inventory("train", listing)
+    assert [(r.key, r.locator.path) for r in inventory.records] == [
+        ("train/n01440764/n01440764_1.JPEG", "http://h/a/n01440764_1.JPEG"),
+        ("train/n01443537/x y.jpg", "https://h/b/x%20y.jpg")]
+    assert [r.reason for r in inventory.rejected] == ["not a `wnid<TAB>url` line", "not an http(s) URL"]
+
+
+def _tasks(imagenet: SmallImagenet, output: Path, shards: dict[str, int], seed: int = 0) -> list:
+    records, _, labels = checked(tree_inventory(imagenet.tree, imagenet.val_labels, None))
+    return plan_shards(records, labels, shards, seed, output, SETTINGS, DOWNLOAD)
+
+
+def test_plan_is_reproducible_balanced_and_mixes_classes(imagenet: SmallImagenet, tmp_path: Path) -> None:
+    tasks = _tasks(imagenet, tmp_path, {"train": 3, "val": 20})
+    assert [t.file_name for t in tasks] == ["train-00000-of-00003", "train-00001-of-00003", "train-00002-of-00003"] + [
+        f"val-{i:05d}-of-00009" for i in range(9)]  # more shards than images: one image each
+    assert [len(t.records) for t in tasks[:3]] == [10, 10, 11]
+    assert all(len({r.wnid for r in t.records}) == 3 for t in tasks[:3])
+    again = _tasks(imagenet, tmp_path, {"train": 3, "val": 20})
+    assert [t.fingerprint() for t in again] == [t.fingerprint() for t in tasks]
+    assert _tasks(imagenet, tmp_path, {"train": 3, "val": 20}, seed=1)[0].fingerprint() != tasks[0].fingerprint()
+
+
+def test_shards_are_skipped_when_intact_and_redone_when_damaged(imagenet: SmallImagenet, tmp_path: Path) -> None:
+    task = _tasks(imagenet, tmp_path, {"train": 1, "val": 1})[0]
+    first = write_shard(task)
+    assert first["skipped"] is False and first["images"] == imagenet.good_train
+    assert sorted(item["key"] for item in first["rejected"]) == sorted(BAD_TRAIN)
+    shard = tmp_path / task.file_name
+    written = shard.read_bytes()
+    assert write_shard(task)["skipped"] is True
+    shard.write_bytes(written[:-1] + bytes([written[-1] ^ 1]))  # same size, one bit flipped
+    assert write_shard(task)["skipped"] is False and shard.read_bytes() == written
+    (tmp_path / RECEIPTS / f"{task.file_name}.json").write_text(json.dumps({"fingerprint": "other"}))
+    assert write_shard(task)["skipped"] is False and shard.read_bytes() == written
+    assert not list((tmp_path / RECEIPTS).glob("*.tmp-*"))

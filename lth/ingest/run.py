@@ -42,9 +42,18 @@ def spark_session(spark_cfg: DictConfig) -> Any:
                .config("spark.driver.memory", str(spark_cfg.driver_memory))
                .config("spark.python.worker.reuse", "true")  # TensorFlow is imported once per worker, not per task
                .config("spark.ui.showConsoleProgress", "true"))
-    for key, value in (spark_cfg.conf or {}).items():
-        builder = builder.config(str(key), str(value))
+    for key, value in _dotted(OmegaConf.to_container(spark_cfg.conf or {})).items():
+        builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
     return builder.getOrCreate()
+
+
+def _dotted(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{spark: {ui: {enabled: false}}}` (how `+spark.conf.spark.ui.enabled=false` arrives) as Spark's dotted keys."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        name = f"{prefix}{key}"
+        flat.update(_dotted(value, name + ".") if isinstance(value, dict) else {name: value})
+    return flat
 
 
 def _remove_leftovers(output: Path, tasks: list[ShardTask]) -> None:

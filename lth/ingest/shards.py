@@ -1,8 +1,8 @@
 """Shards: which image goes where, and writing one shard so that a killed job loses nothing.
 
-The plan is a pure function of the records and the config: training keys are sorted, then
-shuffled with a fixed seed (so every shard mixes classes), validation keys stay sorted, and
-each split is cut into contiguous, equally sized shards named `train-00000-of-01024`.
+The plan is a pure function of the records and the config: each image goes to the shard
+given by a seeded hash of its key (so every shard mixes classes, and an input that is added
+or fails moves no other image), in shards named `train-00000-of-01024`.
 
 A shard is written to a temporary file, synced, and renamed into place; only then is its
 receipt (`.ingest/<shard>.json`: image count, class counts, sha256, rejected inputs and a
@@ -23,8 +23,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from lth.ingest.fetch import DownloadSettings, Fetcher
 from lth.ingest.images import EncodedImage, ImageSettings, RejectedInput, normalise_image
@@ -59,31 +57,38 @@ class ShardTask:
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
+def _place(seed: int, key: str) -> int:
+    """A stable pseudo-random number per (seed, key): decides an image's shard and its place in it."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big")
+
+
 def plan_shards(records: list[SourceRecord], labels: dict[str, int], shard_counts: dict[str, int], seed: int,
                 output_dir: Path, image: ImageSettings, download: DownloadSettings) -> list[ShardTask]:
-    """Cut each split's records into shards.
+    """Assign each split's records to shards by a hash of their key.
+
+    Hashing, rather than cutting a sorted list, makes an image's shard depend on its own key
+    only: an extra input (a dead URL, a file added later) changes its own shard and no other,
+    so sources that list slightly different inputs still write the same shards. Within a
+    shard, records are ordered by the same hash, which mixes classes.
 
     Args:
         records: The checked records of every split.
         labels: wnid -> label index.
         shard_counts: Requested shards per split; a split with fewer images gets one shard per image.
-        seed: Seed of the one-off shuffle of training records.
+        seed: Seed of the hash (another seed, another assignment and order).
         output_dir: Where the shards go.
         image: Image normalisation settings.
         download: Download settings (URL sources).
     """
     tasks = []
     for split in sorted({record.split for record in records}):
-        chosen = sorted((r for r in records if r.split == split), key=lambda r: r.key)
-        if split == "train":  # mix classes into every shard, reproducibly
-            chosen = [chosen[i] for i in np.random.default_rng(seed).permutation(len(chosen))]
+        chosen = sorted((r for r in records if r.split == split), key=lambda r: (_place(seed, r.key), r.key))
         requested = int(shard_counts.get(split, 1))
         if requested < 1:
             raise ValueError(f"shards.{split} must be >= 1, got {requested}")
         count = min(requested, len(chosen))
-        bounds = [len(chosen) * i // count for i in range(count + 1)]
         for index in range(count):
-            part = tuple(chosen[bounds[index]: bounds[index + 1]])
+            part = tuple(r for r in chosen if _place(seed, r.key) % count == index)
             tasks.append(ShardTask(split, index, count, part, tuple(labels[r.wnid] for r in part), str(output_dir),
                                    image, download))
     return tasks

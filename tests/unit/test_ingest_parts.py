@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -108,8 +109,13 @@ def test_plan_is_reproducible_balanced_and_mixes_classes(imagenet: SmallImagenet
     tasks = _tasks(imagenet, tmp_path, {"train": 3, "val": 20})
     assert [t.file_name for t in tasks] == ["train-00000-of-00003", "train-00001-of-00003", "train-00002-of-00003"] + [
         f"val-{i:05d}-of-00009" for i in range(9)]  # more shards than images: one image each
-    assert [len(t.records) for t in tasks[:3]] == [10, 10, 11]
+    assert sum(len(t.records) for t in tasks[:3]) == 31 and all(len(t.records) >= 6 for t in tasks[:3])
     assert all(len({r.wnid for r in t.records}) == 3 for t in tasks[:3])
+    extra = dataclasses.replace(tasks[0].records[0], name="added_later.JPEG")
+    records, _, labels = checked(tree_inventory(imagenet.tree, imagenet.val_labels, None))
+    grown = plan_shards([*records, extra], labels, {"train": 3, "val": 20}, 0, tmp_path, SETTINGS, DOWNLOAD)
+    changed = [t.file_name for t, g in zip(tasks, grown) if t.fingerprint() != g.fingerprint()]
+    assert len(changed) == 1  # an extra input changes its own shard only
     again = _tasks(imagenet, tmp_path, {"train": 3, "val": 20})
     assert [t.fingerprint() for t in again] == [t.fingerprint() for t in tasks]
     assert _tasks(imagenet, tmp_path, {"train": 3, "val": 20}, seed=1)[0].fingerprint() != tasks[0].fingerprint()

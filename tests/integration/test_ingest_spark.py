@@ -1,0 +1,179 @@
+"""The Spark ingest end to end, on a real local SparkSession: sources agree, URLs, a killed ingest resumed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import CONFIG_DIR, REPO_ROOT
+from tests.ingest_fixtures import BAD_TRAIN, CLASSES, ESCAPE_KEY, SmallImagenet, make_small_imagenet
+
+pytestmark = pytest.mark.slow  # a SparkSession and TensorFlow in its workers: about a minute for the module
+
+SMALL_SHARDS = ["shards.train=3", "shards.val=2", "download.per_host_interval_s=0"]
+
+
+def ingest_config(*overrides: str) -> Any:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="ingest", overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    from lth.ingest.run import spark_session
+
+    session = spark_session(ingest_config("spark.master='local[2]'", "+spark.conf.spark.ui.enabled=false").spark)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def imagenet(tmp_path_factory: pytest.TempPathFactory) -> SmallImagenet:
+    return make_small_imagenet(tmp_path_factory.mktemp("imagenet"))
+
+
+def _files(root: Path) -> set[str]:
+    return {path.relative_to(root).as_posix() for path in root.rglob("*")}
+
+
+def _shards(manifest: dict[str, Any]) -> dict[str, str]:
+    return {shard["file"]: shard["sha256"] for split in manifest["splits"].values() for shard in split["shards"]}
+
+
+@pytest.fixture(scope="module")
+def tree_manifest(spark: Any, imagenet: SmallImagenet, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from lth.ingest import run_ingest
+
+    output = tmp_path_factory.mktemp("from-tree") / "shards"
+    cfg = ingest_config("source=tree", f"source.root={imagenet.tree}", f"source.val_labels={imagenet.val_labels}",
+                        f"output={output}", *SMALL_SHARDS)
+    return run_ingest(cfg, spark=spark)
+
+
+def test_tree_ingest_counts_labels_and_rejects_exactly_the_bad_files(tree_manifest: dict[str, Any],
+                                                                     imagenet: SmallImagenet) -> None:
+    assert tree_manifest["labels"] == {wnid: index for index, wnid in enumerate(CLASSES)}
+    train, val = tree_manifest["splits"]["train"], tree_manifest["splits"]["val"]
+    assert (train["images"], val["images"]) == (imagenet.good_train, imagenet.good_val)
+    assert train["classes"] == {CLASSES[0]: 10, CLASSES[1]: 9, CLASSES[2]: 9} and val["classes"] == dict.fromkeys(CLASSES, 3)
+    assert [shard["file"] for shard in train["shards"]] == [f"train-{i:05d}-of-00003" for i in range(3)]
+    assert sum(shard["images"] for shard in train["shards"]) == imagenet.good_train
+    rejected = {item["key"]: item["reason"] for item in tree_manifest["rejected"]}
+    assert sorted(rejected) == sorted(BAD_TRAIN)
+    assert all(word in rejected[key] for key, word in BAD_TRAIN.items())
+
+
+def test_official_tars_give_identical_shards_and_write_nothing_else(
+        spark: Any, imagenet: SmallImagenet, tree_manifest: dict[str, Any], tmp_path: Path) -> None:
+    from lth.ingest import run_ingest
+
+    before = _files(imagenet.tree.parent)
+    output = tmp_path / "shards"
+    cfg = ingest_config("source=archives", f"source.train_archive={imagenet.train_archive}",
+                        f"source.val_archive={imagenet.val_archive}", f"source.val_labels={imagenet.val_labels}",
+                        f"output={output}", *SMALL_SHARDS)
+    manifest = run_ingest(cfg, spark=spark)
+    assert _shards(manifest) == _shards(tree_manifest)  # byte-identical shards whatever the source
+    assert manifest["splits"] == tree_manifest["splits"]
+    rejected = {item["key"]: item["reason"] for item in manifest["rejected"]}
+    assert sorted(rejected) == sorted([*BAD_TRAIN, ESCAPE_KEY]) and "OutsideDestination" in rejected[ESCAPE_KEY]
+    assert _files(imagenet.tree.parent) == before  # nothing extracted next to the archives
+    assert _files(tmp_path) - {"shards"} == {f"shards/{name}" for name in _files(output)}  # only the output folder
+    assert not list(tmp_path.parent.rglob("escape.JPEG")) and not (REPO_ROOT / "escape.JPEG").exists()
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    """Serves the tree; /slow/* answers only after a long pause, like a stalled server."""
+
+    def do_GET(self) -> None:  # noqa: N802 (the http.server naming)
+        if self.path.startswith("/slow/"):
+            time.sleep(30)
+        super().do_GET()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_root(imagenet: SmallImagenet) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(imagenet.tree)))
+    server.daemon_threads = True  # the stalled handler must not hold the test's end
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_url_lists_download_the_same_shards_and_reject_404s_and_stalls(
+        spark: Any, imagenet: SmallImagenet, tree_manifest: dict[str, Any], http_root: str, tmp_path: Path) -> None:
+    from lth.ingest import run_ingest
+
+    train_lines = [f"{p.parent.name}\t{http_root}/train/{p.parent.name}/{p.name}"
+                   for p in sorted((imagenet.tree / "train").rglob("*.JPEG"))]
+    train_lines += [f"{CLASSES[0]}\t{http_root}/train/{CLASSES[0]}/gone_404.JPEG",
+                    f"{CLASSES[1]}\t{http_root}/slow/stalled.JPEG"]
+    labels = {row.split(",")[0] + ".JPEG": row.split(",")[1].split()[0]
+              for row in imagenet.val_labels.read_text().splitlines()[1:]}
+    val_lines = [f"{labels[p.name]}\t{http_root}/val/{p.name}" for p in sorted((imagenet.tree / "val").iterdir())]
+    (tmp_path / "train.txt").write_text("\n".join(train_lines) + "\n")
+    (tmp_path / "val.txt").write_text("\n".join(val_lines) + "\n")
+    cfg = ingest_config("source=urls", f"source.train_urls={tmp_path / 'train.txt'}",
+                        f"source.val_urls={tmp_path / 'val.txt'}", f"output={tmp_path / 'shards'}", *SMALL_SHARDS,
+                        "download.read_timeout_s=1", "download.retries=1", "download.backoff_s=0.1")
+    started = time.monotonic()
+    manifest = run_ingest(cfg, spark=spark)
+    assert time.monotonic() - started < 25  # the stalled server (30 s) was cut off, not waited for
+    rejected = {item["key"]: item["reason"] for item in manifest["rejected"]}
+    assert sorted(rejected) == sorted([*BAD_TRAIN, f"train/{CLASSES[0]}/gone_404.JPEG", f"train/{CLASSES[1]}/stalled.JPEG"])
+    assert rejected[f"train/{CLASSES[0]}/gone_404.JPEG"].startswith("HTTP 404")
+    assert "timed out" in rejected[f"train/{CLASSES[1]}/stalled.JPEG"]
+    assert _shards(manifest) == _shards(tree_manifest)  # the failures changed no shard
+
+
+def _ingest_command(source_dir: Path, output: Path, sweep_dir: Path) -> list[str]:
+    return [sys.executable, str(REPO_ROOT / "tools" / "ingest.py"), "source=folder", f"source.train={source_dir}",
+            f"output={output}", "shards.train=28", "spark.master='local[1]'", "+spark.conf.spark.ui.enabled=false",
+            f"hydra.sweep.dir={sweep_dir}"]
+
+
+def test_a_killed_ingest_resumes_to_the_shards_of_an_uninterrupted_one(
+        spark: Any, imagenet: SmallImagenet, tmp_path: Path) -> None:
+    from lth.ingest import run_ingest
+
+    source_dir = imagenet.tree / "train"
+    killed = tmp_path / "killed"
+    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    with (tmp_path / "killed.log").open("wb") as log:
+        process = subprocess.Popen(_ingest_command(source_dir, killed, tmp_path / "sweep"), stdout=log,
+                                   stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + 240
+        while len(list((killed / ".ingest").glob("*.json"))) < 2 and process.poll() is None:
+            assert time.monotonic() < deadline, (tmp_path / "killed.log").read_text()[-3000:]
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)  # the driver, its JVM and the Python workers, mid-shard
+        process.wait()
+    time.sleep(1)
+    done = sorted(path.stem for path in (killed / ".ingest").glob("*.json"))
+    assert 2 <= len(done) < 28 and not (killed / "manifest.json").exists()
+    untouched = {name: (killed / name).stat().st_mtime_ns for name in done}
+
+    resumed = run_ingest(ingest_config(*_ingest_command(source_dir, killed, tmp_path / "sweep")[2:-1]), spark=spark)
+    fresh = run_ingest(ingest_config(*_ingest_command(source_dir, tmp_path / "fresh", tmp_path / "sweep")[2:-1]),
+                       spark=spark)
+    assert _shards(resumed) == _shards(fresh) and resumed == fresh
+    assert resumed["splits"]["train"]["images"] == imagenet.good_train  # nothing lost, nothing counted twice
+    assert {name: (killed / name).stat().st_mtime_ns for name in done} == untouched  # complete shards were skipped
+    assert not list((killed / ".ingest").glob("*.tmp-*"))

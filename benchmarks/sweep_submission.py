@@ -5,7 +5,7 @@ schedule in a scratch folder, times each phase from the sweep's own output, coun
 array's tasks in `squeue`, then cancels the array (the point is submission, not training).
 
     sudo tools/slurm_localhost.sh start
-    python tools/bench_submit.py [--keep]
+    python benchmarks/sweep_submission.py [--keep]
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main() -> None:
             break
     if not array:
         sweep.wait()
-        raise SystemExit(f"bench_submit: the sweep ended before submitting its array; see {folder}")
+        raise SystemExit(f"sweep_submission: the sweep ended before submitting its array; see {folder}")
     tasks = queued_tasks(array)
     print(f"sweep of 100 cells, output in {folder}")
     previous = 0.0

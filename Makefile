@@ -14,8 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[cpu,dev,spark]'
 	touch $@
 
+# The digits go through the same Spark ingest as ImageNet, then the search trains from the shards.
 demo: install
-	$(BIN)/python -m lth.train experiment=demo
+	$(BIN)/python tools/ingest.py
+	$(BIN)/python -m lth.train experiment=demo data=digits_shards
 	@echo
 	@echo "Next: . $(VENV)/bin/activate && mlflow ui   (then open http://127.0.0.1:5000, experiment 'lth')"
 

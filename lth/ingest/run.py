@@ -42,7 +42,7 @@ def spark_session(spark_cfg: DictConfig) -> Any:
                .config("spark.driver.memory", str(spark_cfg.driver_memory))
                .config("spark.python.worker.reuse", "true")  # TensorFlow is imported once per worker, not per task
                .config("spark.ui.showConsoleProgress", "true"))
-    for key, value in _dotted(OmegaConf.to_container(spark_cfg.conf or {})).items():
+    for key, value in _dotted(OmegaConf.to_container(spark_cfg.conf) if spark_cfg.conf is not None else {}).items():
         builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
     return builder.getOrCreate()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -54,13 +55,19 @@ def _shards(manifest: dict[str, Any]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def tree_manifest(spark: Any, imagenet: SmallImagenet, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def tree_shards(spark: Any, imagenet: SmallImagenet, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from lth.ingest import run_ingest
 
     output = tmp_path_factory.mktemp("from-tree") / "shards"
     cfg = ingest_config("source=tree", f"source.root={imagenet.tree}", f"source.val_labels={imagenet.val_labels}",
                         f"output={output}", *SMALL_SHARDS)
-    return run_ingest(cfg, spark=spark)
+    run_ingest(cfg, spark=spark)
+    return output
+
+
+@pytest.fixture(scope="module")
+def tree_manifest(tree_shards: Path) -> dict[str, Any]:
+    return json.loads((tree_shards / "manifest.json").read_text())
 
 
 def test_tree_ingest_counts_labels_and_rejects_exactly_the_bad_files(tree_manifest: dict[str, Any],
@@ -145,7 +152,7 @@ def test_url_lists_download_the_same_shards_and_reject_404s_and_stalls(
 
 def _ingest_command(source_dir: Path, output: Path, sweep_dir: Path) -> list[str]:
     return [sys.executable, str(REPO_ROOT / "tools" / "ingest.py"), "source=folder", f"source.train={source_dir}",
-            f"output={output}", "shards.train=28", "spark.master='local[1]'", "+spark.conf.spark.ui.enabled=false",
+            f"output={output}", "shards.train=28", "spark.master='local[1]'",
             f"hydra.sweep.dir={sweep_dir}"]
 
 
@@ -177,3 +184,18 @@ def test_a_killed_ingest_resumes_to_the_shards_of_an_uninterrupted_one(
     assert resumed["splits"]["train"]["images"] == imagenet.good_train  # nothing lost, nothing counted twice
     assert {name: (killed / name).stat().st_mtime_ns for name in done} == untouched  # complete shards were skipped
     assert not list((killed / ".ingest").glob("*.tmp-*"))
+
+
+def test_lth_trains_a_ticket_from_the_shards(tree_shards: Path, tmp_path: Path) -> None:
+    from tests.integration.helpers import by_role, run_lth, runs
+
+    done = run_lth(tmp_path, "data=imagenet", f"data.path={tree_shards}", "data.num_classes=3",
+                   "model=mobilenet_v2_tiny", "train.epochs=2", "train.batch_size=8", "prune.threshold=0.5",
+                   "reset.epoch=1", "lth.verbose=2")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "data imagenet: 28 train / 9 val images, 3 classes, 3 + 2 shards, 32x32" in done.stdout + done.stderr
+    dense, tickets = by_role(runs(tmp_path))
+    assert len(dense) == 1 and len(tickets) == 1
+    assert {run.info.status for run in dense + tickets} == {"FINISHED"}
+    assert tickets[0].data.metrics["epochs_trained"] == 1 and "test_accuracy" in tickets[0].data.metrics
+    assert tickets[0].data.metrics["sparsity"] == pytest.approx(0.5, abs=0.01)

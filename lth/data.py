@@ -144,8 +144,12 @@ def load_data(data_cfg: DictConfig, batch_size: int, seed: int) -> DataSplits:
         batch_size: Global batch size.
         seed: Shuffling seed (the run's `train.seed`).
     """
+    if data_cfg.name == "imagenet":  # TFRecord shards from tools/ingest.py, streamed rather than held in memory
+        from lth.shard_input import load_shards  # imported here: it imports DataSplits from this module
+
+        return load_shards(data_cfg, batch_size, seed)
     if data_cfg.name not in LOADERS:
-        raise ValueError(f"data.name must be one of {sorted(LOADERS)}, got {data_cfg.name!r}")
+        raise ValueError(f"data.name must be one of {sorted([*LOADERS, 'imagenet'])}, got {data_cfg.name!r}")
     train, val, test = LOADERS[data_cfg.name](data_cfg)
     if len(train[0]) < batch_size:
         raise ValueError(f"train.batch_size={batch_size} exceeds the {len(train[0])} training images of {data_cfg.name}")

@@ -71,7 +71,9 @@ def validate_config(cfg: DictConfig) -> None:
     if "path" in cfg.data and cfg.data.path is not None:
         from pathlib import Path
 
-        hint = " (install it with `apt-get install dataset-fashion-mnist`)" if cfg.data.name == "fashion_mnist" else ""
+        hints = {"fashion_mnist": " (install it with `apt-get install dataset-fashion-mnist`)",
+                 "imagenet": " (write the shards with `python tools/ingest.py`)"}
+        hint = hints.get(cfg.data.name, "")
         _check(Path(cfg.data.path).exists(), f"data.path does not exist: {cfg.data.path}{hint}")
 
 

@@ -1,0 +1,256 @@
+"""Input pipelines over the TFRecord shards written by `tools/ingest.py` (`data=imagenet`).
+
+The manifest is the truth: shard files and image counts come from `manifest.json`, a
+file it does not list is never read. Records are `tf.train.Example`s holding a JPEG
+(`image/encoded`) and a 0-based label (`image/class/label`).
+
+Training order and augmentation are a function of (seed, epoch) alone, like every
+pipeline of `lth.data`: the epoch is read from `DataSplits.epoch` when an epoch's
+iterator starts, and every random choice (shard order, shuffle buffer, crop, flip) is
+drawn from keys derived from it, so a resumed job sees the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+from omegaconf import DictConfig
+
+from lth.data import DataSplits
+
+MANIFEST_FORMAT = "lth-shards/1"
+INGEST_HINT = "write the shards with `python tools/ingest.py`"
+FEATURES = {
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+    "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+}
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _options() -> tf.data.Options:
+    """Pipeline options: every AUTOTUNE stage runs at a fixed parallelism of one per core.
+
+    With tf.data's autotuning model on, about one epoch in three ran on one core of two for
+    its whole length (benchmarks/pipeline_throughput.py, TF 2.21); with it off, AUTOTUNE means
+    `initial_parallelism` (TF's default caps it at 16, too few for a large node). Each image is
+    decoded on one thread: ops that split themselves across the intra-op pool would only
+    contend with the parallel map.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.autotune.initial_parallelism = len(os.sched_getaffinity(0))
+    options.threading.max_intra_op_parallelism = 1
+    return options
+
+
+@dataclass(frozen=True)
+class ShardSplit:
+    """One split's shard files (full paths, in manifest order) and their image counts."""
+
+    files: tuple[str, ...]
+    counts: tuple[int, ...]
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The parsed `manifest.json` of a shard folder.
+
+    Raises:
+        ValueError: If the manifest is missing or not an lth shard manifest.
+    """
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise ValueError(f"no shard manifest at {path} (data.path={folder}): {INGEST_HINT}")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{path} has format {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}: {INGEST_HINT}")
+    return manifest
+
+
+def shard_split(manifest: dict[str, Any], folder: Path, name: str, key: str) -> ShardSplit:
+    """The shards of split `name`, checked to exist on disk.
+
+    Args:
+        manifest: The parsed manifest.
+        folder: The shard folder (`data.path`).
+        name: Split name in the manifest (`train`, `val`, ...).
+        key: The config key that asked for this split, named in errors.
+
+    Raises:
+        ValueError: If the split is not in the manifest or one of its shard files is missing.
+    """
+    splits = manifest.get("splits", {})
+    if name not in splits:
+        raise ValueError(f"{key}={name!r} is not a split of {folder / 'manifest.json'} (it has {sorted(splits)})")
+    shards = splits[name]["shards"]
+    files = tuple(str(folder / shard["file"]) for shard in shards)
+    missing = [file for file in files if not Path(file).is_file()]
+    if missing:
+        raise ValueError(f"{len(missing)} shard file(s) of the manifest are missing, e.g. {missing[0]}: {INGEST_HINT}")
+    return ShardSplit(files, tuple(int(shard["images"]) for shard in shards))
+
+
+def _first_records(counts: tuple[int, ...], limit: int | None) -> list[int]:
+    """Records to read from each file so that the files in order hold the first `limit` ones."""
+    remaining = sum(counts) if limit is None else int(limit)
+    takes = []
+    for count in counts:
+        takes.append(max(0, min(count, remaining)))
+        remaining -= takes[-1]
+    return takes
+
+
+def _to_uint8(image: tf.Tensor, size: int) -> tf.Tensor:
+    """Resize to size x size (bilinear, as the reference ImageNet pipelines) and round to uint8."""
+    resized = tf.image.resize(image, (size, size), method="bilinear")
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+
+def _train_example(record: tf.Tensor, element_key: tf.Tensor, data_cfg: DictConfig) -> tuple[tf.Tensor, tf.Tensor]:
+    """Random-resized crop (and flip) of one record, all randomness drawn from `element_key`."""
+    features = tf.io.parse_single_example(record, FEATURES)
+    encoded = features["image/encoded"]
+    crop_key, flip_key = tf.unstack(tf.random.experimental.stateless_split(element_key, 2, alg="philox"))
+    begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.image.extract_jpeg_shape(encoded),
+        bounding_boxes=tf.zeros([1, 0, 4]),  # no boxes: the whole image is the object ...
+        seed=crop_key,
+        min_object_covered=0.0,  # ... so the crop's share of it is area_range alone
+        aspect_ratio_range=tuple(float(value) for value in data_cfg.crop_aspect_range),
+        area_range=tuple(float(value) for value in data_cfg.crop_area_range),
+        max_attempts=10,  # after 10 misses the whole image is used
+        use_image_if_no_bounding_boxes=True,
+    )
+    # Decoding only the window skips the rows below it: cheaper than decoding the whole JPEG.
+    image = tf.image.decode_and_crop_jpeg(encoded, tf.stack([begin[0], begin[1], extent[0], extent[1]]), channels=3)
+    image = _to_uint8(image, int(data_cfg.image_size))
+    if data_cfg.flip:
+        image = tf.image.stateless_random_flip_left_right(image, flip_key)
+    return image, tf.cast(features["image/class/label"], tf.int32)
+
+
+def _eval_example(record: tf.Tensor, data_cfg: DictConfig) -> tuple[tf.Tensor, tf.Tensor]:
+    """Central square crop of `eval_crop_fraction` of the shorter side, resized to image_size."""
+    features = tf.io.parse_single_example(record, FEATURES)
+    encoded = features["image/encoded"]
+    shape = tf.image.extract_jpeg_shape(encoded)
+    height, width = shape[0], shape[1]
+    shorter = tf.cast(tf.minimum(height, width), tf.float64)
+    side = tf.maximum(1, tf.cast(float(data_cfg.eval_crop_fraction) * shorter, tf.int32))
+    window = tf.stack([(height - side + 1) // 2, (width - side + 1) // 2, side, side])
+    image = _to_uint8(tf.image.decode_and_crop_jpeg(encoded, window, channels=3), int(data_cfg.image_size))
+    return image, tf.cast(features["image/class/label"], tf.int32)
+
+
+def _train_dataset(split: ShardSplit, data_cfg: DictConfig, batch_size: int, seed: int,
+                   epoch: tf.Variable) -> tuple[tf.data.Dataset, int]:
+    """Training batches in an order fixed by (seed, epoch); returns (dataset, steps per epoch)."""
+    takes = _first_records(split.counts, data_cfg.train_limit)
+    kept = [index for index, take in enumerate(takes) if take > 0]
+    files = tf.constant([split.files[index] for index in kept])
+    counts = tf.constant([takes[index] for index in kept], tf.int64)
+    images = sum(takes)
+    steps = images // batch_size
+
+    def interleaved(shards: tf.data.Dataset) -> tf.data.Dataset:
+        return shards.interleave(lambda file, take: tf.data.TFRecordDataset(file).take(take),
+                                 cycle_length=int(data_cfg.read_parallelism), num_parallel_calls=AUTOTUNE,
+                                 deterministic=True)
+
+    cached = None
+    if data_cfg.cache is not None:
+        # One cache of the raw records in canonical order, built outside the per-epoch function so
+        # that every epoch's iterator shares it. The shuffle buffer alone then mixes, which is
+        # enough because the ingest shuffled the training images across shards once.
+        prefix = "" if data_cfg.cache == "memory" else str(data_cfg.cache)
+        if prefix:
+            Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+        cached = interleaved(tf.data.Dataset.from_tensor_slices((files, counts))).cache(prefix)
+
+    def epoch_records(_: tf.Tensor) -> tf.data.Dataset:
+        # Dataset.shuffle mixes the graph-level seed (tf.random.set_seed at trace time) into its
+        # own; without it the order is a function of (seed, epoch) alone, as the contract says.
+        tf.compat.v1.get_default_graph().seed = None
+        key = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+        order_key, shuffle_key, augment_key = tf.unstack(
+            tf.random.experimental.stateless_split(key, 3, alg="philox"))
+        if cached is None:
+            order = tf.random.experimental.stateless_shuffle(tf.range(tf.size(files)), seed=order_key)
+            records = interleaved(tf.data.Dataset.from_tensor_slices((tf.gather(files, order), tf.gather(counts, order))))
+        else:
+            records = cached
+        records = records.shuffle(int(data_cfg.shuffle_buffer), seed=shuffle_key[0])
+        # Each record travels with its index and the epoch's augmentation key, zipped rather than
+        # mapped: a map per record cost about 10% of the pipeline's CPU (benchmarks/pipeline_throughput.py).
+        return tf.data.Dataset.zip(records.enumerate(), tf.data.Dataset.from_tensors(augment_key).repeat())
+
+    def example(indexed: tuple[tf.Tensor, tf.Tensor], augment_key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        index, record = indexed  # the element index makes per-image keys: an epoch crops and flips alike each time
+        return _train_example(record, tf.random.experimental.stateless_fold_in(augment_key, index, alg="philox"), data_cfg)
+
+    examples = tf.data.Dataset.range(1).flat_map(epoch_records).map(example, num_parallel_calls=AUTOTUNE,
+                                                                     deterministic=True)
+    batches = examples.batch(batch_size, drop_remainder=True)
+    return batches.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(AUTOTUNE).with_options(_options()), steps
+
+
+def _eval_dataset(split: ShardSplit, limit: int | None, data_cfg: DictConfig,
+                  batch_size: int) -> tuple[tf.data.Dataset, int]:
+    """Eval batches in manifest order (remainder kept); returns (dataset, images)."""
+    images = sum(split.counts) if limit is None else min(int(limit), sum(split.counts))
+    # One file after the other (not interleaved), so the order is the manifest's; decoding,
+    # not reading, is the cost, and that runs in parallel below.
+    records = tf.data.TFRecordDataset(list(split.files)).take(images)
+    examples = records.map(lambda record: _eval_example(record, data_cfg), num_parallel_calls=AUTOTUNE,
+                           deterministic=True)
+    batches = examples.batch(batch_size).apply(tf.data.experimental.assert_cardinality(math.ceil(images / batch_size)))
+    return batches.prefetch(AUTOTUNE).with_options(_options()), images
+
+
+def load_shards(data_cfg: DictConfig, batch_size: int, seed: int) -> DataSplits:
+    """Build the train/val/test pipelines over the shards in `data_cfg.path`.
+
+    ImageNet has no public test labels, so `val` (every epoch) and `test` (once at the
+    end) both read the split named by `data_cfg.eval_split`, up to their own limits.
+
+    Args:
+        data_cfg: The `data` config group (`conf/data/imagenet.yaml`).
+        batch_size: Global batch size.
+        seed: Shuffling and augmentation seed (the run's `train.seed`).
+
+    Raises:
+        ValueError: One line naming the problem and the fix (missing shards, wrong
+            `data.num_classes`, too few training images, unknown eval split).
+    """
+    folder = Path(data_cfg.path)
+    manifest = read_manifest(folder)
+    classes = len(manifest["labels"])
+    if int(data_cfg.num_classes) != classes:
+        raise ValueError(f"data.num_classes={data_cfg.num_classes} but the manifest in {folder} has {classes} labels: "
+                         f"pass data.num_classes={classes}")
+    train_split = shard_split(manifest, folder, "train", "the training split")
+    eval_split = shard_split(manifest, folder, str(data_cfg.eval_split), "data.eval_split")
+    train_images = sum(_first_records(train_split.counts, data_cfg.train_limit))
+    if train_images < batch_size:
+        raise ValueError(f"train.batch_size={batch_size} exceeds the {train_images} training images in {folder}")
+    if data_cfg.cache is not None and int(data_cfg.shuffle_buffer) <= batch_size:
+        # A cache is only kept once an epoch reads its input to the end; the buffer must reach
+        # past the dropped remainder or every epoch would read the shards again.
+        raise ValueError(f"data.shuffle_buffer={data_cfg.shuffle_buffer} must exceed train.batch_size={batch_size} "
+                         f"when data.cache is set")
+
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
+    train, steps = _train_dataset(train_split, data_cfg, batch_size, seed, epoch)
+    val, val_images = _eval_dataset(eval_split, data_cfg.val_limit, data_cfg, batch_size)
+    test, test_images = _eval_dataset(eval_split, data_cfg.test_limit, data_cfg, batch_size)
+    size = int(data_cfg.image_size)
+    tested = "" if test_images == val_images else f" ({test_images:,} for test)"
+    summary = (f"data {data_cfg.name}: {train_images:,} train / {val_images:,} {data_cfg.eval_split} images{tested}, "
+               f"{classes} classes, {len(train_split.files)} + {len(eval_split.files)} shards, {size}x{size} "
+               f"(from {folder})")
+    return DataSplits(train=train, val=val, test=test, steps_per_epoch=steps, summary=summary, epoch=epoch)

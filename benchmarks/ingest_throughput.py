@@ -97,7 +97,7 @@ def main() -> None:
     warm_s = time.perf_counter() - warm_started
     cores = spark.sparkContext.defaultParallelism
     spark.stop()
-    same = sorted(p.read_bytes() == (work / "warm" / p.name).read_bytes() for p in (work / "baseline").glob("train-*"))
+    same = list(p.read_bytes() == (work / "warm" / p.name).read_bytes() for p in (work / "baseline").glob("train-*"))
     print(f"images: {args.images} JPEGs ({', '.join(f'{w}x{h}' for w, h in SIZES)}), {args.shards} shards, "
           f"Spark local with {cores} cores; shards identical to the baseline's: {all(same)}")
     print(f"baseline, 1 process (PIL + TFRecordWriter): {args.images / base_s:8.1f} img/s  ({base_s:.1f} s)")

@@ -135,7 +135,8 @@ def _example(record: SourceRecord, label: int, image: EncodedImage) -> bytes:
         "image/height": ints(image.height), "image/width": ints(image.width),
         "image/original/height": ints(image.original_height), "image/original/width": ints(image.original_width),
     }
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    # deterministic: protobuf may write map entries (the features) in any order; shards must be byte-stable
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString(deterministic=True)
 
 
 def complete_receipt(task: ShardTask) -> dict[str, Any] | None:

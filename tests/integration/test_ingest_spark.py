@@ -199,3 +199,22 @@ def test_lth_trains_a_ticket_from_the_shards(tree_shards: Path, tmp_path: Path) 
     assert {run.info.status for run in dense + tickets} == {"FINISHED"}
     assert tickets[0].data.metrics["epochs_trained"] == 1 and "test_accuracy" in tickets[0].data.metrics
     assert tickets[0].data.metrics["sparsity"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_shards_do_not_depend_on_the_process_that_wrote_them(tree_shards: Path, imagenet: SmallImagenet,
+                                                             tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from lth.ingest.fetch import DownloadSettings
+    from lth.ingest.images import ImageSettings
+    from lth.ingest.inventory import checked
+    from lth.ingest.shards import plan_shards, write_shard
+    from lth.ingest.sources import source_inventory
+
+    cfg = ingest_config("source=tree", f"source.root={imagenet.tree}", f"source.val_labels={imagenet.val_labels}",
+                        f"output={tmp_path}", *SMALL_SHARDS)
+    records, _, labels = checked(source_inventory(cfg.source))
+    tasks = plan_shards(records, labels, dict(cfg.shards), 0, tmp_path, ImageSettings(**OmegaConf.to_container(cfg.image)),
+                        DownloadSettings(**OmegaConf.to_container(cfg.download)))
+    write_shard(tasks[0])  # here, in the test's process, not in a Spark worker
+    assert (tmp_path / tasks[0].file_name).read_bytes() == (tree_shards / tasks[0].file_name).read_bytes()

@@ -22,7 +22,7 @@ demo: install
 	@echo "Next: . $(VENV)/bin/activate && mlflow ui   (then open http://127.0.0.1:5000, experiment 'lth')"
 
 test: install
-	$(BIN)/python -m pytest -m "not slow and not slurm"
+	$(BIN)/python -m pytest -m "not slow and not slurm" --durations=15
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow

@@ -34,6 +34,7 @@ def spark_session(spark_cfg: DictConfig) -> Any:
     """A SparkSession for the configured master (`pyspark.sql.SparkSession`, imported lazily)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers must import lth from this environment
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by the workers: no TensorFlow start-up chatter per worker
     if str(spark_cfg.master).startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no network: never bind a public interface
     from pyspark.sql import SparkSession

@@ -13,7 +13,7 @@ from PIL import Image
 from lth.ingest.archives import train_archive_inventory, val_archive_inventory
 from lth.ingest.fetch import DownloadSettings, Fetcher
 from lth.ingest.images import ImageSettings, RejectedInput, normalise_image
-from lth.ingest.inventory import checked, tree_inventory
+from lth.ingest.inventory import checked, read_val_labels, tree_inventory
 from lth.ingest.shards import RECEIPTS, plan_shards, write_shard
 from lth.ingest.sources import url_list_inventory
 from tests.ingest_fixtures import BAD_TRAIN, CLASSES, ESCAPE_KEY, SmallImagenet, make_small_imagenet
@@ -134,3 +134,18 @@ def test_shards_are_skipped_when_intact_and_redone_when_damaged(imagenet: SmallI
     (tmp_path / RECEIPTS / f"{task.file_name}.json").write_text(json.dumps({"fingerprint": "other"}))
     assert write_shard(task)["skipped"] is False and shard.read_bytes() == written
     assert not list((tmp_path / RECEIPTS).glob("*.tmp-*"))
+
+
+def test_devkit_ground_truth_ids_map_to_wnids_through_meta_mat(tmp_path: Path) -> None:
+    import numpy as np
+    from scipy.io import savemat
+
+    synsets = np.array([(1, "n01440764"), (2, "n01443537"), (1001, "n00001740")],  # 1001: a non-leaf synset
+                       dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O")])
+    savemat(tmp_path / "meta.mat", {"synsets": synsets})
+    (tmp_path / "ILSVRC2012_validation_ground_truth.txt").write_text("2\n1\n2\n")
+    labels = read_val_labels(tmp_path / "ILSVRC2012_validation_ground_truth.txt", tmp_path / "meta.mat")
+    assert labels == {"ILSVRC2012_val_00000001.JPEG": "n01443537", "ILSVRC2012_val_00000002.JPEG": "n01440764",
+                      "ILSVRC2012_val_00000003.JPEG": "n01443537"}
+    with pytest.raises(ValueError, match="devkit_meta"):
+        read_val_labels(tmp_path / "ILSVRC2012_validation_ground_truth.txt", None)

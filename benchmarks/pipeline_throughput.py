@@ -39,6 +39,8 @@ import tensorflow as tf  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from lth.ingest.images import EncodedImage  # noqa: E402
+from lth.ingest.shards import serialize_example  # noqa: E402
 from lth.shard_input import load_shards  # noqa: E402
 
 IMAGE_SIZE, SHORTER_SIDE, QUALITY, CLASSES, TRAIN_SHARDS = 224, 256, 90, 10, 4
@@ -61,20 +63,6 @@ def photo_like_jpeg(rng: np.random.Generator) -> tuple[bytes, int, int]:
     return buffer.getvalue(), height, width
 
 
-def _example(jpeg: bytes, label: int, index: int, height: int, width: int) -> bytes:
-    def raw(value: bytes) -> tf.train.Feature:
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-    def ints(value: int) -> tf.train.Feature:
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-
-    feature = {"image/encoded": raw(jpeg), "image/format": raw(b"jpeg"), "image/class/label": ints(label),
-               "image/class/synset": raw(f"n{label:08d}".encode()), "image/filename": raw(f"{index:06d}.JPEG".encode()),
-               "image/height": ints(height), "image/width": ints(width),
-               "image/original/height": ints(height), "image/original/width": ints(width)}
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
 def write_shards(folder: Path, images: int) -> float:
     """`images` training images in TRAIN_SHARDS shards and a small val shard, with the manifest; mean JPEG bytes."""
     rng, sizes = np.random.default_rng(0), []
@@ -88,7 +76,8 @@ def write_shards(folder: Path, images: int) -> float:
                 for index in range(start, stop):
                     jpeg, height, width = photo_like_jpeg(rng)
                     sizes.append(len(jpeg))
-                    writer.write(_example(jpeg, index % CLASSES, index, height, width))
+                    writer.write(serialize_example(f"n{index % CLASSES:08d}", f"{index:06d}.JPEG", index % CLASSES,
+                                                  EncodedImage(jpeg, height, width, height, width)))
             shards.append({"file": name, "images": stop - start, "sha256": "-", "bytes": (folder / name).stat().st_size})
         splits[split] = {"images": bounds[-1] - bounds[0], "classes": {}, "shards": shards}
     manifest = {"format": "lth-shards/1", "labels": {f"n{c:08d}": c for c in range(CLASSES)}, "splits": splits,

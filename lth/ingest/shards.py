@@ -118,8 +118,15 @@ def _tensorflow() -> Any:
     return tf
 
 
-def _example(record: SourceRecord, label: int, image: EncodedImage) -> bytes:
-    """A serialized tf.train.Example with the feature names of TensorFlow's ImageNet scripts."""
+def serialize_example(wnid: str, name: str, label: int, image: EncodedImage) -> bytes:
+    """One shard record: a serialized tf.train.Example with the feature names of TensorFlow's ImageNet scripts.
+
+    Args:
+        wnid: The image's class (`image/class/synset`).
+        name: Its file name (`image/filename`).
+        label: Its label index (`image/class/label`).
+        image: The normalised JPEG and its sizes.
+    """
     tf = _tensorflow()
 
     def ints(value: int) -> tf.train.Feature:
@@ -130,8 +137,8 @@ def _example(record: SourceRecord, label: int, image: EncodedImage) -> bytes:
 
     features = {
         "image/encoded": raw(image.jpeg), "image/format": raw(b"jpeg"),
-        "image/class/label": ints(label), "image/class/synset": raw(record.wnid.encode()),
-        "image/filename": raw(record.name.encode()),
+        "image/class/label": ints(label), "image/class/synset": raw(wnid.encode()),
+        "image/filename": raw(name.encode()),
         "image/height": ints(image.height), "image/width": ints(image.width),
         "image/original/height": ints(image.original_height), "image/original/width": ints(image.original_width),
     }
@@ -183,7 +190,7 @@ def write_shard(task: ShardTask) -> dict[str, Any]:
                 rejected.append({"split": record.split, "key": record.key, "input": record.locator.describe(),
                                  "reason": str(reason)})
                 continue
-            writer.write(_example(record, label, image))
+            writer.write(serialize_example(record.wnid, record.name, label, image))
             classes[record.wnid] += 1
     _replace_atomically(temporary, output / task.file_name)
     shard_path = output / task.file_name

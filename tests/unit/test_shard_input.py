@@ -16,6 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from lth.data import DataSplits, load_data
+from lth.ingest.images import EncodedImage
+from lth.ingest.shards import serialize_example
 from lth.shard_input import load_shards
 
 IMAGE_SIZE, BATCH, CLASSES = 32, 8, 3
@@ -34,21 +36,6 @@ def _jpeg(rng: np.random.Generator, label: int, height: int, width: int) -> byte
     return buffer.getvalue()
 
 
-def _example(jpeg: bytes, label: int, name: str, height: int, width: int) -> bytes:
-    """One record with the ingest's full schema."""
-    def raw(value: bytes) -> tf.train.Feature:
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-    def ints(value: int) -> tf.train.Feature:
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-
-    feature = {"image/encoded": raw(jpeg), "image/format": raw(b"jpeg"), "image/class/label": ints(label),
-               "image/class/synset": raw(f"n{label:08d}".encode()), "image/filename": raw(name.encode()),
-               "image/height": ints(height), "image/width": ints(width),
-               "image/original/height": ints(height), "image/original/width": ints(width)}
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """40 images of 3 classes: 30 train in 2 shards, 10 val in 1, plus a stray file the manifest does not list."""
@@ -65,7 +52,8 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 for index in indices:
                     label, (height, width) = index % CLASSES, sizes[index % len(sizes)]
                     jpeg = _jpeg(rng, label, height, width)
-                    writer.write(_example(jpeg, label, f"{index}.JPEG", height, width))
+                    image = EncodedImage(jpeg, height, width, height, width)
+                    writer.write(serialize_example(f"n{label:08d}", f"{index}.JPEG", label, image))
                     written[split].append((jpeg, label))
             entries.append({"file": name, "images": len(indices), "sha256": "-", "bytes": (folder / name).stat().st_size})
         manifest["splits"][split] = {"images": sum(e["images"] for e in entries), "classes": {}, "shards": entries}

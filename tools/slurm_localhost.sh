@@ -122,6 +122,20 @@ start_database() {
     wait_for MariaDB 30 mariadb --socket="$DB_SOCKET" -e "select 1"
 }
 
+cancel_leftover_jobs() {
+    # A controller restored from its state directory believes the jobs of its previous life
+    # are still queued or running, although their processes died with it (a stopped machine,
+    # a killed test run). Left alone, such a "running" job holds the node's 4 GPUs until the
+    # controller gives up on it, about 30 minutes later, and every new job waits behind it.
+    local leftover
+    leftover=$(squeue -h -o %A | sort -u)
+    [ -z "$leftover" ] && return
+    echo "slurm_localhost: cancelling $(echo "$leftover" | wc -l) job(s) left from before the restart:" $leftover
+    # shellcheck disable=SC2086  # one id per word
+    scancel $leftover
+    wait_for "an empty queue" 60 bash -c '[ -z "$(squeue -h)" ]'
+}
+
 start() {
     [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and starts system daemons)"
     install_packages
@@ -135,10 +149,12 @@ start() {
     start_database
     alive slurmdbd || slurmdbd
     wait_for slurmdbd 30 sacctmgr -n list cluster
-    alive slurmctld || slurmctld
+    local restarted=0
+    alive slurmctld || { slurmctld; restarted=1; }
     wait_for slurmctld 30 scontrol ping
     alive slurmd || slurmd -N "$NODE"
     wait_for slurmd 30 bash -c "sinfo -h -N -o %t | grep -Eq '^(idle|mix|alloc)'"
+    if [ "$restarted" -eq 1 ]; then cancel_leftover_jobs; fi
     echo "slurm_localhost: up (cluster $CLUSTER, node $NODE, partitions low and high, 4 GPUs); state in $STATE"
 }
 

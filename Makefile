@@ -11,7 +11,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[cpu,dev,spark]'
+	$(BIN)/pip install --quiet -e '.[cpu,dev,spark,jax]'
 	touch $@
 
 # The digits go through the same Spark ingest as ImageNet, then the search trains from the shards.

@@ -15,7 +15,7 @@ from lth.data import DataSplits
 from lth.fitting import fit_and_evaluate
 from lth.identity import DENSE_KEYS, dense_hash, family_hash
 from lth.network import network_for
-from lth.runlog import device_count, log_config, log_weights, run_weights
+from lth.runlog import log_config, log_weights, run_weights
 from lth.validate import ConfigError
 
 
@@ -57,7 +57,6 @@ def _train(cfg: DictConfig, run_id: str, data: DataSplits) -> float:
     """Train the dense network in run `run_id`, logging a checkpoint at every kept epoch."""
     epochs = int(cfg.train.epochs)
     keep = _kept(cfg)
-    device_kind, devices = device_count()
     with tracking.active_run(run_id):
         log_config(cfg, DENSE_KEYS)
         mlflow.set_tag("lth.keep_epochs", " ".join(str(epoch) for epoch in sorted(keep)))
@@ -81,7 +80,7 @@ def _train(cfg: DictConfig, run_id: str, data: DataSplits) -> float:
             "test_accuracy": result.test_accuracy,
             "test_loss": result.test_loss,
             "epochs_trained": epochs,
-            "device_epochs": epochs * devices,
+            "device_epochs": epochs * network.replicas,
             "train_seconds": result.seconds,
         })
     return result.test_accuracy

@@ -30,6 +30,10 @@ log = logging.getLogger("lth")
 def learning_rate(train_cfg: DictConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """The configured learning rate as a function of the optimizer step."""
     peak, epochs = float(train_cfg.learning_rate), int(train_cfg.epochs)
+    if train_cfg.lr_scaling == "linear":  # Goyal et al. 2017: the rate grows with the global batch
+        peak *= int(train_cfg.batch_size) / int(train_cfg.lr_reference_batch)
+    elif train_cfg.lr_scaling != "none":
+        raise ValueError(f"train.lr_scaling must be none or linear, got {train_cfg.lr_scaling!r}")
     if train_cfg.lr_schedule == "constant":
         return peak
     if train_cfg.lr_schedule == "step":

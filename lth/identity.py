@@ -17,11 +17,28 @@ from omegaconf import DictConfig, OmegaConf
 
 DENSE_KEYS: tuple[str, ...] = ("model", "data", "train")
 TICKET_PARAM_GROUPS: tuple[str, ...] = (*DENSE_KEYS, "prune", "reset")  # logged as a ticket's params
+# Train keys that never change a result, and so are never hashed: the number of devices
+# (the global batch is fixed) and how many steps run per call into the compiled step.
+RUNTIME_TRAIN_KEYS: tuple[str, ...] = ("devices", "steps_per_execution")
+# Keys added after the first release, hashed only when they differ from these values, so
+# that every run trained before they existed keeps its identity (and is still reused).
+LATER_TRAIN_DEFAULTS: dict[str, Any] = {"backend": "tensorflow", "precision": "float32", "sync_bn": False,
+                                        "lr_scaling": "none", "lr_reference_batch": 256}
 HASH_LENGTH = 16  # hex digits; 64 bits makes an accidental collision across sweeps negligible
 
 
 def _resolved(cfg: DictConfig, keys: tuple[str, ...]) -> dict[str, Any]:
-    return {key: OmegaConf.to_container(cfg[key], resolve=True) for key in keys}
+    resolved = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in keys}
+    if "train" in resolved:
+        train = resolved["train"]
+        for key in RUNTIME_TRAIN_KEYS:
+            train.pop(key, None)
+        if train.get("lr_scaling", "none") == "none":  # the reference batch means nothing without scaling
+            train.pop("lr_reference_batch", None)
+        for key, default in LATER_TRAIN_DEFAULTS.items():
+            if key in train and train[key] == default:
+                train.pop(key)
+    return resolved
 
 
 def _canonical(value: Any) -> Any:

@@ -118,6 +118,7 @@ class MaskConstraint(keras.constraints.Constraint):
 
     def __call__(self, w: Any) -> Any:
         # `where`, not a product: a diverged weight (NaN) times 0 would stay NaN.
+        w = keras.ops.convert_to_tensor(w)  # JAX's optimizer passes the Variable itself
         return keras.ops.where(self.mask > 0, w, keras.ops.zeros_like(w))
 
     def get_config(self) -> dict[str, Any]:

@@ -16,19 +16,42 @@ from omegaconf import DictConfig
 Weights = dict[str, np.ndarray]
 
 
-def build_model(model_cfg: DictConfig, seed: int) -> keras.Model:
+def build_model(model_cfg: DictConfig, seed: int, precision: str = "float32", sync_bn: bool = False) -> keras.Model:
     """Build the configured network with seeded initial weights.
 
     The model takes uint8 images and normalises them to [-1, 1] itself, so the input
-    pipeline can stay in uint8 (4x less host-to-device traffic). It returns logits.
+    pipeline can stay in uint8 (4x less host-to-device traffic). It returns float32
+    logits whatever the precision.
 
     Args:
         model_cfg: The `model` config group.
         seed: Seed for the initial weights (and Python/NumPy/backend RNGs).
+        precision: Keras dtype policy of the layers (`float32`, `mixed_bfloat16`, `mixed_float16`).
+        sync_bn: BatchNormalization statistics over the global batch instead of each replica's
+            (TensorFlow backend; JAX's DataParallel computes them globally anyway).
     """
+    from lth.devices import precision_policy, seed_everything
+
+    with precision_policy(precision):
+        model = _mobilenet_v2(model_cfg, seed)
+    if sync_bn and keras.backend.backend() == "tensorflow":
+        # Keras reads `synchronized` when the layer is built; set later, it only half works (DESIGN §4).
+        config = model.get_config()
+        for layer in config["layers"]:
+            if layer["class_name"] == "BatchNormalization":
+                layer["config"]["synchronized"] = True
+        seed_everything(seed)  # the same draws as the unsynchronised build
+        model = keras.Model.from_config(config)
+    return model
+
+
+def _mobilenet_v2(model_cfg: DictConfig, seed: int) -> keras.Model:
+    """MobileNetV2 with uint8 input, float32 logits and the configured BatchNorm momentum."""
+    from lth.devices import seed_everything
+
     if model_cfg.name != "mobilenet_v2":
         raise ValueError(f"model.name must be 'mobilenet_v2', got {model_cfg.name!r}")
-    keras.utils.set_random_seed(seed)
+    seed_everything(seed)
     size = int(model_cfg.input_size)
     inputs = keras.Input((size, size, 3), dtype="uint8", name="image")
     scaled = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(inputs)
@@ -40,7 +63,10 @@ def build_model(model_cfg: DictConfig, seed: int) -> keras.Model:
         classes=int(model_cfg.num_classes),
         classifier_activation=None,
     )
-    model = keras.Model(inputs, backbone.output, name=backbone.name)
+    logits = backbone.output
+    if keras.config.dtype_policy().name != "float32":  # softmax and loss in float32, the standard mixed recipe
+        logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(logits)
+    model = keras.Model(inputs, logits, name=backbone.name)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             # Read at trace time, so setting it before compile() is enough.

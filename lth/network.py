@@ -18,6 +18,7 @@ import keras
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from lth.devices import data_parallel
 from lth.fitting import build_optimizer
 from lth.masks import attach_masks, prunable_layer_names
 from lth.models import Weights, build_model, restore, snapshot
@@ -30,20 +31,25 @@ class MaskedNetwork:
         model: The compiled Keras model.
         initial_weights: The seeded initialisation (the dense run's epoch 0).
         mask_variables: The 0/1 mask of each prunable layer, in network order.
+        replicas: How many devices train it data-parallel (1: plain training).
     """
 
     def __init__(self, model_cfg: DictConfig, train_cfg: DictConfig, steps_per_epoch: int) -> None:
-        self.model = build_model(model_cfg, int(train_cfg.seed))
-        self.initial_weights = snapshot(self.model)
-        self.steps_per_epoch = steps_per_epoch
-        names = prunable_layer_names(self.model)
-        ones = {name: np.ones(self.model.get_layer(name).kernel.shape, dtype=bool) for name in names}
-        self.mask_variables = attach_masks(self.model, ones)
-        self.model.compile(
-            optimizer=build_optimizer(train_cfg, steps_per_epoch, start_epoch=0),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
+        # Variables, masks and the optimizer are created under the run's distribution, so
+        # every replica holds them and the constraints run in every replica's step.
+        with data_parallel(train_cfg) as self.replicas:
+            self.model = build_model(model_cfg, int(train_cfg.seed), str(train_cfg.precision), bool(train_cfg.sync_bn))
+            self.initial_weights = snapshot(self.model)
+            self.steps_per_epoch = steps_per_epoch
+            names = prunable_layer_names(self.model)
+            ones = {name: np.ones(self.model.get_layer(name).kernel.shape, dtype=bool) for name in names}
+            self.mask_variables = attach_masks(self.model, ones)
+            self.model.compile(
+                optimizer=build_optimizer(train_cfg, steps_per_epoch, start_epoch=0),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"],
+                steps_per_execution=int(train_cfg.steps_per_execution),
+            )
 
     def load(self, weights: Weights, masks: Mapping[str, np.ndarray] | None, start_epoch: int) -> None:
         """Prepare a fresh run: weights, masks (None = dense) and an optimizer at `start_epoch`.
@@ -56,11 +62,17 @@ class MaskedNetwork:
             variable.assign(np.ones(variable.shape, "float32") if mask is None else np.asarray(mask, "float32"))
             kernel = self.model.get_layer(name).kernel
             kernel.assign(kernel.constraint(kernel.value))
+        if keras.backend.backend() != "tensorflow":
+            # JAX traces a variable that is not model state (the masks) as a constant, so a
+            # new mask needs a new trace; TensorFlow reads the variables at every step.
+            self.model.train_function = None
         optimizer = self.model.optimizer
         if optimizer.built:
             for variable in optimizer.variables:
                 if not variable.path.endswith("learning_rate"):  # a constant rate is a variable too: keep it
                     variable.assign(np.zeros(variable.shape, variable.dtype))  # fresh slots, like a new optimizer
+            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):  # mixed_float16: a fresh loss scale
+                optimizer.dynamic_scale.assign(optimizer.initial_scale)
         optimizer.iterations.assign(start_epoch * self.steps_per_epoch)
         self.model._initial_epoch = None  # BackupAndRestore of an earlier job may have set it
 

@@ -18,11 +18,10 @@ from lth.models import load_weights, save_weights
 
 
 def device_count() -> tuple[str, int]:
-    """(kind, count) of the accelerators this job trains on; CPU counts as one."""
-    import tensorflow as tf
+    """(kind, count) of the accelerators this job sees; CPU counts as one."""
+    from lth.devices import device_kind_and_count
 
-    gpus = len(tf.config.list_physical_devices("GPU"))
-    return ("gpu", gpus) if gpus else ("cpu", 1)
+    return device_kind_and_count()
 
 
 def log_hydra_config() -> None:

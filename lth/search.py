@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import keras
 from omegaconf import DictConfig
 
 from lth import tracking
 from lth.data import DataSplits, load_data
 from lth.dense import DenseParent, ensure_dense
+from lth.devices import seed_everything
 from lth.imp import ensure_imp
 from lth.locking import exclusive
 from lth.tickets import CellResult, ensure_ticket, prunable_names
@@ -30,7 +30,7 @@ log = logging.getLogger("lth")
 def _prepare(cfg: DictConfig) -> tuple[str, DataSplits]:
     """Validate everything that can be checked before training; return (experiment id, data)."""
     validate_config(cfg)
-    keras.utils.set_random_seed(int(cfg.train.seed))  # data order must not depend on the job's place in a sweep
+    seed_everything(int(cfg.train.seed))  # data order must not depend on the job's place in a sweep
     try:  # data sizes and layer names can only be checked once loaded and built; still before any training
         data = load_data(cfg.data, int(cfg.train.batch_size), int(cfg.train.seed))
         log.info(data.summary)

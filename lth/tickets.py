@@ -26,7 +26,7 @@ from lth.identity import TICKET_PARAM_GROUPS, family_hash, ticket_key
 from lth.masks import Masks, prunable_layer_names, random_masks_like
 from lth.models import Weights, build_model, kernel_path, snapshot
 from lth.network import network_for
-from lth.runlog import device_count, log_config, log_masks, log_weights
+from lth.runlog import log_config, log_masks, log_weights
 from lth.scopes import prune_masks
 
 log = logging.getLogger("lth")
@@ -83,7 +83,6 @@ def train_masked(cfg: DictConfig, data: DataSplits, dense: DenseParent, masks: M
                  reset_epoch: int, run_id: str) -> tuple[FitResult, dict[str, object], Weights, str | None]:
     """Inside the active run: log the mask, train epochs k..E with it, log the outcome."""
     epochs = int(cfg.train.epochs)
-    _, devices = device_count()
     report = log_masks(masks)
     check_collapse(cfg, report)  # before any training: refusing must cost nothing
     network = network_for(cfg.model, cfg.train, data.steps_per_epoch)
@@ -107,7 +106,7 @@ def train_masked(cfg: DictConfig, data: DataSplits, dense: DenseParent, masks: M
         "test_loss": result.test_loss,
         "dense_test_accuracy": dense.test_accuracy,
         "epochs_trained": result.epochs_trained if result.diverged else epochs - reset_epoch,
-        "device_epochs": (epochs - reset_epoch) * devices,
+        "device_epochs": (epochs - reset_epoch) * network.replicas,
         "train_seconds": result.seconds,
     })
     return result, report, final, verdict

@@ -24,10 +24,14 @@ def main(cfg: DictConfig) -> dict[str, object]:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # checkpoints are single small files
     # Keras warns on every fit that a tf.data input is not reshuffled by it; ours shuffles itself.
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
-    from lth.search import run_cell  # imported here: the submitting process never needs TensorFlow
     from lth.validate import ConfigError
 
     try:
+        from lth.devices import select_backend
+
+        select_backend(str(cfg.train.backend))  # before anything imports Keras
+        from lth.search import run_cell  # imported here: the submitting process never needs TensorFlow
+
         result = run_cell(cfg).to_dict()
     except ConfigError as error:
         raise SystemExit(f"lth: error: {error}") from None  # one line, no traceback, before any training

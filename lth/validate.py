@@ -64,6 +64,16 @@ def validate_config(cfg: DictConfig) -> None:
     _check(cfg.train.optimizer in ("sgd", "adamw"), f"train.optimizer must be sgd or adamw, got {cfg.train.optimizer!r}")
     _check(cfg.train.lr_schedule in ("cosine", "step", "constant"),
            f"train.lr_schedule must be cosine, step or constant, got {cfg.train.lr_schedule!r}")
+    _check(cfg.train.backend in ("tensorflow", "jax"), f"train.backend must be tensorflow or jax, got {cfg.train.backend!r}")
+    _check(cfg.train.precision in ("float32", "mixed_bfloat16", "mixed_float16"),
+           f"train.precision must be float32, mixed_bfloat16 or mixed_float16, got {cfg.train.precision!r}")
+    _check(cfg.train.devices == "auto" or (isinstance(cfg.train.devices, int) and cfg.train.devices >= 1),
+           f"train.devices must be auto or a positive count, got {cfg.train.devices!r}")
+    _check(cfg.train.lr_scaling in ("none", "linear"), f"train.lr_scaling must be none or linear, got {cfg.train.lr_scaling!r}")
+    _check(isinstance(cfg.train.steps_per_execution, int) and cfg.train.steps_per_execution >= 1,
+           f"train.steps_per_execution must be a positive integer, got {cfg.train.steps_per_execution!r}")
+    _check(cfg.train.backend == "tensorflow" or cfg.data.name != "imagenet",
+           "data=imagenet reads TFRecord shards with tf.data: it needs train.backend=tensorflow")
     if cfg.data.name == "digits":
         for key in ("test_fraction", "val_fraction"):
             value = cfg.data[key]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from lth.data import LOADERS, read_idx
+from lth.datasets import LOADERS, read_idx
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:

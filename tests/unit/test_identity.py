@@ -62,3 +62,16 @@ def test_keys_a_method_does_not_use_do_not_split_runs(compose: Callable[..., obj
     assert ticket_key(compose("prune.control_seed=4")) == ticket_key(compose())  # no control, no control seed
     assert ticket_key(compose("prune.control=reinit", "prune.control_seed=4")) != ticket_key(
         compose("prune.control=reinit"))
+
+
+@pytest.mark.parametrize("override", ["train.devices=4", "train.steps_per_execution=8", "train.backend=tensorflow",
+                                      "train.precision=float32", "train.lr_reference_batch=512"])
+def test_hardware_keys_and_later_defaults_keep_the_dense_identity(compose: Callable[..., object], override: str) -> None:
+    # The golden hash above predates these keys: at their defaults, earlier dense parents are still found.
+    assert dense_hash(compose(override)) == dense_hash(compose()) == GOLDEN_DEFAULT_DENSE_HASH
+
+
+@pytest.mark.parametrize("override", ["train.precision=mixed_bfloat16", "train.backend=jax", "train.sync_bn=true",
+                                      "train.lr_scaling=linear"])
+def test_numerics_keys_change_the_dense_identity(compose: Callable[..., object], override: str) -> None:
+    assert dense_hash(compose(override)) != dense_hash(compose())

@@ -1,0 +1,53 @@
+"""Device selection, the learning-rate rule and the config errors of the hardware keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from omegaconf import OmegaConf
+
+from lth.devices import replica_devices, select_backend
+from lth.fitting import learning_rate
+from lth.validate import ConfigError, validate_config
+
+
+def test_auto_on_a_cpu_machine_trains_on_one_device() -> None:
+    assert len(replica_devices("auto")) == 1
+
+
+def test_asking_for_more_devices_than_visible_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"train.devices=64, but this job sees 1 cpu device"):
+        replica_devices(64)
+    with pytest.raises(ConfigError, match="auto or a positive count"):
+        replica_devices("all")
+
+
+def test_a_second_backend_in_one_process_is_refused() -> None:
+    import keras
+
+    select_backend(keras.backend.backend())  # the active one: fine
+    with pytest.raises(ConfigError, match="already runs Keras on tensorflow"):
+        select_backend("jax")
+    with pytest.raises(ConfigError, match="must be one of"):
+        select_backend("torch")
+
+
+def test_linear_scaling_multiplies_the_rate_by_batch_over_reference() -> None:
+    train = OmegaConf.create({"learning_rate": 0.1, "epochs": 90, "lr_schedule": "constant", "batch_size": 1024,
+                              "lr_scaling": "linear", "lr_reference_batch": 256})
+    assert learning_rate(train, 100) == pytest.approx(0.4)
+    train.lr_scaling = "none"
+    assert learning_rate(train, 100) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.backend=torch", "train.backend must be tensorflow or jax"),
+    ("train.precision=float16", "train.precision must be float32, mixed_bfloat16 or mixed_float16"),
+    ("train.devices=0", "train.devices must be auto or a positive count"),
+    ("train.lr_scaling=sqrt", "train.lr_scaling must be none or linear"),
+    ("train.steps_per_execution=0", "train.steps_per_execution must be a positive integer"),
+])
+def test_bad_hardware_keys_are_one_line_errors(compose: Callable[..., object], override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate_config(compose(override))

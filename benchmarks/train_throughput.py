@@ -123,8 +123,9 @@ def _ratios(results: list[dict], peer: list[dict]) -> None:
         dense = best([r for r in results if r["batch"] == batch and r["sparsity"] == 0])
         for masked in filter(None, [best([r for r in results if r["batch"] == batch and r["sparsity"] > 0])]):
             if dense:
-                print(f"{masked['model']} model, batch {batch}: masked / dense step time = {masked['step_ms'] / dense['step_ms']:.3f} "
-                      f"(mask overhead {100 * (masked['step_ms'] / dense['step_ms'] - 1):+.1f}%)")
+                ratio = masked["step_ms"] / dense["step_ms"]
+                print(f"{masked['model']} model, batch {batch}: masked / dense step time = {ratio:.3f} "
+                      f"(mask overhead {100 * (ratio - 1):+.1f}%)")
             twin = next((p for p in peer if p["batch"] == batch and p["sparsity"] == 0), None)
             if twin:
                 print(f"batch {batch}: lth masked {masked['img_per_s']:.0f} img/s / {twin['impl']} dense "

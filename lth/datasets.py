@@ -31,9 +31,8 @@ def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[n
 
 def _digits(cfg: DictConfig) -> tuple[Arrays, Arrays, Arrays]:
     """scikit-learn's bundled digits, upscaled to RGB at the model's input size."""
-    from sklearn.datasets import load_digits
-
     import tensorflow as tf  # its bilinear resize defines the digits images that earlier runs were trained on
+    from sklearn.datasets import load_digits
 
     bunch = load_digits()
     grey = (bunch.images / 16.0 * 255.0).astype(np.float32)[..., None]

@@ -69,7 +69,8 @@ def validate_config(cfg: DictConfig) -> None:
            f"train.precision must be float32, mixed_bfloat16 or mixed_float16, got {cfg.train.precision!r}")
     _check(cfg.train.devices == "auto" or (isinstance(cfg.train.devices, int) and cfg.train.devices >= 1),
            f"train.devices must be auto or a positive count, got {cfg.train.devices!r}")
-    _check(cfg.train.lr_scaling in ("none", "linear"), f"train.lr_scaling must be none or linear, got {cfg.train.lr_scaling!r}")
+    _check(cfg.train.lr_scaling in ("none", "linear"),
+           f"train.lr_scaling must be none or linear, got {cfg.train.lr_scaling!r}")
     _check(isinstance(cfg.train.steps_per_execution, int) and cfg.train.steps_per_execution >= 1,
            f"train.steps_per_execution must be a positive integer, got {cfg.train.steps_per_execution!r}")
     _check(cfg.train.backend == "tensorflow" or cfg.data.name != "imagenet",

@@ -71,7 +71,8 @@ def toy(devices: int) -> dict[str, np.ndarray | int]:
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(_batches(8, 4), epochs=1, verbose=0)
-    weights = {f"{layer.name}/{v.name}": v.numpy() for layer in model.layers for v in layer.weights}  # paths differ per model
+    # keyed by layer/variable name: variable paths differ between the two models
+    weights = {f"{layer.name}/{v.name}": v.numpy() for layer in model.layers for v in layer.weights}
     return {"replicas": replicas, "leaked": _leaked(weights, masks), **weights}
 
 

@@ -14,7 +14,9 @@ broken by network order, then position, so masks are deterministic.
   magnitude within each layer.
 
 `min_density` keeps at least ceil(min_density * size) weights in every layer; the
-total stays exact because the floor's weights are taken from the other layers.
+total stays exact because the floor's weights are taken from the other layers, in
+proportion to each one's share above its own floor (so every such layer keeps the
+same fraction of what its scope gave it beyond the floor).
 """
 
 from __future__ import annotations
@@ -45,6 +47,23 @@ def round_to_total(ideal: Sequence[float], total: int, lower: Sequence[int], upp
         gap = np.where(room, (ideal_arr - counts) * step, -np.inf)
         counts[int(np.argmax(gap))] += step
     return [int(c) for c in counts]
+
+
+def fit_to_bounds(ideal: Sequence[float], total: int, lower: Sequence[int], upper: Sequence[int]) -> np.ndarray:
+    """Real counts within [lower, upper] that sum to `total`, moved proportionally from `ideal`.
+
+    Layers outside their bounds are pinned at the bound. What pinning added (or removed)
+    is taken from (or given to) the other layers in proportion to their distance from
+    the bound they move towards: a layer twice as far above its floor gives twice as
+    many weights. One pass suffices, because no layer is asked for more than its room.
+    """
+    low, high = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+    counts = np.clip(np.asarray(ideal, dtype=np.float64), low, high)
+    excess = counts.sum() - total
+    room = counts - low if excess > 0 else high - counts
+    if excess != 0 and room.sum() > 0:
+        counts -= np.sign(excess) * room * min(1.0, abs(excess) / room.sum())
+    return np.clip(counts, low, high)
 
 
 def allocate_exact(sizes: Sequence[int], fraction: float, minimum: Sequence[int] | None = None) -> list[int]:
@@ -136,6 +155,6 @@ def prune_masks(
             ideal = [s * keep_total / sum(sizes) for s in sizes]
         else:
             ideal = [d * s for d, s in zip(erk_densities([np.shape(kernels[n]) for n in names], keep_total), sizes)]
-        kept = round_to_total(ideal, keep_total, floors, alive)
+        kept = round_to_total(fit_to_bounds(ideal, keep_total, floors, alive), keep_total, floors, alive)
         pieces = [_prune_smallest(flat, s - k) for flat, s, k in zip(flats, sizes, kept)]
     return {n: piece.reshape(np.shape(kernels[n])) for n, piece in zip(names, pieces)}

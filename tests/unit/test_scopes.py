@@ -73,3 +73,38 @@ def test_every_scope_nests_under_a_previous_mask(scope: str) -> None:
     first = prune_masks(kernels, 0.5, scope, min_density=0.01)
     second = prune_masks({n: k * first[n] for n, k in kernels.items()}, 0.8, scope, first, min_density=0.01)
     assert all(not np.any(second[n] & ~first[n]) for n in kernels)
+
+
+def _mobilenet_v2_kernel_shapes() -> dict[str, tuple[int, ...]]:
+    """Kernel shapes of MobileNetV2 alpha 1.0 at 224 with 1000 classes (built, never trained)."""
+    import keras
+
+    from lth.masks import prunable_layer_names
+
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3), classes=1000)
+    return {name: tuple(model.get_layer(name).kernel.shape) for name in prunable_layer_names(model)}
+
+
+def test_floor_weights_are_taken_in_proportion_to_each_layers_share_above_its_floor() -> None:
+    # The review's case: ERK at t=0.99 with a 0.6% floor took about the same absolute count from every
+    # layer, so Conv1 lost 88% of its ERK share and block 16's depthwise 10%.
+    shapes = _mobilenet_v2_kernel_shapes()
+    rng = np.random.default_rng(0)
+    kernels = {name: rng.normal(size=shape).astype(np.float32) for name, shape in shapes.items()}
+    sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+    total = sum(sizes.values())
+    threshold, min_density = 0.99, 0.006
+    keep_total = total - round(threshold * total)
+    densities = erk_densities(list(shapes.values()), keep_total)
+    ideal = {name: density * sizes[name] for name, density in zip(shapes, densities)}
+    floors = {name: math.ceil(min_density * size) for name, size in sizes.items()}
+    masks = prune_masks(kernels, threshold, "erk", min_density=min_density)
+    kept = {name: int(mask.sum()) for name, mask in masks.items()}
+    assert sum(kept.values()) == keep_total
+    assert all(kept[name] >= floors[name] for name in shapes)
+    above = [name for name in shapes if ideal[name] > floors[name] + 50]  # layers that give weights to the floors
+    assert len(above) >= 5
+    lost = {name: (ideal[name] - kept[name]) / (ideal[name] - floors[name]) for name in above}
+    assert max(lost.values()) - min(lost.values()) < 0.02, sorted(lost.items(), key=lambda item: item[1])
+    pinned = [name for name in shapes if ideal[name] <= floors[name]]
+    assert all(kept[name] == floors[name] for name in pinned)

@@ -3,7 +3,9 @@
 The dense parent depends on model, data and train (which holds the seed) only, so
 every ticket of a sweep shares one dense run. A ticket additionally depends on the
 prune and reset groups. Cluster, tracking and the `lth` runtime knobs never change a
-result and are never hashed.
+result and are never hashed; neither is a key that the rest of the config makes
+irrelevant (the step schedule's milestones under cosine, momentum under AdamW, ...),
+nor where the data lies (`data.path` is hashed as its content, lth.data_identity).
 """
 
 from __future__ import annotations
@@ -23,21 +25,67 @@ RUNTIME_TRAIN_KEYS: tuple[str, ...] = ("devices", "steps_per_execution")
 # Keys added after the first release, hashed only when they differ from these values, so
 # that every run trained before they existed keeps its identity (and is still reused).
 LATER_TRAIN_DEFAULTS: dict[str, Any] = {"backend": "tensorflow", "precision": "float32", "sync_bn": False,
-                                        "lr_scaling": "none", "lr_reference_batch": 256}
+                                        "lr_scaling": "none", "lr_reference_batch": 256,
+                                        "weight_decay_mode": "decoupled"}
+# Keys of `train` hashed as these fixed values when the rest of the config ignores them. Fixed
+# values (the defaults of conf/train/small.yaml), not removal, so the golden identities hold.
+IGNORED_TRAIN_VALUES: dict[str, Any] = {"step_milestones": [], "step_gamma": 0.1, "warmup_epochs": 0, "momentum": 0.9}
+# Keys of `prune` that never change what is trained: refuse only declines to start a collapsed mask.
+IGNORED_PRUNE_VALUES: dict[str, Any] = {"on_collapse": "warn"}
+# Excluded from a cell (lth.cell): a cell's replicates and controls differ only in these.
+REPLICATE_KEYS: tuple[str, ...] = ("seed", "control", "control_seed")
 HASH_LENGTH = 16  # hex digits; 64 bits makes an accidental collision across sweeps negligible
+
+
+def _ignored_train_keys(train: Mapping[str, Any]) -> list[str]:
+    """Keys of `train` that this schedule and optimizer never read."""
+    schedule = train.get("lr_schedule")
+    ignored = []
+    if schedule != "step":
+        ignored += ["step_milestones", "step_gamma"]
+    if schedule != "cosine":
+        ignored.append("warmup_epochs")
+    if train.get("optimizer") == "adamw":
+        ignored.append("momentum")
+    return ignored
+
+
+def _train_identity(train: dict[str, Any]) -> dict[str, Any]:
+    """The `train` keys that decide a result, with later keys at their defaults removed."""
+    devices = train.get("devices", "auto")
+    if train.get("backend", "tensorflow") == "jax" or devices == 1:
+        # JAX's DataParallel normalises over the global batch, and one device has one batch anyway.
+        train["sync_bn"] = False
+    for key in RUNTIME_TRAIN_KEYS:
+        train.pop(key, None)
+    if train.get("lr_scaling", "none") == "none":  # the reference batch means nothing without scaling
+        train.pop("lr_reference_batch", None)
+    if not train.get("weight_decay"):  # no decay: neither mode decays anything
+        train.pop("weight_decay_mode", None)
+    for key in _ignored_train_keys(train):
+        if key in train:
+            train[key] = IGNORED_TRAIN_VALUES[key]
+    for key, default in LATER_TRAIN_DEFAULTS.items():
+        if key in train and train[key] == default:
+            train.pop(key)
+    return train
+
+
+def _data_identity(data: dict[str, Any]) -> dict[str, Any]:
+    """The `data` keys with `path` replaced by a fingerprint of what lies there."""
+    if data.get("path") is not None:
+        from lth.data_identity import content_fingerprint
+
+        data["content"] = content_fingerprint(str(data.pop("path")))
+    return data
 
 
 def _resolved(cfg: DictConfig, keys: tuple[str, ...]) -> dict[str, Any]:
     resolved = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in keys}
     if "train" in resolved:
-        train = resolved["train"]
-        for key in RUNTIME_TRAIN_KEYS:
-            train.pop(key, None)
-        if train.get("lr_scaling", "none") == "none":  # the reference batch means nothing without scaling
-            train.pop("lr_reference_batch", None)
-        for key, default in LATER_TRAIN_DEFAULTS.items():
-            if key in train and train[key] == default:
-                train.pop(key)
+        resolved["train"] = _train_identity(resolved["train"])
+    if "data" in resolved:
+        resolved["data"] = _data_identity(resolved["data"])
     return resolved
 
 
@@ -78,6 +126,7 @@ def _prune_identity(cfg: DictConfig) -> dict[str, Any]:
         unused += ("control_seed",)
     relevant = {key: value for key, value in prune.items() if key not in unused}
     relevant["ignore"] = sorted(relevant.get("ignore") or [])  # a set of layer names; order is not meaning
+    relevant.update({key: value for key, value in IGNORED_PRUNE_VALUES.items() if key in relevant})
     return relevant
 
 
@@ -92,6 +141,18 @@ def imp_level_key(cfg: DictConfig, level: int) -> str:
     prune = {key: value for key, value in _prune_identity(cfg).items() if key != "levels"}
     reset = OmegaConf.to_container(cfg.reset, resolve=True)
     return stable_hash({"dense": dense_hash(cfg), "prune": prune, "reset": reset, "level": level})
+
+
+def cell_key(cfg: DictConfig) -> str:
+    """Identity of a cell of the report (tag `lth.cell`): the ticket minus what varies across its replicates.
+
+    A ticket and its reinit / random-mask controls share a cell, as do its seeds; runs
+    that differ in anything else (scope, floor, ignored layers, IMP rate, schedule, ...)
+    do not. An IMP job's cell leaves out `levels`: level l is the same run in every job.
+    """
+    prune = {key: value for key, value in _prune_identity(cfg).items() if key not in (*REPLICATE_KEYS, "levels")}
+    reset = OmegaConf.to_container(cfg.reset, resolve=True)
+    return stable_hash({"family": family_hash(cfg), "prune": prune, "reset": reset})
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -22,7 +22,7 @@ from lth.data import DataSplits
 from lth.dense import DenseParent
 from lth.fitting import FitResult, fit_and_evaluate
 from lth.health import check_collapse, divergence
-from lth.identity import TICKET_PARAM_GROUPS, family_hash, ticket_key
+from lth.identity import TICKET_PARAM_GROUPS, cell_key, family_hash, ticket_key
 from lth.masks import Masks, prunable_layer_names, random_masks_like
 from lth.models import Weights, build_model, kernel_path, snapshot
 from lth.network import network_for
@@ -118,6 +118,7 @@ def ticket_tags(cfg: DictConfig, parent_run_id: str, dense: DenseParent, thresho
         tracking.PARENT_TAG: parent_run_id,
         tracking.DENSE_HASH_TAG: dense.key,
         tracking.FAMILY_TAG: family_hash(cfg),
+        tracking.CELL_TAG: cell_key(cfg),  # the report averages seeds and pairs controls within a cell
         "lth.threshold": f"{threshold}",
         "lth.reset_epoch": str(int(cfg.reset.epoch)),
         "lth.scope": str(cfg.prune.scope),

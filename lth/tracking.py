@@ -24,6 +24,7 @@ ROLE_TAG = "lth.role"
 KEY_TAG = "lth.key"
 DENSE_HASH_TAG = "lth.dense_hash"
 FAMILY_TAG = "lth.family"  # dense identity without the seed: groups replicates in the report
+CELL_TAG = "lth.cell"  # ticket identity without seed and control: one cell of the report (lth.identity.cell_key)
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 FINISHED = "FINISHED"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from omegaconf import open_dict
 
-from lth.identity import dense_hash, flatten, stable_hash, ticket_key
+from lth.identity import cell_key, dense_hash, flatten, stable_hash, ticket_key
 
 # Golden values: a change here means every existing dense parent stops being found.
 GOLDEN_PAYLOAD_HASH = "84bdd9ed3998f668"
@@ -64,14 +65,70 @@ def test_keys_a_method_does_not_use_do_not_split_runs(compose: Callable[..., obj
         compose("prune.control=reinit"))
 
 
-@pytest.mark.parametrize("override", ["train.devices=4", "train.steps_per_execution=8", "train.backend=tensorflow",
-                                      "train.precision=float32", "train.lr_reference_batch=512"])
-def test_hardware_keys_and_later_defaults_keep_the_dense_identity(compose: Callable[..., object], override: str) -> None:
-    # The golden hash above predates these keys: at their defaults, earlier dense parents are still found.
+@pytest.mark.parametrize("override", ["train.devices=4", "train.steps_per_execution=8", "train.lr_reference_batch=512"])
+def test_hardware_keys_keep_the_dense_identity(compose: Callable[..., object], override: str) -> None:
     assert dense_hash(compose(override)) == dense_hash(compose()) == GOLDEN_DEFAULT_DENSE_HASH
 
 
-@pytest.mark.parametrize("override", ["train.precision=mixed_bfloat16", "train.backend=jax", "train.sync_bn=true",
-                                      "train.lr_scaling=linear"])
+@pytest.mark.parametrize("key", ["backend", "precision", "sync_bn", "lr_scaling", "lr_reference_batch",
+                                 "weight_decay_mode"])
+def test_a_config_from_before_a_later_key_existed_keeps_its_identity(compose: Callable[..., object], key: str) -> None:
+    # The golden hash predates these keys: a config that lacks the key (as every config did then)
+    # and today's config with the key at its default must be the same dense parent.
+    cfg = compose()
+    without = compose()
+    with open_dict(without):
+        del without.train[key]
+    assert key in cfg.train
+    assert dense_hash(without) == dense_hash(cfg) == GOLDEN_DEFAULT_DENSE_HASH
+
+
+@pytest.mark.parametrize("override", ["train.precision=mixed_bfloat16", "train.backend=jax", "train.lr_scaling=linear",
+                                      "train.weight_decay_mode=l2"])
 def test_numerics_keys_change_the_dense_identity(compose: Callable[..., object], override: str) -> None:
     assert dense_hash(compose(override)) != dense_hash(compose())
+
+
+def test_sync_bn_is_hashed_only_where_it_changes_the_numbers(compose: Callable[..., object]) -> None:
+    # TensorFlow on several devices: per-replica vs global BatchNorm statistics differ.
+    assert dense_hash(compose("train.sync_bn=true", "train.devices=4")) != dense_hash(compose("train.devices=4"))
+    assert dense_hash(compose("train.sync_bn=true")) != dense_hash(compose())  # devices=auto: may be several GPUs
+    # One device, or JAX (whose data parallelism computes BatchNorm over the global batch): no effect.
+    assert dense_hash(compose("train.sync_bn=true", "train.devices=1")) == GOLDEN_DEFAULT_DENSE_HASH
+    assert dense_hash(compose("train.sync_bn=true", "train.backend=jax")) == dense_hash(compose("train.backend=jax"))
+
+
+@pytest.mark.parametrize(("base", "unused"), [
+    ((), "train.step_milestones=[5,10]"),                          # cosine ignores the step schedule's milestones
+    ((), "train.step_gamma=0.5"),                                  # ... and its factor
+    (("train.lr_schedule=step",), "train.warmup_epochs=3"),        # warm-up is cosine only
+    (("train.lr_schedule=constant",), "train.step_milestones=[5]"),
+    (("train.optimizer=adamw",), "train.momentum=0.5"),            # AdamW has no momentum key
+    (("train.weight_decay=0",), "train.weight_decay_mode=l2"),     # no decay: its mode means nothing
+])
+def test_keys_that_do_not_decide_the_run_are_not_hashed(compose: Callable[..., object], base: tuple[str, ...],
+                                                         unused: str) -> None:
+    assert dense_hash(compose(*base, unused)) == dense_hash(compose(*base))
+
+
+@pytest.mark.parametrize("override", ["train.momentum=0.5", "train.warmup_epochs=2",
+                                      "train.lr_schedule=step"])
+def test_keys_that_decide_the_run_are_still_hashed(compose: Callable[..., object], override: str) -> None:
+    assert dense_hash(compose(override)) != dense_hash(compose())
+
+
+def test_on_collapse_does_not_split_tickets(compose: Callable[..., object]) -> None:
+    # warn and refuse train the same ticket; refuse only declines to start a collapsed one.
+    assert ticket_key(compose("prune.on_collapse=refuse")) == ticket_key(compose())
+
+
+def test_cell_key_groups_seeds_and_controls_and_splits_everything_else(compose: Callable[..., object]) -> None:
+    base = cell_key(compose())
+    for same in (("train.seed=3",), ("prune.control=reinit",), ("prune.control=random_mask", "prune.control_seed=2")):
+        assert cell_key(compose(*same)) == base, same
+    for other in ("prune.min_density=0", "prune.ignore=[Conv1]", "prune.scope=erk", "prune.threshold=0.5",
+                  "reset.epoch=0", "train.epochs=16"):
+        assert cell_key(compose(other)) != base, other
+    imp = cell_key(compose("prune.method=imp", "prune.levels=3"))
+    assert cell_key(compose("prune.method=imp", "prune.levels=5")) == imp  # a level's cell is the same in both jobs
+    assert cell_key(compose("prune.method=imp", "prune.rate=0.5")) != imp

@@ -27,7 +27,7 @@ from lth.ingest.shards import FORMAT, RECEIPTS, ShardTask, plan_shards, write_sh
 from lth.ingest.sources import source_inventory
 
 log = logging.getLogger(__name__)
-_SHARD_NAME = re.compile(r"^(train|val)-\d{5}-of-\d{5}$")
+_SHARD_NAME = re.compile(r"^(train|val|holdout)-\d{5}-of-\d{5}$")
 
 
 def spark_session(spark_cfg: DictConfig) -> Any:
@@ -107,7 +107,8 @@ def run_ingest(cfg: DictConfig, spark: Any = None) -> dict[str, Any]:
     download = DownloadSettings(**OmegaConf.to_container(cfg.download))
     started = time.monotonic()
     records, early_rejected, labels = checked(source_inventory(cfg.source))
-    tasks = plan_shards(records, labels, dict(cfg.shards), int(cfg.shuffle_seed), output, image, download)
+    tasks = plan_shards(records, labels, dict(cfg.shards), int(cfg.shuffle_seed), output, image, download,
+                        holdout_per_class=int(cfg.holdout_per_class))
     counts = Counter(task.split for task in tasks)
     log.info("ingest: %d images of %d classes from source %s -> %s in %s (%d rejected while listing)",
              len(records), len(labels), cfg.source.kind, " + ".join(f"{n} {s} shards" for s, n in sorted(counts.items())),
@@ -120,7 +121,8 @@ def run_ingest(cfg: DictConfig, spark: Any = None) -> dict[str, Any]:
     finally:
         if spark is None:
             session.stop()
-    settings = {"source": cfg.source.kind, "image": OmegaConf.to_container(cfg.image), "shuffle_seed": int(cfg.shuffle_seed)}
+    settings = {"source": cfg.source.kind, "image": OmegaConf.to_container(cfg.image), "shuffle_seed": int(cfg.shuffle_seed),
+                "holdout_per_class": int(cfg.holdout_per_class)}
     manifest = build_manifest(receipts, early_rejected, labels, settings)
     _write_json(output / "manifest.json", manifest)
     skipped = sum(bool(receipt.get("skipped")) for receipt in receipts)

@@ -2,7 +2,9 @@
 
 The plan is a pure function of the records and the config: each image goes to the shard
 given by a seeded hash of its key (so every shard mixes classes, and an input that is added
-or fails moves no other image), in shards named `train-00000-of-01024`.
+or fails moves no other image), in shards named `train-00000-of-01024`. With
+`holdout_per_class` > 0, the training images chosen by `lth.ingest.holdout` go to
+`holdout-*` shards instead, and every other image keeps the train shard it had.
 
 A shard is written to a temporary file, synced, and renamed into place; only then is its
 receipt (`.ingest/<shard>.json`: image count, class counts, sha256, rejected inputs and a
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lth.ingest.fetch import DownloadSettings, Fetcher
+from lth.ingest.holdout import HOLDOUT, held_out_keys
 from lth.ingest.images import EncodedImage, ImageSettings, RejectedInput, normalise_image
 from lth.ingest.inventory import SourceRecord
 
@@ -65,7 +68,8 @@ def _place(seed: int, key: str) -> int:
 
 
 def plan_shards(records: list[SourceRecord], labels: dict[str, int], shard_counts: dict[str, int], seed: int,
-                output_dir: Path, image: ImageSettings, download: DownloadSettings) -> list[ShardTask]:
+                output_dir: Path, image: ImageSettings, download: DownloadSettings,
+                holdout_per_class: int = 0) -> list[ShardTask]:
     """Assign each split's records to shards by a hash of their key.
 
     Hashing, rather than cutting a sorted list, makes an image's shard depend on its own key
@@ -76,15 +80,25 @@ def plan_shards(records: list[SourceRecord], labels: dict[str, int], shard_count
     Args:
         records: The checked records of every split.
         labels: wnid -> label index.
-        shard_counts: Requested shards per split; a split with fewer images gets one shard per image.
+        shard_counts: Requested shards per split (`train`, `val`, `holdout`); a split with fewer
+            images gets one shard per image.
         seed: Seed of the hash (another seed, another assignment and order).
         output_dir: Where the shards go.
         image: Image normalisation settings.
         download: Download settings (URL sources).
+        holdout_per_class: Training images of every class written to the `holdout` split
+            instead of `train`; 0 writes no holdout.
+
+    Raises:
+        ValueError: A shard count below 1, or a holdout that `held_out_keys` refuses.
     """
+    held = held_out_keys(records, holdout_per_class, seed)
+    destinations: dict[str, list[SourceRecord]] = {}
+    for record in records:  # a held-out record keeps its `train/...` key: the key, not the split, is hashed
+        destinations.setdefault(HOLDOUT if record.key in held else record.split, []).append(record)
     tasks = []
-    for split in sorted({record.split for record in records}):
-        chosen = sorted((r for r in records if r.split == split), key=lambda r: (_place(seed, r.key), r.key))
+    for split in sorted(destinations):
+        chosen = sorted(destinations[split], key=lambda r: (_place(seed, r.key), r.key))
         requested = int(shard_counts.get(split, 1))
         if requested < 1:
             raise ValueError(f"shards.{split} must be >= 1, got {requested}")
@@ -187,7 +201,7 @@ def write_shard(task: ShardTask) -> dict[str, Any]:
             try:
                 image = normalise_image(fetcher.read(record.locator), task.image)
             except RejectedInput as reason:
-                rejected.append({"split": record.split, "key": record.key, "input": record.locator.describe(),
+                rejected.append({"split": task.split, "key": record.key, "input": record.locator.describe(),
                                  "reason": str(reason)})
                 continue
             writer.write(serialize_example(record.wnid, record.name, label, image))

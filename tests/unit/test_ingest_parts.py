@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,59 @@ def test_devkit_ground_truth_ids_map_to_wnids_through_meta_mat(tmp_path: Path) -
                       "ILSVRC2012_val_00000003.JPEG": "n01443537"}
     with pytest.raises(ValueError, match="devkit_meta"):
         read_val_labels(tmp_path / "ILSVRC2012_validation_ground_truth.txt", None)
+
+
+def _split_keys(tasks: list) -> dict[str, set[str]]:
+    keys: dict[str, set[str]] = {}
+    for task in tasks:
+        keys.setdefault(task.split, set()).update(record.key for record in task.records)
+    return keys
+
+
+def test_holdout_takes_n_per_class_by_a_seeded_hash_and_leaves_them_out_of_train(imagenet: SmallImagenet,
+                                                                                  tmp_path: Path) -> None:
+    records, _, labels = checked(tree_inventory(imagenet.tree, imagenet.val_labels, None))
+    shards = {"train": 3, "val": 2, "holdout": 2}
+    tasks = plan_shards(records, labels, shards, 0, tmp_path, SETTINGS, DOWNLOAD, holdout_per_class=3)
+    keys = _split_keys(tasks)
+    held = [record for task in tasks if task.split == "holdout" for record in task.records]
+    assert Counter(record.wnid for record in held) == dict.fromkeys(CLASSES, 3)
+    assert [t.file_name for t in tasks if t.split == "holdout"] == ["holdout-00000-of-00002", "holdout-00001-of-00002"]
+    assert not keys["holdout"] & keys["train"]  # a held-out image is never trained on
+    assert keys["holdout"] | keys["train"] == {r.key for r in records if r.split == "train"}  # and none is lost
+    assert keys["val"] == {r.key for r in records if r.split == "val"}
+    listed_backwards = plan_shards(records[::-1], labels, shards, 0, tmp_path, SETTINGS, DOWNLOAD, holdout_per_class=3)
+    assert [t.fingerprint() for t in listed_backwards] == [t.fingerprint() for t in tasks]  # the keys decide, not the order
+    assert _split_keys(plan_shards(records, labels, shards, 1, tmp_path, SETTINGS, DOWNLOAD,
+                                   holdout_per_class=3))["holdout"] != keys["holdout"]  # another seed, another holdout
+    plain = plan_shards(records, labels, shards, 0, tmp_path, SETTINGS, DOWNLOAD)  # holdout_per_class=0: none
+    assert "holdout" not in _split_keys(plain)
+    for before, after in zip([t for t in plain if t.split == "train"], [t for t in tasks if t.split == "train"]):
+        assert {r.key for r in after.records} == {r.key for r in before.records} - keys["holdout"]  # others stay put
+        lost_images = len(after.records) < len(before.records)
+        assert (after.fingerprint() != before.fingerprint()) == lost_images  # only the shards that changed are redone
+
+
+def test_a_holdout_that_would_empty_a_class_fails_with_one_line(imagenet: SmallImagenet, tmp_path: Path) -> None:
+    records, _, labels = checked(tree_inventory(imagenet.tree, imagenet.val_labels, None))
+    shards = {"train": 3, "val": 2, "holdout": 2}
+    with pytest.raises(ValueError, match=r"^holdout_per_class=10 leaves class n01443537 \(10 training images listed\) "
+                                         r"with none to train on: set holdout_per_class to at most 9$"):
+        plan_shards(records, labels, shards, 0, tmp_path, SETTINGS, DOWNLOAD, holdout_per_class=10)
+    with pytest.raises(ValueError, match=r"^holdout_per_class must be >= 0 \(0: no holdout\), got -1$"):
+        plan_shards(records, labels, shards, 0, tmp_path, SETTINGS, DOWNLOAD, holdout_per_class=-1)
+    kept = _split_keys(plan_shards(records, labels, shards, 0, tmp_path, SETTINGS, DOWNLOAD, holdout_per_class=9))
+    assert {key.split("/")[1] for key in kept["train"]} == set(CLASSES)  # at most 9: every class keeps an image
+
+
+def test_a_held_out_input_that_fails_to_decode_is_rejected_as_holdout_and_leaves_its_class_short(
+        imagenet: SmallImagenet, tmp_path: Path) -> None:
+    records, _, labels = checked(tree_inventory(imagenet.tree, imagenet.val_labels, None))
+    tasks = plan_shards(records, labels, {"train": 1, "val": 1, "holdout": 1}, 0, tmp_path, SETTINGS, DOWNLOAD,
+                        holdout_per_class=9)
+    (holdout,) = [task for task in tasks if task.split == "holdout"]
+    bad = {record.key for record in holdout.records} & set(BAD_TRAIN)
+    assert bad  # 9 of every 10 or 11 listed: this fixture's holdout holds some of the bad files
+    receipt = write_shard(holdout)
+    assert {(item["split"], item["key"]) for item in receipt["rejected"]} == {("holdout", key) for key in bad}
+    assert receipt["classes"] == {wnid: 9 - sum(key.split("/")[1] == wnid for key in bad) for wnid in CLASSES}

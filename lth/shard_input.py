@@ -2,7 +2,9 @@
 
 The manifest is the truth: shard files and image counts come from `manifest.json`, a
 file it does not list is never read. Records are `tf.train.Example`s holding a JPEG
-(`image/encoded`) and a 0-based label (`image/class/label`).
+(`image/encoded`) and a 0-based label (`image/class/label`). Which split validates every
+epoch (`data.val_split`, which chooses the winners) and which tests once at the end
+(`data.test_split`) is configured; the summary line names both.
 
 Training order and augmentation are a function of (seed, epoch) alone, like every
 pipeline of `lth.data`: the epoch is read from `DataSplits.epoch` when an epoch's
@@ -13,6 +15,7 @@ drawn from keys derived from it, so a resumed job sees the batches it would have
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -26,11 +29,15 @@ from lth.data import DataSplits
 
 MANIFEST_FORMAT = "lth-shards/1"
 INGEST_HINT = "write the shards with `python tools/ingest.py`"
+HOLDOUT_HINT = "ingest with `python tools/ingest.py holdout_per_class=10` (or validate on another split)"
+SAME_SPLIT_WARNING = ("data.val_split and data.test_split are both {split!r}: winners will be chosen on the test split; "
+                      "ingest with holdout_per_class>0 and set data.val_split=holdout")
 FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),
     "image/class/label": tf.io.FixedLenFeature([], tf.int64),
 }
 AUTOTUNE = tf.data.AUTOTUNE
+log = logging.getLogger("lth")  # one warning line at load (validating on the test split); nothing else is logged
 
 
 def _options() -> tf.data.Options:
@@ -78,7 +85,7 @@ def shard_split(manifest: dict[str, Any], folder: Path, name: str, key: str) -> 
     Args:
         manifest: The parsed manifest.
         folder: The shard folder (`data.path`).
-        name: Split name in the manifest (`train`, `val`, ...).
+        name: Split name in the manifest (`train`, `val`, `holdout`).
         key: The config key that asked for this split, named in errors.
 
     Raises:
@@ -86,7 +93,8 @@ def shard_split(manifest: dict[str, Any], folder: Path, name: str, key: str) -> 
     """
     splits = manifest.get("splits", {})
     if name not in splits:
-        raise ValueError(f"{key}={name!r} is not a split of {folder / 'manifest.json'} (it has {sorted(splits)})")
+        hint = f": {HOLDOUT_HINT}" if name == "holdout" else ""
+        raise ValueError(f"{key}={name!r} is not a split of {folder / 'manifest.json'} (it has {sorted(splits)}){hint}")
     shards = splits[name]["shards"]
     files = tuple(str(folder / shard["file"]) for shard in shards)
     missing = [file for file in files if not Path(file).is_file()]
@@ -215,8 +223,11 @@ def _eval_dataset(split: ShardSplit, limit: int | None, data_cfg: DictConfig,
 def load_shards(data_cfg: DictConfig, batch_size: int, seed: int) -> DataSplits:
     """Build the train/val/test pipelines over the shards in `data_cfg.path`.
 
-    ImageNet has no public test labels, so `val` (every epoch) and `test` (once at the
-    end) both read the split named by `data_cfg.eval_split`, up to their own limits.
+    `val` (every epoch, and through val_accuracy the choice of winners) reads the split
+    named by `data_cfg.val_split`, `test` (once at the end) the one named by
+    `data_cfg.test_split`, each up to its own limit. ImageNet has no public test labels, so
+    the official `val` is the test, and validation needs the ingest's `holdout`; when both
+    keys name one split, one warning line says that winners are chosen on the test split.
 
     Args:
         data_cfg: The `data` config group (`conf/data/imagenet.yaml`).
@@ -225,7 +236,7 @@ def load_shards(data_cfg: DictConfig, batch_size: int, seed: int) -> DataSplits:
 
     Raises:
         ValueError: One line naming the problem and the fix (missing shards, wrong
-            `data.num_classes`, too few training images, unknown eval split).
+            `data.num_classes`, too few training images, unknown val or test split).
     """
     folder = Path(data_cfg.path)
     manifest = read_manifest(folder)
@@ -233,8 +244,10 @@ def load_shards(data_cfg: DictConfig, batch_size: int, seed: int) -> DataSplits:
     if int(data_cfg.num_classes) != classes:
         raise ValueError(f"data.num_classes={data_cfg.num_classes} but the manifest in {folder} has {classes} labels: "
                          f"pass data.num_classes={classes}")
+    val_name, test_name = str(data_cfg.val_split), str(data_cfg.test_split)
     train_split = shard_split(manifest, folder, "train", "the training split")
-    eval_split = shard_split(manifest, folder, str(data_cfg.eval_split), "data.eval_split")
+    val_split = shard_split(manifest, folder, val_name, "data.val_split")
+    test_split = shard_split(manifest, folder, test_name, "data.test_split")
     train_images = sum(_first_records(train_split.counts, data_cfg.train_limit))
     if train_images < batch_size:
         raise ValueError(f"train.batch_size={batch_size} exceeds the {train_images} training images in {folder}")
@@ -243,14 +256,22 @@ def load_shards(data_cfg: DictConfig, batch_size: int, seed: int) -> DataSplits:
         # past the dropped remainder or every epoch would read the shards again.
         raise ValueError(f"data.shuffle_buffer={data_cfg.shuffle_buffer} must exceed train.batch_size={batch_size} "
                          f"when data.cache is set")
+    if val_name == test_name:
+        log.warning(SAME_SPLIT_WARNING.format(split=val_name))
 
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
     train, steps = _train_dataset(train_split, data_cfg, batch_size, seed, epoch)
-    val, val_images = _eval_dataset(eval_split, data_cfg.val_limit, data_cfg, batch_size)
-    test, test_images = _eval_dataset(eval_split, data_cfg.test_limit, data_cfg, batch_size)
+    val, val_images = _eval_dataset(val_split, data_cfg.val_limit, data_cfg, batch_size)
+    test, test_images = _eval_dataset(test_split, data_cfg.test_limit, data_cfg, batch_size)
     size = int(data_cfg.image_size)
-    tested = "" if test_images == val_images else f" ({test_images:,} for test)"
-    summary = (f"data {data_cfg.name}: {train_images:,} train / {val_images:,} {data_cfg.eval_split} images{tested}, "
-               f"{classes} classes, {len(train_split.files)} + {len(eval_split.files)} shards, {size}x{size} "
+    if val_name == test_name:
+        tested = "" if test_images == val_images else f" ({test_images:,} for test)"
+        counts = f"{train_images:,} train / {val_images:,} {val_name} images{tested}"
+        shards, roles = f"{len(train_split.files)} + {len(val_split.files)}", f"validates and tests on {val_name}"
+    else:
+        counts = f"{train_images:,} train / {val_images:,} {val_name} / {test_images:,} {test_name} images"
+        shards = f"{len(train_split.files)} + {len(val_split.files)} + {len(test_split.files)}"
+        roles = f"validates on {val_name}, tests on {test_name}"
+    summary = (f"data {data_cfg.name}: {counts}, {classes} classes, {shards} shards, {size}x{size}; {roles} "
                f"(from {folder})")
     return DataSplits(train=train, val=val, test=test, steps_per_epoch=steps, summary=summary, epoch=epoch)

@@ -70,6 +70,69 @@ def tree_manifest(tree_shards: Path) -> dict[str, Any]:
     return json.loads((tree_shards / "manifest.json").read_text())
 
 
+HOLDOUT = ["holdout_per_class=2", "shards.holdout=2"]
+
+
+@pytest.fixture(scope="module")
+def holdout_shards(spark: Any, imagenet: SmallImagenet, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from lth.ingest import run_ingest
+
+    output = tmp_path_factory.mktemp("holdout") / "shards"
+    cfg = ingest_config("source=tree", f"source.root={imagenet.tree}", f"source.val_labels={imagenet.val_labels}",
+                        f"output={output}", *SMALL_SHARDS, *HOLDOUT)
+    run_ingest(cfg, spark=spark)
+    return output
+
+
+def _keys_and_labels(folder: Path, split: str) -> list[tuple[str, int]]:
+    """(key, label) of every record of a split, read back from its shard files in manifest order."""
+    import tensorflow as tf
+
+    features = {name: tf.io.FixedLenFeature([], dtype) for name, dtype in (
+        ("image/class/synset", tf.string), ("image/filename", tf.string), ("image/class/label", tf.int64))}
+    files = [str(folder / shard["file"])
+             for shard in json.loads((folder / "manifest.json").read_text())["splits"][split]["shards"]]
+    pairs = []
+    for record in tf.data.TFRecordDataset(files):
+        example = tf.io.parse_single_example(record, features)
+        synset, name = example["image/class/synset"].numpy().decode(), example["image/filename"].numpy().decode()
+        pairs.append((f"train/{synset}/{name}" if split != "val" else f"val/{name}", int(example["image/class/label"])))
+    return pairs
+
+
+def test_holdout_has_n_per_class_is_disjoint_from_train_and_the_counts_add_up(
+        holdout_shards: Path, tree_shards: Path, tree_manifest: dict[str, Any]) -> None:
+    manifest = json.loads((holdout_shards / "manifest.json").read_text())
+    train, holdout = manifest["splits"]["train"], manifest["splits"]["holdout"]
+    assert holdout["classes"] == dict.fromkeys(CLASSES, 2) and holdout["images"] == 6
+    assert [shard["file"] for shard in holdout["shards"]] == ["holdout-00000-of-00002", "holdout-00001-of-00002"]
+    assert all(set(shard) == {"file", "images", "sha256", "bytes"} for shard in holdout["shards"])
+    assert {wnid: train["classes"][wnid] + holdout["classes"][wnid] for wnid in CLASSES} == \
+        tree_manifest["splits"]["train"]["classes"]  # train + holdout == every class's total
+    assert train["images"] + holdout["images"] == tree_manifest["splits"]["train"]["images"]
+    assert manifest["splits"]["val"] == tree_manifest["splits"]["val"]  # the official val is untouched
+    assert manifest["settings"]["holdout_per_class"] == 2 and manifest["rejected"] == tree_manifest["rejected"]
+    held, trained = _keys_and_labels(holdout_shards, "holdout"), _keys_and_labels(holdout_shards, "train")
+    assert len(held) == 6 and not {key for key, _ in held} & {key for key, _ in trained}  # disjoint by key
+    assert sorted(held + trained) == sorted(_keys_and_labels(tree_shards, "train"))  # the same images and labels
+
+
+def test_holdout_switched_on_and_off_an_existing_output_gives_a_fresh_ingests_shards(
+        spark: Any, imagenet: SmallImagenet, tree_shards: Path, holdout_shards: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from lth.ingest import run_ingest
+
+    output = tmp_path / "shards"
+    shutil.copytree(tree_shards, output)  # an ingest without holdout, then the option changes
+    tree = ("source=tree", f"source.root={imagenet.tree}", f"source.val_labels={imagenet.val_labels}", f"output={output}")
+    with_holdout = run_ingest(ingest_config(*tree, *SMALL_SHARDS, *HOLDOUT), spark=spark)
+    assert with_holdout == json.loads((holdout_shards / "manifest.json").read_text())  # identical to a fresh ingest
+    assert _files(output) == _files(holdout_shards)  # no stale shard or receipt is left
+    without = run_ingest(ingest_config(*tree, *SMALL_SHARDS), spark=spark)
+    assert without == json.loads((tree_shards / "manifest.json").read_text()) and _files(output) == _files(tree_shards)
+
+
 def test_tree_ingest_counts_labels_and_rejects_exactly_the_bad_files(tree_manifest: dict[str, Any],
                                                                      imagenet: SmallImagenet) -> None:
     assert tree_manifest["labels"] == {wnid: index for index, wnid in enumerate(CLASSES)}
@@ -186,14 +249,16 @@ def test_a_killed_ingest_resumes_to_the_shards_of_an_uninterrupted_one(
     assert not list((killed / ".ingest").glob("*.tmp-*"))
 
 
-def test_lth_trains_a_ticket_from_the_shards(tree_shards: Path, tmp_path: Path) -> None:
+def test_lth_trains_a_ticket_from_the_shards_validating_on_the_holdout(holdout_shards: Path, tmp_path: Path) -> None:
     from tests.integration.helpers import by_role, run_lth, runs
 
-    done = run_lth(tmp_path, "data=imagenet", f"data.path={tree_shards}", "data.num_classes=3",
+    done = run_lth(tmp_path, "data=imagenet", f"data.path={holdout_shards}", "data.num_classes=3", "data.val_split=holdout",
                    "model=mobilenet_v2_tiny", "train.epochs=2", "train.batch_size=8", "prune.threshold=0.5",
                    "reset.epoch=1", "lth.verbose=2")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "data imagenet: 28 train / 9 val images, 3 classes, 3 + 2 shards, 32x32" in done.stdout + done.stderr
+    printed = done.stdout + done.stderr
+    assert "data imagenet: 22 train / 6 holdout / 9 val images, 3 classes, 3 + 2 + 2 shards, 32x32; " \
+           "validates on holdout, tests on val" in printed and "winners will be chosen on the test split" not in printed
     dense, tickets = by_role(runs(tmp_path))
     assert len(dense) == 1 and len(tickets) == 1
     assert {run.info.status for run in dense + tickets} == {"FINISHED"}

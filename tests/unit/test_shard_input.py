@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from lth.shard_input import load_shards
 IMAGE_SIZE, BATCH, CLASSES = 32, 8, 3
 TRAIN_SIZES = [(40, 48), (48, 40), (36, 36), (44, 52)]  # (height, width): landscape, portrait, square
 VAL_SIZES = [(36, 36), (40, 52)]  # every other validation image is square
+HOLDOUT_SIZES = [(44, 44), (38, 38)]  # all square: the whole-image crop can be checked against a plain decode
 
 
 def _jpeg(rng: np.random.Generator, label: int, height: int, width: int) -> bytes:
@@ -38,11 +40,12 @@ def _jpeg(rng: np.random.Generator, label: int, height: int, width: int) -> byte
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """40 images of 3 classes: 30 train in 2 shards, 10 val in 1, plus a stray file the manifest does not list."""
+    """47 images of 3 classes: 30 train in 2 shards, 10 val in 1, 7 holdout in 1, and a stray file the manifest omits."""
     folder, rng = tmp_path_factory.mktemp("shards"), np.random.default_rng(0)
     plan = {"train": [(f"train-0000{i}-of-00002", range(15 * i, 15 * i + 15), TRAIN_SIZES) for i in range(2)],
-            "val": [("val-00000-of-00001", range(30, 40), VAL_SIZES)]}
-    written: dict[str, list[tuple[bytes, int]]] = {"train": [], "val": []}
+            "val": [("val-00000-of-00001", range(30, 40), VAL_SIZES)],
+            "holdout": [("holdout-00000-of-00001", range(41, 48), HOLDOUT_SIZES)]}  # labels 2, 0, 1, ...: unlike val's
+    written: dict[str, list[tuple[bytes, int]]] = {"train": [], "val": [], "holdout": []}
     manifest: dict[str, Any] = {"format": "lth-shards/1", "labels": {f"n{c:08d}": c for c in range(CLASSES)},
                                 "splits": {}, "rejected": []}
     for split, files in plan.items():
@@ -64,7 +67,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def _cfg(folder: Path, **overrides: Any) -> DictConfig:
     base = {"name": "imagenet", "path": str(folder), "num_classes": CLASSES, "image_size": IMAGE_SIZE,
-            "eval_split": "val", "read_parallelism": 2, "shuffle_buffer": 16, "cache": None,
+            "val_split": "val", "test_split": "val", "read_parallelism": 2, "shuffle_buffer": 16, "cache": None,
             "crop_area_range": [0.08, 1.0], "crop_aspect_range": [0.75, 1.3333333], "flip": True,
             "eval_crop_fraction": 0.875, "train_limit": None, "val_limit": None, "test_limit": None}
     return OmegaConf.create({**base, **overrides})
@@ -148,9 +151,40 @@ def test_memory_cache_serves_later_epochs_after_the_shards_are_gone(shards: dict
     np.testing.assert_array_equal(second[1], expected[1])
 
 
+def test_val_reads_the_holdout_and_test_reads_val_record_for_record(shards: dict[str, Any],
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="lth"):
+        data = load_shards(_cfg(shards["folder"], val_split="holdout", test_split="val", val_limit=5,
+                                eval_crop_fraction=1.0), BATCH, seed=0)
+    assert not caplog.records  # validation and test are different splits: nothing to warn about
+    assert data.summary.startswith("data imagenet: 30 train / 5 holdout / 10 val images, 3 classes, 2 + 1 + 1 shards")
+    assert "validates on holdout, tests on val" in data.summary
+    images, labels = _all(data.val)
+    assert labels.tolist() == [label for _, label in shards["holdout"][:5]]  # val_limit: the first 5 holdout records
+    for image, (jpeg, _) in zip(images, shards["holdout"]):  # the holdout's own pixels, not another split's
+        decoded = tf.io.decode_jpeg(jpeg, channels=3)
+        expected = tf.cast(tf.round(tf.image.resize(decoded, (IMAGE_SIZE, IMAGE_SIZE))), tf.int32).numpy()
+        assert np.abs(image.astype(np.int32) - expected).max() <= 1
+    test_images, test_labels = _all(data.test)
+    assert test_labels.tolist() == [label for _, label in shards["val"]]
+    np.testing.assert_array_equal(test_images, _all(load_shards(_cfg(shards["folder"], eval_crop_fraction=1.0),
+                                                                BATCH, seed=0).val)[0])
+
+
+def test_validating_on_the_test_split_logs_one_warning_line(shards: dict[str, Any],
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="lth"):
+        data = load_shards(_cfg(shards["folder"]), BATCH, seed=0)  # the defaults: val and val
+    assert [record.getMessage() for record in caplog.records] == [
+        "data.val_split and data.test_split are both 'val': winners will be chosen on the test split; "
+        "ingest with holdout_per_class>0 and set data.val_split=holdout"]
+    assert "validates and tests on val" in data.summary
+
+
 @pytest.mark.parametrize(("overrides", "batch", "message"), [
     ({"num_classes": 1000}, BATCH, r"pass data.num_classes=3$"),
-    ({"eval_split": "test"}, BATCH, r"data.eval_split='test' is not a split"),
+    ({"val_split": "test"}, BATCH, r"data.val_split='test' is not a split"),
+    ({"val_split": "holdout", "test_split": "tst"}, BATCH, r"data.test_split='tst' is not a split"),
     ({}, 64, "train.batch_size=64 exceeds the 30 training images"),
     ({"cache": "memory", "shuffle_buffer": BATCH}, BATCH, "data.shuffle_buffer=8 must exceed train.batch_size=8"),
 ])
@@ -174,7 +208,9 @@ def test_digits_shards_composes_as_the_shard_reader_without_flips(compose: Calla
     cfg = compose("data=digits_shards")
     assert cfg.data.name == "imagenet" and cfg.data.path == "data/digits-shards" and cfg.data.num_classes == 10
     assert cfg.data.flip is False and cfg.data.cache == "memory" and list(cfg.data.crop_area_range) == [0.6, 1.0]
-    assert cfg.data.image_size == cfg.model.input_size == 32 and cfg.data.eval_split == "val"
+    assert cfg.data.image_size == cfg.model.input_size == 32
+    assert (cfg.data.val_split, cfg.data.test_split) == ("holdout", "val")  # the digits ingest holds out 10 per class
+    assert (compose("data=imagenet").data.val_split, compose("data=imagenet").data.test_split) == ("val", "val")
     assert compose("data=imagenet").data.crop_area_range[0] == 0.08
     with pytest.raises(ConfigError, match=r"data.path does not exist: /no/such.*`python tools/ingest.py`"):
         validate_config(compose("data=digits_shards", "data.path=/no/such"))

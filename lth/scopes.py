@@ -103,6 +103,19 @@ def erk_densities(shapes: Sequence[tuple[int, ...]], keep_total: int) -> list[fl
         dense |= over
 
 
+def check_floor_fits(sizes: Sequence[int], threshold: float, min_density: float) -> None:
+    """Fail if the per-layer floors, ceil(min_density * size) each, need more than the threshold leaves.
+
+    Raises:
+        ValueError: Naming `prune.min_density` and the counts.
+    """
+    keep_total = sum(sizes) - int(round(threshold * sum(sizes)))
+    floors = sum(math.ceil(min_density * size) for size in sizes)
+    if floors > keep_total:
+        raise ValueError(f"prune.min_density={min_density} keeps {floors} weights (at least one in every layer), "
+                         f"more than the {keep_total} that threshold {threshold:.6g} leaves; lower prune.min_density")
+
+
 def _prune_smallest(scores: np.ndarray, count: int) -> np.ndarray:
     """Keep-mask over a flat array removing the `count` lowest scores (stable: earlier first)."""
     keep = np.ones(scores.shape, dtype=bool)

@@ -42,12 +42,19 @@ def validate_config(cfg: DictConfig) -> None:
            f"prune.min_density must be in [0, 1], got {min_density!r}")
     _check(cfg.prune.on_collapse in ("warn", "refuse"),
            f"prune.on_collapse must be warn or refuse, got {cfg.prune.on_collapse!r}")
+    final_threshold = float(threshold)
     if cfg.prune.method == "imp":
         levels, rate = cfg.prune.levels, cfg.prune.rate
         _check(isinstance(levels, int) and levels >= 1, f"prune.levels must be a positive integer, got {levels!r}")
         _check(isinstance(rate, (int, float)) and 0.0 < rate < 1.0, f"prune.rate must be in (0, 1), got {rate!r}")
         _check(cfg.prune.control != "random_mask",
                "prune.control=random_mask is one-shot only: random positions cannot nest across IMP levels")
+        final_threshold = 1.0 - (1.0 - float(rate)) ** int(levels)
+    # The floor alone would keep at least min_density of the weights; the exact per-layer
+    # count (ceil per layer) is checked once the model is built, still before any training.
+    _check(min_density == 0 or min_density < 1.0 - final_threshold - 1e-12,  # 1 - 0.99 is 0.01 + 9e-18
+           f"prune.min_density={min_density} keeps at least that fraction of every layer, but the threshold leaves "
+           f"only {1.0 - final_threshold:.6g} of the weights; lower prune.min_density below {1.0 - final_threshold:.6g}")
     epochs, reset = cfg.train.epochs, cfg.reset.epoch
     _check(isinstance(epochs, int) and epochs >= 1, f"train.epochs must be a positive integer, got {epochs!r}")
     _check(isinstance(reset, int) and not isinstance(reset, bool),
@@ -62,6 +69,8 @@ def validate_config(cfg: DictConfig) -> None:
         _check(reset in set(keep) or reset == epochs, f"reset.epoch={reset} is not among lth.keep_epochs={list(keep)}")
     _check(cfg.train.batch_size >= 1, f"train.batch_size must be >= 1, got {cfg.train.batch_size}")
     _check(cfg.train.optimizer in ("sgd", "adamw"), f"train.optimizer must be sgd or adamw, got {cfg.train.optimizer!r}")
+    mode = cfg.train.get("weight_decay_mode", "decoupled")
+    _check(mode in ("l2", "decoupled"), f"train.weight_decay_mode must be l2 or decoupled, got {mode!r}")
     _check(cfg.train.lr_schedule in ("cosine", "step", "constant"),
            f"train.lr_schedule must be cosine, step or constant, got {cfg.train.lr_schedule!r}")
     _check(cfg.train.backend in ("tensorflow", "jax"), f"train.backend must be tensorflow or jax, got {cfg.train.backend!r}")

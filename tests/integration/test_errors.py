@@ -36,6 +36,16 @@ def test_unknown_ignored_layer_is_refused_before_the_dense_run(tmp_path: Path) -
     assert runs(tmp_path) == []
 
 
+def test_a_floor_that_ceilings_past_the_threshold_is_refused_before_the_dense_run(tmp_path: Path) -> None:
+    # 0.00995 < 1 - 0.99 passes the static check, but ceil(0.00995 * size) rounds MobileNetV2's small
+    # layers up to a whole weight each, more than the 1% the threshold leaves: known once the model is built.
+    done = run_lth(tmp_path, "prune.threshold=0.99", "prune.min_density=0.00995", "data.train_limit=128")
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("lth: error: prune.min_density=0.00995 keeps ") and "lower prune.min_density" in last
+    assert all(r.data.tags.get("lth.role") != "dense" for r in runs(tmp_path))  # nothing trained
+
+
 def test_a_failing_run_ends_failed_with_the_exception_logged(tmp_path: Path) -> None:
     import mlflow
     from mlflow.tracking import MlflowClient

@@ -22,6 +22,7 @@ from lth.validate import ConfigError, require_java, validate_config
     ("train.optimizer=lion", "train.optimizer"),
     ("data.val_fraction=0", "data.val_fraction"),
     ("+data.path=/no/such/folder", "data.path does not exist"),
+    ("train.weight_decay_mode=l1", "train.weight_decay_mode must be l2 or decoupled"),
 ])
 def test_bad_values_are_named_with_their_key(compose: Callable[..., object], override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -38,3 +39,19 @@ def test_missing_java_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ConfigError, match="openjdk-17"):
         require_java()
+
+
+@pytest.mark.parametrize("overrides", [
+    ("prune.threshold=0.99", "prune.min_density=0.01"),                       # the floor alone keeps 1%: all that is left
+    ("prune.threshold=0.9", "prune.min_density=0.2"),
+    ("prune.method=imp", "prune.levels=10", "prune.rate=0.5", "prune.min_density=0.001"),  # 0.1% left after 10 levels
+])
+def test_a_floor_the_threshold_cannot_honour_is_refused_before_training(compose: Callable[..., object],
+                                                                        overrides: tuple[str, ...]) -> None:
+    with pytest.raises(ConfigError, match="prune.min_density"):
+        validate_config(compose(*overrides))
+
+
+def test_a_floor_below_what_is_left_passes(compose: Callable[..., object]) -> None:
+    validate_config(compose("prune.threshold=0.99", "prune.min_density=0.005"))
+    validate_config(compose("prune.threshold=0.99", "prune.min_density=0"))

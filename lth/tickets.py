@@ -64,6 +64,19 @@ def prunable_names(cfg: DictConfig, data: DataSplits) -> list[str]:
     return prunable_layer_names(network_for(cfg.model, cfg.train, data.steps_per_epoch).model, list(cfg.prune.ignore))
 
 
+def prunable_sizes(cfg: DictConfig, data: DataSplits) -> list[int]:
+    """Kernel sizes of the layers this config prunes (also checks `prune.ignore` names real layers)."""
+    model = network_for(cfg.model, cfg.train, data.steps_per_epoch).model
+    return [int(np.prod(model.get_layer(name).kernel.shape)) for name in prunable_names(cfg, data)]
+
+
+def final_threshold(prune_cfg: DictConfig) -> float:
+    """The fraction of weights a job removes in the end: t, or 1 - (1 - rate)^levels for IMP."""
+    if prune_cfg.method == "imp":
+        return 1.0 - (1.0 - float(prune_cfg.rate)) ** int(prune_cfg.levels)
+    return float(prune_cfg.threshold)
+
+
 def magnitude_of(cfg: DictConfig, names: list[str], source: Weights, threshold: float,
                  previous: Masks | None = None) -> Masks:
     """Magnitude masks of `source`'s kernels of `names`, with `random_mask` applied if configured."""

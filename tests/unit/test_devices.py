@@ -51,3 +51,23 @@ def test_linear_scaling_multiplies_the_rate_by_batch_over_reference() -> None:
 def test_bad_hardware_keys_are_one_line_errors(compose: Callable[..., object], override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         validate_config(compose(override))
+
+
+@pytest.mark.parametrize(("overrides", "trained", "now", "refused"), [
+    ((), 4, 1, True),                             # TF, per-replica BN: a 4-GPU parent is not a 1-GPU parent
+    ((), 1, 4, True),
+    ((), 2, 2, False),                            # same count, same numbers
+    (("train.sync_bn=true",), 4, 1, False),      # statistics over the global batch on both sides
+    (("train.backend=jax",), 4, 1, False),        # JAX's DataParallel normalises over the global batch
+])
+def test_reusing_a_dense_parent_across_replica_counts(compose, overrides: tuple[str, ...], trained: int, now: int,
+                                                      refused: bool) -> None:
+    from lth.devices import check_replica_reuse
+    from lth.validate import ConfigError
+
+    cfg = compose(*overrides)
+    if refused:
+        with pytest.raises(ConfigError, match=f"trained on {trained} replica.*this job has {now}"):
+            check_replica_reuse(cfg.train, "run-1", trained, now)
+    else:
+        check_replica_reuse(cfg.train, "run-1", trained, now)

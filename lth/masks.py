@@ -11,7 +11,7 @@ Keras never saves constraints in `.keras` files, so masks are saved separately a
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,17 +64,41 @@ def random_masks_like(masks: Mapping[str, np.ndarray], seed: int) -> Masks:
     return shuffled
 
 
-def sparsity_report(masks: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Global and per-layer counts of a mask set (layers in network order)."""
+def _channels(mask: np.ndarray, depthwise: bool) -> tuple[int, int]:
+    """(output channels, dead ones) of a kernel mask: a channel is dead when its whole kernel slice is pruned.
+
+    Conv2D (h, w, in, out) and Dense (in, out) have `out` channels along the last axis;
+    DepthwiseConv2D (h, w, in, mult) has in*mult, each one h*w kernel. A dead channel
+    passes only its bias (and BatchNorm shift) on: a constant, whatever the input.
+    """
+    if mask.ndim < 2:
+        return 1, int(not mask.any())
+    alive = mask.any(axis=(0, 1)) if depthwise and mask.ndim == 4 else mask.reshape(-1, mask.shape[-1]).any(axis=0)
+    return int(alive.size), int(alive.size - np.count_nonzero(alive))
+
+
+def sparsity_report(masks: Mapping[str, np.ndarray], depthwise_layers: Collection[str] | None = None) -> dict[str, Any]:
+    """Global and per-layer counts of a mask set (layers in network order), with dead output channels.
+
+    Args:
+        masks: Kernel masks by layer name.
+        depthwise_layers: Names of the DepthwiseConv2D layers among them. None infers them: a 4-D
+            mask of a layer whose name contains "depthwise" (Keras' own names for such layers, and
+            MobileNetV2's).
+    """
     layers = []
     for name, mask in masks.items():
         kept = int(np.count_nonzero(mask))
+        depthwise = "depthwise" in name.lower() if depthwise_layers is None else name in set(depthwise_layers)
+        channels, dead = _channels(np.asarray(mask, dtype=bool), depthwise)
         layers.append({
             "layer": name,
             "weights": int(mask.size),
             "kept": kept,
             "density": kept / mask.size if mask.size else 1.0,
             "sparsity": 1.0 - kept / mask.size if mask.size else 0.0,
+            "channels": channels,
+            "dead_channels": dead,
         })
     total = sum(layer["weights"] for layer in layers)
     kept_total = sum(layer["kept"] for layer in layers)
@@ -84,6 +108,8 @@ def sparsity_report(masks: Mapping[str, np.ndarray]) -> dict[str, Any]:
         "sparsity": 1.0 - kept_total / total if total else 0.0,
         "weights_remaining": kept_total / total if total else 1.0,
         "empty_layers": [layer["layer"] for layer in layers if layer["kept"] == 0],
+        "channels": sum(layer["channels"] for layer in layers),
+        "dead_channels": sum(layer["dead_channels"] for layer in layers),
         "layers": layers,
     }
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 import mlflow
@@ -55,16 +56,26 @@ def log_weights(weights: Mapping[str, np.ndarray], artifact: str) -> None:
         mlflow.log_artifact(str(path), str(Path(artifact).parent) if "/" in artifact else None)
 
 
-def log_masks(masks: Mapping[str, np.ndarray]) -> dict[str, object]:
-    """Log `mask.npz`, `sparsity.json` and the sparsity metrics; returns the sparsity report."""
-    report = sparsity_report(masks)
+def log_masks(masks: Mapping[str, np.ndarray], depthwise_layers: Collection[str] | None = None) -> dict[str, object]:
+    """Log `mask.npz`, `sparsity.json`, `densities.csv` and the sparsity metrics; returns the sparsity report.
+
+    Args:
+        masks: Kernel masks by layer name, in network order.
+        depthwise_layers: The DepthwiseConv2D layers among them, whose channels are counted per
+            (input, multiplier) pair; None infers them from their names (see `sparsity_report`).
+    """
+    report = sparsity_report(masks, depthwise_layers)
     with tempfile.TemporaryDirectory(prefix="lth-") as scratch:
         table = Path(scratch) / "densities.csv"  # per-layer density table, network order, for a spreadsheet
-        table.write_text("layer,weights,kept,density\n" + "".join(
-            f"{layer['layer']},{layer['weights']},{layer['kept']},{layer['density']:.6f}\n" for layer in report["layers"]))
-        for path in (*save_masks(masks, Path(scratch)), table):
+        table.write_text("layer,weights,kept,density,channels,dead_channels\n" + "".join(
+            f"{layer['layer']},{layer['weights']},{layer['kept']},{layer['density']:.6f},{layer['channels']},"
+            f"{layer['dead_channels']}\n" for layer in report["layers"]))
+        mask_path, report_path = save_masks(masks, Path(scratch))
+        report_path.write_text(json.dumps(report, indent=2))  # the report with the depthwise layers as given
+        for path in (mask_path, report_path, table):
             mlflow.log_artifact(str(path))
-    mlflow.log_metrics({"sparsity": report["sparsity"], "weights_remaining": report["weights_remaining"]})
+    mlflow.log_metrics({"sparsity": report["sparsity"], "weights_remaining": report["weights_remaining"],
+                        "dead_channels": report["dead_channels"]})
     mlflow.log_metrics({f"sparsity.{layer['layer']}": layer["sparsity"] for layer in report["layers"]})
     return report
 

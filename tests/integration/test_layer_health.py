@@ -28,7 +28,27 @@ def test_digits_at_95_percent_lamp_learns_where_global_collapses(tmp_path: Path)
     by_scope = {r.data.tags["lth.scope"]: r for r in tickets}
     assert by_scope["lamp"].data.metrics["test_accuracy"] > 0.5  # chance is 0.1
     assert "lth.collapsed_layers" not in by_scope["lamp"].data.tags
-    assert "Conv_1" in by_scope["global"].data.tags["lth.collapsed_layers"].split(",")
+    # Global would empty Conv_1; the default floor (min_density 0.002) holds it: a warning, not a collapse.
+    assert "Conv_1" in by_scope["global"].data.tags["lth.floor_layers"].split(",")
+    assert "lth.collapsed_layers" not in by_scope["global"].data.tags
+
+
+@pytest.mark.slow  # two runs and a dense parent: about 85 s on 2 cores
+def test_refuse_refuses_only_an_emptied_layer_and_the_floor_trains(tmp_path: Path) -> None:
+    tiny = ("prune.scope=global", "prune.threshold=0.95", "prune.on_collapse=refuse", "reset.epoch=1",
+            "train.epochs=2", "data.train_limit=128", "lth.verbose=0")
+    floored = run_lth(tmp_path, *tiny)  # the default floor keeps every layer alive
+    assert floored.returncode == 0, floored.stderr[-3000:]
+    assert "at the floor prune.min_density=0.002" in floored.stdout + floored.stderr  # Hydra logs to stdout
+    emptied = run_lth(tmp_path, *tiny, "prune.min_density=0")
+    assert emptied.returncode != 0 and "prune.on_collapse=refuse" in emptied.stdout + emptied.stderr
+    _, tickets = by_role(runs(tmp_path))
+    by_floor = {r.data.params["prune.min_density"]: r for r in tickets}
+    assert by_floor["0.002"].info.status == "FINISHED" and "lth.collapsed_layers" not in by_floor["0.002"].data.tags
+    assert "Conv_1" in by_floor["0.002"].data.tags["lth.floor_layers"].split(",")
+    assert by_floor["0.002"].data.metrics["dead_channels"] > 0  # at 95% global, whole channels go
+    assert by_floor["0"].info.status == "FAILED"
+    assert "Conv_1" in by_floor["0"].data.tags["lth.collapsed_layers"].split(",")
 
 
 @pytest.mark.slow

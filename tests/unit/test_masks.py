@@ -87,6 +87,23 @@ def test_sparsity_report_counts_and_empty_layers() -> None:
     assert [layer["density"] for layer in report["layers"]] == [0.25, 0.0]
 
 
+def test_sparsity_report_counts_dead_output_channels_per_layer_type() -> None:
+    conv = np.ones((1, 1, 2, 3), dtype=bool)
+    conv[..., 1] = False  # output channel 1 has no weight left
+    depthwise = np.ones((3, 3, 4, 1), dtype=bool)
+    depthwise[:, :, 2, 0] = False  # channel (2, 0): all 9 weights pruned
+    depthwise[0, 0, 3, 0] = False  # channel (3, 0) keeps 8 of 9: alive
+    dense = np.ones((5, 2), dtype=bool)
+    dense[:, 0] = False
+    report = sparsity_report({"conv": conv, "block_1_depthwise": depthwise, "predictions": dense})
+    assert [(layer["channels"], layer["dead_channels"]) for layer in report["layers"]] == [(3, 1), (4, 1), (2, 1)]
+    assert (report["channels"], report["dead_channels"]) == (9, 3)
+    # Read as a Conv2D (not named depthwise, not listed as one), the same mask has one output channel, alive.
+    as_conv = sparsity_report({"dw": depthwise}, depthwise_layers=[])
+    assert (as_conv["layers"][0]["channels"], as_conv["dead_channels"]) == (1, 0)
+    assert sparsity_report({"dw": depthwise}, depthwise_layers=["dw"])["dead_channels"] == 1
+
+
 def test_masks_round_trip_through_npz_in_order(tmp_path: Path) -> None:
     masks = magnitude_masks(_kernels(), 0.6, "global")
     mask_path, report_path = save_masks(masks, tmp_path)

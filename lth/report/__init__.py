@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-import numpy as np
 from mlflow.tracking import MlflowClient
 
 from lth import tracking
-from lth.report.collect import Point, collect, families_of
+from lth.report.cells import TICKET_KINDS, Row, aggregate, describe
+from lth.report.collect import Family, Point, collect, families_of
+from lth.report.markdown import write_markdown
 from lth.report.plot import density_figure, lottery_figure
-from lth.report.summary import aggregate, mark_winners, missing_cells, write_csv, write_markdown
+from lth.report.selection import selection_of
+from lth.report.summary import missing_cells, write_csv
+from lth.report.winners import mark_winners
 
 log = logging.getLogger("lth")
 
@@ -32,45 +36,55 @@ class ReportFiles:
     missing: int
 
 
-def _density_profiles(points: list[Point]) -> dict[str, list[tuple[str, float]]]:
-    """Per-layer densities of one ticket per threshold (first seed, earliest reset epoch)."""
-    tickets = sorted((p for p in points if p.kind == "ticket" and p.status == "FINISHED"),
-                     key=lambda p: (p.threshold, p.seed, p.reset_epoch))
-    chosen: dict[float, Point] = {}
-    for point in tickets:
-        chosen.setdefault(round(point.threshold, 6), point)
-    profiles = {}
-    for threshold, point in sorted(chosen.items()):
+def density_choices(family: Family, rows: Sequence[Row]) -> dict[str, dict[str, Point]]:
+    """One mask per scope and ticket cell to draw: the lowest finished seed's, at the earliest reset epoch.
+
+    One-shot masks do not depend on the reset epoch; IMP masks do, so each level is drawn from
+    the earliest reset epoch too. A cell whose runs all diverged is drawn: its mask is a fact.
+    """
+    by_run = {run_id: row for row in rows if row.kind in TICKET_KINDS for run_id in row.run_ids}
+    panels: dict[str, dict[str, Point]] = {}
+    for point in sorted((p for p in family.points if p.run_id in by_run),
+                        key=lambda p: (p.reset_epoch, p.seed, p.level or 0, p.threshold)):
+        panels.setdefault(point.scope, {}).setdefault(describe(by_run[point.run_id]), point)
+    return panels
+
+
+def _density_panels(family: Family, rows: Sequence[Row]) -> dict[str, dict[str, list[tuple[str, float]]]]:
+    """Per-layer densities (from each chosen run's sparsity.json), by scope and line label."""
+    def densities(point: Point) -> list[tuple[str, float]]:
         report = tracking.fetch(point.run_id, "sparsity.json", lambda path: json.loads(path.read_text()))
-        profiles[f"t={threshold:.3f} ({point.scope})"] = [(layer["layer"], layer["density"]) for layer in report["layers"]]
-    return profiles
+        return [(layer["layer"], float(layer["density"])) for layer in report["layers"]]
+
+    return {scope: {label: densities(point) for label, point in sorted(chosen.items(), key=lambda i: i[1].threshold)}
+            for scope, chosen in density_choices(family, rows).items()}
 
 
 def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: float) -> ReportFiles:
     """Write the report of one family to `output_dir/<family>/` and log it to its dense parents."""
     runs = collect(experiment_id, family)
-    dense = runs.dense_accuracies
-    rows = aggregate(runs.points)
-    rows, winners = mark_winners(rows, float(np.mean(dense)) if dense else float("inf"), tolerance)
-    missing = missing_cells(runs)
+    selection = selection_of(runs)
+    for warning in selection.warnings:
+        log.warning("report of %s: %s", family, warning.strip("*"))
+    rows, winners = mark_winners(aggregate(runs, selection.metric), tolerance, selection.split)
+    missing = missing_cells(runs, rows)
     folder = output_dir / family
     folder.mkdir(parents=True, exist_ok=True)
-    failed = [p for p in runs.points if p.status == "FINISHED" and (p.diverged or p.empty_layers)]
-    name = runs.dense[0].data.tags.get("mlflow.runName", family) if runs.dense else family
+    failed = [p for p in runs.points if p.finished and not p.learned]
+    name = next((d.name for d in runs.dense if d.name), family)
     title = f"Lottery tickets of {name}" + (f" ({len(missing)} cells missing)" if missing else "")
     files = ReportFiles(
         folder,
-        lottery_figure(rows, dense, failed, title, folder / "lottery.png"),
-        write_markdown(rows, winners, dense, tolerance, missing, folder / "report.md"),
-        write_csv(rows, folder / "results.csv"),
-        density_figure(_density_profiles(runs.points), f"Per-layer density of the tickets of {name}",
-                       folder / "densities.png"),
+        lottery_figure(rows, runs.dense_accuracies, failed, title, folder / "lottery.png"),
+        write_markdown(rows, winners, runs, selection, tolerance, missing, folder / "report.md"),
+        write_csv(rows, selection, folder / "results.csv"),
+        density_figure(_density_panels(runs, rows), f"Per-layer density of the tickets of {name}", folder / "densities.png"),
         len(missing),
     )
     client = MlflowClient()
-    for run in runs.dense:
+    for dense in runs.dense:
         for path in (files.figure, files.markdown, files.csv, files.densities):
-            client.log_artifact(run.info.run_id, str(path), "report")
+            client.log_artifact(dense.run_id, str(path), "report")
     return files
 
 

@@ -7,6 +7,7 @@ report can say which cells are missing and why.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from mlflow.entities import Run
@@ -14,12 +15,16 @@ from mlflow.tracking import MlflowClient
 
 from lth import tracking
 
+CELL_TAG = "lth.cell"  # the run's ticket identity minus train.seed, prune.control and prune.control_seed
+SETTING_PREFIXES = ("prune.", "reset.")  # the params that tell the experiments of one family apart
+Settings = tuple[tuple[str, str], ...]
+
 
 @dataclass(frozen=True)
 class Point:
     """One sparse run: a one-shot ticket, a control, or one IMP level."""
 
-    kind: str  # ticket, reinit, random_mask or imp
+    kind: str  # ticket, reinit, random_mask, imp, imp_reinit or imp_random_mask
     seed: int
     threshold: float
     reset_epoch: int
@@ -27,15 +32,62 @@ class Point:
     weights_remaining: float | None
     test_accuracy: float | None
     diverged: bool
-    empty_layers: bool
+    empty_layers: bool  # some layer kept no weight at all (tag lth.collapsed_layers)
     run_id: str
     scope: str = "global"
+    val_accuracy: float | None = None  # the final epoch's validation accuracy; None for runs logged before it
+    cell: str | None = None  # tag lth.cell; None for runs logged before it existed
+    level: int | None = None  # IMP level; None for one-shot runs
+    settings: Settings = ()  # prune.* and reset.* params (an IMP level's come from its job's run)
+    divergence: str = ""  # the lth.diverged verdict (nan, chance, level N)
+    floor_layers: bool = False  # some layer held at prune.min_density's floor (tag lth.floor_layers)
+    dead_channels: float | None = None  # output channels whose whole kernel slice is pruned (metric)
 
     @property
-    def usable(self) -> bool:
-        """Finished with an accuracy that means something (not diverged, no collapsed layer)."""
-        return (self.status == tracking.FINISHED and self.test_accuracy is not None and not self.diverged
-                and not self.empty_layers)
+    def finished(self) -> bool:
+        """The run ran to its end: a result, whether it learned or not."""
+        return self.status == tracking.FINISHED
+
+    @property
+    def learned(self) -> bool:
+        """Finished with an accuracy that means something: not diverged and no layer emptied."""
+        return (self.finished and not self.diverged and not self.empty_layers and self.test_accuracy is not None
+                and math.isfinite(self.test_accuracy))
+
+    @property
+    def cell_id(self) -> str:
+        """The experiment this run is a replicate of; runs without `lth.cell` fall back to (scope, reset, threshold)."""
+        if self.cell:
+            return self.cell
+        return f"legacy scope={self.scope} k={self.reset_epoch} t={self.threshold:.6f}"
+
+    @property
+    def control_seed(self) -> int:
+        """Replicates of a control also differ in `prune.control_seed`; a ticket has none."""
+        return int(dict(self.settings).get("prune.control_seed", "0")) if self.kind not in ("ticket", "imp") else 0
+
+    def accuracy(self, metric: str) -> float | None:
+        """`val_accuracy` or `test_accuracy` of this run."""
+        return self.val_accuracy if metric == "val_accuracy" else self.test_accuracy
+
+
+@dataclass(frozen=True)
+class DenseRun:
+    """One dense parent, as the report needs it."""
+
+    seed: int
+    status: str
+    test_accuracy: float | None
+    val_accuracy: float | None
+    run_id: str
+    name: str = ""
+    params: tuple[tuple[str, str], ...] = ()  # data.* params: which splits validate and test
+
+    def accuracy(self, metric: str) -> float | None:
+        """`val_accuracy` or `test_accuracy` of this parent (None unless FINISHED)."""
+        if self.status != tracking.FINISHED:
+            return None
+        return self.val_accuracy if metric == "val_accuracy" else self.test_accuracy
 
 
 @dataclass
@@ -43,13 +95,23 @@ class Family:
     """The runs a report covers."""
 
     family: str
-    dense: list[Run] = field(default_factory=list)
+    dense: list[DenseRun] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
 
     @property
+    def finished_dense(self) -> list[DenseRun]:
+        """Dense parents that finished with a test accuracy, by seed."""
+        return sorted((d for d in self.dense if d.accuracy("test_accuracy") is not None), key=lambda d: d.seed)
+
+    @property
+    def seeds(self) -> list[int]:
+        """Seeds every cell is expected to have run: those of the finished dense parents."""
+        return sorted({d.seed for d in self.finished_dense})
+
+    @property
     def dense_accuracies(self) -> list[float]:
-        return [float(r.data.metrics["test_accuracy"]) for r in self.dense
-                if r.info.status == tracking.FINISHED and "test_accuracy" in r.data.metrics]
+        """Test accuracies of the finished dense parents."""
+        return [float(d.test_accuracy) for d in self.finished_dense if d.test_accuracy is not None]
 
 
 def _kind(run: Run) -> str:
@@ -59,7 +121,11 @@ def _kind(run: Run) -> str:
     return "imp" if tags.get("lth.method") == "imp" else "ticket"
 
 
-def _point(run: Run, kind: str) -> Point:
+def _settings(params: dict[str, str]) -> Settings:
+    return tuple(sorted((k, v) for k, v in params.items() if k.startswith(SETTING_PREFIXES)))
+
+
+def _point(run: Run, kind: str, settings: Settings) -> Point:
     tags, metrics = run.data.tags, run.data.metrics
     return Point(
         kind=kind,
@@ -73,7 +139,21 @@ def _point(run: Run, kind: str) -> Point:
         empty_layers=bool(tags.get("lth.collapsed_layers")),
         run_id=run.info.run_id,
         scope=tags.get("lth.scope", "global"),
+        val_accuracy=metrics.get("val_accuracy"),
+        cell=tags.get(CELL_TAG),
+        level=int(tags["lth.level"]) if "lth.level" in tags else None,
+        settings=settings,
+        divergence=tags.get("lth.diverged", ""),
+        floor_layers=bool(tags.get("lth.floor_layers")),
+        dead_channels=metrics.get("dead_channels"),
     )
+
+
+def _dense(run: Run) -> DenseRun:
+    metrics = run.data.metrics
+    return DenseRun(int(run.data.tags.get("lth.seed", 0)), run.info.status, metrics.get("test_accuracy"),
+                    metrics.get("val_accuracy"), run.info.run_id, run.data.tags.get(tracking.RUN_NAME_TAG, ""),
+                    tuple(sorted((k, v) for k, v in run.data.params.items() if k.startswith("data."))))
 
 
 def families_of(experiment_id: str, dense_run_id: str | None = None) -> list[str]:
@@ -89,13 +169,16 @@ def collect(experiment_id: str, family: str) -> Family:
     """Every run of a family: dense parents, one-shot tickets and controls, IMP levels."""
     runs = MlflowClient().search_runs(
         [experiment_id], f"tags.`{tracking.FAMILY_TAG}` = '{family}'", max_results=50000)
+    params = {run.info.run_id: run.data.params for run in runs}  # IMP levels log none: their job's run holds them
     result = Family(family)
-    for run in runs:
+    for run in sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id)):
         role = run.data.tags.get(tracking.ROLE_TAG)
         if role == "dense":
-            result.dense.append(run)
+            result.dense.append(_dense(run))
         elif role == "ticket" and _kind(run) != "imp":
-            result.points.append(_point(run, _kind(run)))
+            result.points.append(_point(run, _kind(run), _settings(run.data.params)))
         elif role == "imp_level":  # IMP is drawn level by level; the job run only summarises its last level
-            result.points.append(_point(run, "imp" if _kind(run) == "imp" else f"imp_{_kind(run)}"))
+            job_params = run.data.params or params.get(run.data.tags.get(tracking.PARENT_TAG, ""), {})
+            kind = "imp" if _kind(run) == "imp" else f"imp_{_kind(run)}"
+            result.points.append(_point(run, kind, _settings(job_params)))
     return result

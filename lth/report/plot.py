@@ -1,73 +1,98 @@
-"""The lottery-ticket figure: accuracy against % of weights remaining (log x), one line per reset epoch."""
+"""The report's figures, built as matplotlib Figures (so tests can read what is drawn) and saved as PNG.
+
+Every drawn element carries a gid: `dense`, `series:<kind>:<scope>:<settings>:k=<reset>` (one line per
+kind, series and reset epoch), `winner`, `partial` (cells where some seed did not learn),
+`diverged` and `collapsed`; density panels are titled by scope.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure  # no pyplot: no global figure state, no display needed
+from matplotlib.ticker import FuncFormatter
 
-matplotlib.use("Agg")  # files only; report jobs run on machines without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from lth.report.cells import TICKET_KINDS, Row
+from lth.report.collect import Point
 
-from lth.report.collect import Point  # noqa: E402
-from lth.report.summary import Row, scope_label  # noqa: E402
-
-STYLES = {  # kind -> (line style, marker, label suffix); controls dashed, as in Frankle & Carbin
+STYLES = {  # kind -> (line style, marker, label); tickets solid, IMP dash-dotted, controls dashed (Frankle & Carbin)
     "ticket": ("-", "o", "ticket"),
     "imp": ("-.", "s", "IMP"),
     "reinit": ("--", "v", "reinit control"),
-    "random_mask": (":", "^", "random-mask control"),
+    "random_mask": ((0, (3, 1.5)), "^", "random-mask control"),
     "imp_reinit": ("--", "D", "IMP reinit control"),
+    "imp_random_mask": ((0, (3, 1.5)), "P", "IMP random-mask control"),
 }
+Profiles = Mapping[str, Sequence[tuple[str, float]]]  # line label -> (layer, density) in network order
 
 
-def lottery_figure(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[Point], title: str,
-                   path: Path) -> Path:
-    """Write the figure to `path` (PNG) and return it.
+def series_gid(row: Row) -> str:
+    """The gid of the line `row` is drawn on."""
+    return f"series:{row.kind}:{row.scope}:{row.label}:k={row.reset_epoch}"
+
+
+def _x(point: Point) -> float:
+    """% of weights remaining; a run that never logged it sits at its nominal threshold."""
+    return 100 * (point.weights_remaining if point.weights_remaining is not None else 1.0 - point.threshold)
+
+
+def lottery_plot(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[Point], title: str) -> Figure:
+    """Test accuracy against % of weights remaining (log x, sparser to the right).
 
     Args:
-        rows: Aggregated cells (mean, min-max over seeds).
-        dense: Dense test accuracies over seeds (drawn as a band).
-        failed: Diverged runs (red crosses on the x axis, never accuracies) and runs with collapsed
-            layers (orange crosses at their accuracy, off the lines).
+        rows: Aggregated cells; each with a learned seed is a point (mean, min-max bars) on its line.
+        dense: Dense test accuracies over seeds (a black line and a grey band).
+        failed: FINISHED runs that did not learn: diverged ones are red crosses on the x axis at their
+            weights remaining (never at an accuracy), ones with an emptied layer orange crosses at
+            their accuracy, off the lines.
         title: Figure title.
-        path: Where to write.
     """
-    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=120)
+    fig = Figure(figsize=(9, 5.5), dpi=120)
+    ax = fig.subplots()
     if dense:
         mean = float(np.mean(dense))
-        ax.axhline(mean, color="black", linewidth=1.2, label=f"dense {mean:.3f} ({len(dense)} seed{'s' * (len(dense) > 1)})")
+        ax.axhline(mean, color="black", linewidth=1.2, gid="dense",
+                   label=f"dense {mean:.3f} ({len(dense)} seed{'s' * (len(dense) > 1)})")
         ax.axhspan(min(dense), max(dense), color="grey", alpha=0.25, linewidth=0)
     scopes = {r.scope for r in rows}
-    series = sorted({(r.scope, r.reset_epoch) for r in rows})  # one colour per (scope, reset epoch)
-    colours = {key: plt.cm.tab10(i % 10) for i, key in enumerate(series)}
-    for (kind, scope, reset) in sorted({(r.kind, r.scope, r.reset_epoch) for r in rows}):
-        line = sorted((r for r in rows if (r.kind, r.scope, r.reset_epoch) == (kind, scope, reset)),
-                      key=lambda r: -r.weights_remaining)
-        style, marker, label = STYLES.get(kind, ("--", "x", kind))
-        x = [100 * r.weights_remaining for r in line]
-        y = np.array([r.mean for r in line])
-        errors = np.array([[r.mean - r.low for r in line], [r.high - r.mean for r in line]])
-        colour = colours[(scope, reset)]
-        ax.errorbar(x, y, yerr=errors, linestyle=style, marker=marker, color=colour, capsize=3, markersize=5,
-                    alpha=1.0 if kind in ("ticket", "imp") else 0.7,
-                    label=f"k={reset} {label}{scope_label(scope, scopes)}")
-        for r in line:
-            if r.winner:
-                ax.plot(100 * r.weights_remaining, r.mean, marker="*", markersize=18, color=colour,
-                        markeredgecolor="black", zorder=5, linestyle="none")
+    drawn = [r for r in rows if r.test_mean is not None]
+    colours = {key: colormaps["tab10"](i % 10)
+               for i, key in enumerate(sorted({(r.scope, r.label, r.reset_epoch) for r in rows}))}
+    for gid in sorted({series_gid(r) for r in drawn}):
+        line = sorted((r for r in drawn if series_gid(r) == gid), key=lambda r: -r.weights_remaining)
+        first = line[0]
+        style, marker, name = STYLES.get(first.kind, ("--", "x", first.kind))
+        tags = ", ".join(filter(None, [first.scope if len(scopes) > 1 else "", first.label]))
+        colour = colours[(first.scope, first.label, first.reset_epoch)]
+        bars = ax.errorbar([100 * r.weights_remaining for r in line], [r.test_mean for r in line],
+                           yerr=[[r.test_mean - r.test_low for r in line], [r.test_high - r.test_mean for r in line]],
+                           linestyle=style, marker=marker, color=colour, capsize=3, markersize=5,
+                           alpha=1.0 if first.kind in TICKET_KINDS else 0.7,
+                           label=f"k={first.reset_epoch} {name}" + (f" [{tags}]" if tags else ""))
+        bars.lines[0].set_gid(gid)
+        partial = [r for r in line if r.seeds_learned < r.seeds_run]
+        if partial:  # the mean of the survivors only: mark it, never let it pass for the cell's
+            ax.plot([100 * r.weights_remaining for r in partial], [r.test_mean for r in partial], marker="o",
+                    markersize=11, markerfacecolor="none", markeredgecolor="red", linestyle="none", gid="partial")
+    winners = [r for r in drawn if r.winner]
+    for row in winners:
+        ax.plot(100 * row.weights_remaining, row.test_mean, marker="*", markersize=18, gid="winner",
+                color=colours[(row.scope, row.label, row.reset_epoch)], markeredgecolor="black", zorder=5,
+                linestyle="none")
     diverged = [p for p in failed if p.diverged]
-    collapsed = [p for p in failed if not p.diverged]
+    collapsed = [p for p in failed if not p.diverged and p.test_accuracy is not None]
     if diverged:
-        ax.plot([100 * (p.weights_remaining or 1.0) for p in diverged], [0.0] * len(diverged), "x", color="red",
-                markersize=10, markeredgewidth=2, clip_on=False, label="diverged (no accuracy)")
-    if collapsed:  # drawn at their accuracy, but apart from the lines: an emptied layer is not a ticket
-        ax.plot([100 * (p.weights_remaining or 1.0) for p in collapsed], [p.test_accuracy or 0.0 for p in collapsed],
-                "X", color="orange", markeredgecolor="black", markersize=9, linestyle="none",
-                label="collapsed layer(s)")
+        ax.plot([_x(p) for p in diverged], [0.0] * len(diverged), "x", color="red", markersize=10, gid="diverged",
+                markeredgewidth=2, clip_on=False, linestyle="none", label="diverged (no accuracy)")
+    if collapsed:  # at their accuracy but apart from the lines: a network with an emptied layer is not a ticket
+        ax.plot([_x(p) for p in collapsed], [p.test_accuracy for p in collapsed], "X", color="orange",
+                markeredgecolor="black", markersize=9, linestyle="none", gid="collapsed", label="emptied layer(s)")
+    if any(r.seeds_learned < r.seeds_run for r in drawn):
+        ax.plot([], [], marker="o", markersize=11, markerfacecolor="none", markeredgecolor="red", linestyle="none",
+                label="some seeds did not learn (mean of those that did)")
     ax.plot([], [], marker="*", markersize=14, color="white", markeredgecolor="black", linestyle="none",
             label="winning ticket")
     ax.set_xscale("log")
@@ -83,27 +108,42 @@ def lottery_figure(rows: Sequence[Row], dense: Sequence[float], failed: Sequence
     ax.set_title(title)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def density_figure(profiles: dict[str, list[tuple[str, float]]], title: str, path: Path) -> Path:
-    """Per-layer density, layers in network order, one line per mask (e.g. per threshold)."""
-    fig, ax = plt.subplots(figsize=(12, 5), dpi=110)
-    layers: list[str] = []
-    for label, profile in profiles.items():
-        layers = layers or [name for name, _ in profile]
-        ax.plot(range(len(profile)), [density for _, density in profile], marker=".", label=label)
-    ax.set_yscale("log")
-    ax.set_ylim(bottom=1e-4, top=1.5)
-    ax.set_xticks(range(len(layers)))
-    ax.set_xticklabels(layers, rotation=90, fontsize=6)
-    ax.set_ylabel("density (kept fraction, log scale)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+def density_plot(panels: Mapping[str, Profiles], title: str) -> Figure:
+    """Per-layer density, layers in network order: one panel per scope, one line per mask in it."""
+    fig = Figure(figsize=(12, 4 * max(len(panels), 1)), dpi=110)
+    axes = fig.subplots(max(len(panels), 1), 1, squeeze=False)[:, 0]
+    for ax, (scope, profiles) in zip(axes, sorted(panels.items())):
+        layers: list[str] = []
+        for label, profile in profiles.items():
+            layers = layers or [name for name, _ in profile]
+            ax.plot(range(len(profile)), [max(density, 1e-5) for _, density in profile], marker=".", label=label)
+        ax.set_yscale("log")  # an emptied layer is drawn at the bottom edge, not dropped
+        ax.set_ylim(bottom=1e-5, top=1.5)
+        ax.set_xticks(range(len(layers)))
+        ax.set_xticklabels(layers, rotation=90, fontsize=6)
+        ax.set_ylabel("density (kept fraction, log)")
+        ax.set_title(f"{title}: scope {scope}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
+    return fig
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Write `fig` as PNG to `path` and return the path."""
     fig.savefig(path)
-    plt.close(fig)
     return path
+
+
+def lottery_figure(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[Point], title: str,
+                   path: Path) -> Path:
+    """`lottery_plot` written to `path`."""
+    return save(lottery_plot(rows, dense, failed, title), path)
+
+
+def density_figure(panels: Mapping[str, Profiles], title: str, path: Path) -> Path:
+    """`density_plot` written to `path`."""
+    return save(density_plot(panels, title), path)

@@ -111,7 +111,7 @@ def _why_missing(points: Sequence[Point]) -> str:
 
 
 def _failures(points: Sequence[Point]) -> str:
-    counts = Counter(f"diverged: {p.divergence}" if p.diverged else "collapsed"
+    counts = Counter(f"diverged: {p.divergence}" if p.diverged else "collapsed" if p.empty_layers else "no accuracy"
                      for p in points if p.finished and not p.learned)
     return ", ".join(f"{n} {why}" for why, n in sorted(counts.items()))
 

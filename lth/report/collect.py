@@ -7,6 +7,7 @@ report can say which cells are missing and why.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -125,8 +126,28 @@ def _settings(params: dict[str, str]) -> Settings:
     return tuple(sorted((k, v) for k, v in params.items() if k.startswith(SETTING_PREFIXES)))
 
 
+def _emptied_and_floor(run: Run) -> tuple[bool, bool]:
+    """(a layer kept no weight, a layer sits at the floor) from the run's tags.
+
+    Runs logged before `lth.floor_layers` existed (they lack the `dead_channels` metric logged
+    with it) tagged floor layers as collapsed too; their sparsity.json tells which were empty.
+    """
+    tags = run.data.tags
+    listed = [name for name in tags.get("lth.collapsed_layers", "").split(",") if name]
+    if not listed or "dead_channels" in run.data.metrics:
+        return bool(listed), bool(tags.get("lth.floor_layers"))
+    try:
+        report = tracking.fetch(run.info.run_id, "sparsity.json", lambda path: json.loads(path.read_text()))
+    except Exception:  # noqa: BLE001 - no mask logged (or unreadable): keep the tag's word for it
+        return True, False
+    kept = {layer["layer"]: int(layer["kept"]) for layer in report["layers"]}
+    emptied = any(kept.get(name, 0) == 0 for name in listed)
+    return emptied, any(kept.get(name, 0) > 0 for name in listed)
+
+
 def _point(run: Run, kind: str, settings: Settings) -> Point:
     tags, metrics = run.data.tags, run.data.metrics
+    emptied, floor = _emptied_and_floor(run)
     return Point(
         kind=kind,
         seed=int(tags.get("lth.seed", 0)),
@@ -136,7 +157,7 @@ def _point(run: Run, kind: str, settings: Settings) -> Point:
         weights_remaining=metrics.get("weights_remaining"),
         test_accuracy=metrics.get("test_accuracy"),
         diverged=bool(tags.get("lth.diverged")),
-        empty_layers=bool(tags.get("lth.collapsed_layers")),
+        empty_layers=emptied,
         run_id=run.info.run_id,
         scope=tags.get("lth.scope", "global"),
         val_accuracy=metrics.get("val_accuracy"),
@@ -144,7 +165,7 @@ def _point(run: Run, kind: str, settings: Settings) -> Point:
         level=int(tags["lth.level"]) if "lth.level" in tags else None,
         settings=settings,
         divergence=tags.get("lth.diverged", ""),
-        floor_layers=bool(tags.get("lth.floor_layers")),
+        floor_layers=floor,
         dead_channels=metrics.get("dead_channels"),
     )
 

@@ -83,7 +83,7 @@ def lottery_plot(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[P
                 color=colours[(row.scope, row.label, row.reset_epoch)], markeredgecolor="black", zorder=5,
                 linestyle="none")
     diverged = [p for p in failed if p.diverged]
-    collapsed = [p for p in failed if not p.diverged and p.test_accuracy is not None]
+    collapsed = [p for p in failed if not p.diverged and p.empty_layers and p.test_accuracy is not None]
     if diverged:
         ax.plot([_x(p) for p in diverged], [0.0] * len(diverged), "x", color="red", markersize=10, gid="diverged",
                 markeredgewidth=2, clip_on=False, linestyle="none", label="diverged (no accuracy)")

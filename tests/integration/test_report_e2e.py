@@ -39,14 +39,15 @@ class Store:
         self.dense_ids: dict[int, str] = {}
 
     def _run(self, name: str, tags: dict[str, str], params: dict[str, str], metrics: dict[str, float],
-             per_epoch: dict[str, list[float]], status: str, sparsity: float | None = None) -> str:
+             per_epoch: dict[str, list[float]], status: str, sparsity: float | None = None,
+             emptied: tuple[str, ...] = ()) -> str:
         run_id = self.client.create_run(self.experiment, tags={"mlflow.runName": name, **tags}, run_name=name).info.run_id
         history = [Metric(key, value, 0, step) for key, values in per_epoch.items()
                    for step, value in enumerate(values, start=1)]
         self.client.log_batch(run_id, metrics=history + [Metric(k, v, 0, 0) for k, v in metrics.items()],
                               params=[Param(k, v) for k, v in params.items()])
         if sparsity is not None:  # lth.runlog.log_masks: sparsity.json with the per-layer counts
-            kept = [max(1, round((1 - sparsity) * size)) for _, size in LAYERS]
+            kept = [0 if layer in emptied else max(1, round((1 - sparsity) * size)) for layer, size in LAYERS]
             report = {"layers": [{"layer": layer, "weights": size, "kept": k, "density": k / size,
                                   "sparsity": 1 - k / size, "channels": 1, "dead_channels": 0}
                                  for (layer, size), k in zip(LAYERS, kept)]}
@@ -70,7 +71,8 @@ class Store:
     def sparse(self, seed: int, threshold: float, val: float | None, test: float | None, *, reset: int = 1,
                control: str = "none", scope: str = "lamp", min_density: float = 0.002, diverged: str | None = None,
                status: str = "FINISHED", role: str = "ticket", level: int | None = None,
-               parent: str | None = None, with_params: bool = True, rate: float = 0.2, levels: int = 3) -> str:
+               parent: str | None = None, with_params: bool = True, rate: float = 0.2, levels: int = 3,
+               collapsed: str | None = None, emptied: tuple[str, ...] = (), before_floor_tag: bool = False) -> str:
         """A one-shot ticket or control (lth.tickets), an IMP job (role ticket, method imp) or level (imp_level)."""
         method = "imp" if role == "imp_level" or level == 0 else "magnitude"
         prune = {"method": method, "threshold": threshold if method == "magnitude" else 0.8, "scope": scope,
@@ -87,15 +89,17 @@ class Store:
             tags["lth.level"] = str(level)
         if diverged:
             tags.update({"lth.diverged": diverged, "lth.diverged_epoch": "2"})
+        if collapsed:
+            tags["lth.collapsed_layers"] = collapsed
         params = {**self.data, "train.seed": str(seed), "reset.epoch": str(reset), "prune.control": control,
                   "prune.control_seed": "0", **{f"prune.{k}": str(v) for k, v in prune.items()}}
         metrics = {"weights_remaining": 1 - threshold, "sparsity": threshold, "dense_test_accuracy": 0.95,
-                   "epochs_trained": 1.0, "dead_channels": 0.0}
+                   "epochs_trained": 1.0, **({} if before_floor_tag else {"dead_channels": 0.0})}
         if status == "FINISHED":
             metrics["test_accuracy" if diverged is None else "diverged_test_accuracy"] = test if test is not None else 0.1
         per_epoch = {"val_accuracy": [val]} if val is not None else {}
         name = f"t={threshold:.2f} k={reset}" + (f" {control}" if control != "none" else "")
-        return self._run(name, tags, params if with_params else {}, metrics, per_epoch, status, threshold)
+        return self._run(name, tags, params if with_params else {}, metrics, per_epoch, status, threshold, emptied)
 
 
 def _report(cwd: Path, *overrides: str) -> tuple[str, Path]:
@@ -181,6 +185,20 @@ def test_cells_that_differ_only_in_min_density_are_two_labelled_rows(tmp_path: P
         ("min_density=0.002", "2", "0.9400"), ("min_density=0.01", "2", "0.8900")]
     assert len({r["cell"] for r in rows}) == 2
     assert "| ticket | lamp | min_density=0.01 | 1 |" in (folder / "report.md").read_text()
+
+
+def test_runs_tagged_collapsed_before_the_floor_tag_existed_are_judged_by_their_mask(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    for seed in (0, 1):
+        store.dense(seed, val=0.95, test=0.94)
+        store.sparse(seed, 0.5, 0.95, 0.94)
+    # Both were tagged by the old rule (empty or at the floor); only seed 1's mask really emptied Conv_1.
+    store.sparse(0, 0.9, 0.95, 0.94, collapsed="Conv_1", before_floor_tag=True)
+    store.sparse(1, 0.9, 0.10, 0.10, collapsed="Conv_1", emptied=("Conv_1",), before_floor_tag=True)
+    _, folder = _report(tmp_path)
+    row = _row(_rows(folder), threshold="0.900000")
+    assert (row["seeds_learned"], row["seeds_run"], row["failures"], row["floor_runs"]) == ("1", "2", "1 collapsed",
+                                                                                            "1")
 
 
 def test_every_kind_is_reported_and_logged_under_each_dense_parent(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from lth import tracking
 
-CELL_TAG = "lth.cell"  # the run's ticket identity minus train.seed, prune.control and prune.control_seed
+CELL_TAG = tracking.CELL_TAG  # the run's ticket identity minus train.seed, prune.control and prune.control_seed
 SETTING_PREFIXES = ("prune.", "reset.")  # the params that tell the experiments of one family apart
 Settings = tuple[tuple[str, str], ...]
 

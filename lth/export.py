@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from lth import tracking
+from lth.imp import LAST_LEVEL_KEY_TAG, LEVEL_ROLE
 from lth.masks import Masks, attach_masks, load_masks
 from lth.models import Weights, build_model, load_weights, restore
 
@@ -45,11 +46,20 @@ def _config_from_params(params: dict[str, str]) -> DictConfig:
 
 
 def _files_run(run_id: str) -> str:
-    """The run that holds the mask: the ticket itself, or an IMP job's last level."""
+    """The run that holds the mask: the ticket itself, or an IMP job's last level.
+
+    The level is found by its key (tag `lth.last_level_key`): a level the job reused
+    from a longer job is that job's child, not this one's. Jobs from before the tag, and
+    unfinished ones, fall back to their own last finished child.
+    """
     client = MlflowClient()
     run = client.get_run(run_id)
     if run.data.tags.get("lth.method") != "imp" or run.data.tags.get(tracking.ROLE_TAG) != "ticket":
         return run_id
+    key = run.data.tags.get(LAST_LEVEL_KEY_TAG)
+    last = None if key is None else tracking.finished_run(tracking.find_runs(run.info.experiment_id, LEVEL_ROLE, key))
+    if last is not None:
+        return last.info.run_id
     levels = client.search_runs([run.info.experiment_id],
                                 f"tags.`{tracking.PARENT_TAG}` = '{run_id}' and attributes.status = 'FINISHED'")
     if not levels:

@@ -1,21 +1,30 @@
 """Array inputs as Keras PyDatasets, for backends other than TensorFlow (no tf.data there).
 
 Same contract as the tf.data path of `lth.data`: uint8 images, int32 labels, full
-training batches in an order fixed by (seed, epoch), evaluation in array order.
-Batches are gathered by worker threads ahead of the step, and Keras' JAX trainer
-copies the next batch to the device while the current one trains.
+training batches in the order `lth.data.epoch_order(seed, epoch)`, with the epoch read
+when each epoch's pass starts, and evaluation in array order.
+
+Why the prefetching is not Keras' own: Keras' `OrderedEnqueuer` (PyDataset workers > 1)
+keeps the batches its threads fetched ahead when an epoch's pass stops, and hands them
+out first in the next pass. The first `fit` of a compiled model stops a pass after one
+batch (to build its metrics), so every later epoch began with batches of the epoch
+before (measured: 9 of 21) and dropped its own last ones. Here Keras pulls batch `i`
+of the running epoch in the step's thread (`workers=1`), and the look-ahead is a pool
+of gathers keyed by (epoch, index): a batch's content never depends on thread timing.
 """
 
 from __future__ import annotations
 
-import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import keras
 import numpy as np
 
+from lth.data import epoch_order
 from lth.datasets import Arrays
 
 PREFETCH_WORKERS = 4  # threads gathering batches ahead; NumPy's fancy indexing releases the GIL
+PREFETCH_BATCHES = 8  # batches gathered ahead of the one the step takes (Keras' JAX trainer copies one more to the device)
 
 
 class EpochCounter:
@@ -30,29 +39,56 @@ class EpochCounter:
 
 
 class EpochOrderedBatches(keras.utils.PyDataset):
-    """Full training batches, shuffled by a permutation seeded with (seed, epoch)."""
+    """Full training batches: batch `i` of epoch `e` is `epoch_order(seed, e)[i*B:(i+1)*B]`.
+
+    `fit` must be called with `shuffle=False`: Keras would otherwise permute the batch
+    indices with Python's global `random`.
+    """
 
     def __init__(self, arrays: Arrays, batch_size: int, seed: int, epoch: EpochCounter) -> None:
-        super().__init__(workers=PREFETCH_WORKERS, use_multiprocessing=False, max_queue_size=8)
+        # workers=1: no Keras enqueuer; Keras calls __getitem__ in order from the training loop's thread.
+        super().__init__(workers=1, use_multiprocessing=False)
         self.images, self.labels = arrays
         self.batch_size, self.seed, self.epoch = batch_size, seed, epoch
-        self._order: tuple[int, np.ndarray] | None = None
-        self._lock = threading.Lock()
+        self._pass_epoch: int | None = None  # the epoch of the pass Keras is iterating, fixed at its start
+        self._order: tuple[int, np.ndarray] | None = None  # (epoch, its example order), computed once per epoch
+        self._ahead: dict[tuple[int, int], Future[tuple[np.ndarray, np.ndarray]]] = {}
+        self._pool = ThreadPoolExecutor(PREFETCH_WORKERS, thread_name_prefix="lth-batches")
 
     def __len__(self) -> int:
         return len(self.labels) // self.batch_size
 
-    def order(self) -> np.ndarray:
-        """The example order of the current epoch (computed once per epoch, shared by the threads)."""
-        with self._lock:
-            if self._order is None or self._order[0] != self.epoch.value:
-                rng = np.random.default_rng([self.seed, self.epoch.value])
-                self._order = (self.epoch.value, rng.permutation(len(self.labels)))
-            return self._order[1]
+    def rows(self, epoch: int, index: int) -> np.ndarray:
+        """The example indices of batch `index` of `epoch`."""
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, epoch_order(self.seed, epoch, len(self.labels)))
+        return self._order[1][index * self.batch_size: (index + 1) * self.batch_size]
+
+    def _take(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.images[rows], self.labels[rows]
+
+    def _prefetch(self, epoch: int, first: int) -> None:
+        for index in range(first, min(first + PREFETCH_BATCHES, len(self))):
+            if (epoch, index) not in self._ahead:
+                self._ahead[(epoch, index)] = self._pool.submit(self._take, self.rows(epoch, index))
+
+    def on_epoch_begin(self) -> None:
+        """Keras calls this when a pass starts: read the epoch once and start gathering."""
+        self._pass_epoch = self.epoch.value
+        self._prefetch(self._pass_epoch, 0)
+
+    def on_epoch_end(self) -> None:
+        """Drop what was gathered ahead and not taken (a pass Keras stopped early)."""
+        for future in self._ahead.values():
+            future.cancel()
+        self._ahead.clear()
+        self._pass_epoch = None
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        take = np.sort(self.order()[index * self.batch_size: (index + 1) * self.batch_size])
-        return self.images[take], self.labels[take]
+        epoch = self.epoch.value if self._pass_epoch is None else self._pass_epoch  # plain iteration reads it now
+        future = self._ahead.pop((epoch, index), None)
+        self._prefetch(epoch, index + 1)
+        return future.result() if future is not None else self._take(self.rows(epoch, index))
 
 
 class OrderedBatches(keras.utils.PyDataset):

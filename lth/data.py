@@ -5,10 +5,11 @@ model normalises on the device. Training batches drop the remainder so every epo
 has the same number of optimizer steps, which is what lets a ticket resume the
 learning-rate schedule at epoch k by step count.
 
-The order of training examples is a function of (seed, epoch) alone, read from the
-`epoch` counter when each epoch's iterator starts. So a ticket rewound to epoch k
-sees the batches the dense run saw from epoch k on, and a job resumed from a backup
-after preemption sees exactly the batches it would have seen uninterrupted.
+The order of training examples is `epoch_order(seed, epoch)`, one NumPy function for
+both backends, read from the `epoch` counter when each epoch's iterator starts. So a
+ticket rewound to epoch k sees the batches the dense run saw from epoch k on, a job
+resumed from a backup after preemption sees exactly the batches it would have seen
+uninterrupted, and a JAX run trains on the batches of the TensorFlow run of its seed.
 
 TensorFlow is imported only by the tf.data path, so the JAX backend runs without it.
 """
@@ -19,12 +20,26 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import keras
+import numpy as np
 from omegaconf import DictConfig
 
 from lth.datasets import LOADERS, Arrays
 
 if TYPE_CHECKING:
     import tensorflow as tf
+
+# Version of `epoch_order`, tagged on every dense run as `lth.data_order`: a dense parent
+# trained under another order is not reused (its tickets would see other batches).
+DATA_ORDER_VERSION = "2"
+
+
+def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
+    """The order in which epoch `epoch` of a run seeded `seed` visits `count` training examples.
+
+    Batch `i` of the epoch is `order[i * batch_size:(i + 1) * batch_size]` (the remainder is
+    dropped). Pure NumPy (PCG64 seeded with the pair), so every backend computes the same order.
+    """
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(count)
 
 
 class EpochCounter(Protocol):
@@ -57,9 +72,10 @@ def _epoch_ordered(arrays: Arrays, batch_size: int, seed: int, epoch: tf.Variabl
     count, steps = len(arrays[0]), len(arrays[0]) // batch_size
 
     def order(_: tf.Tensor) -> tf.data.Dataset:
-        key = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
-        return tf.data.Dataset.from_tensor_slices(
-            tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), seed=key))
+        # Runs when an iterator starts (each epoch), so the variable is read then.
+        indices = tf.numpy_function(lambda value: epoch_order(seed, int(value), count), [tf.cast(epoch, tf.int64)],
+                                    tf.int64, stateful=True, name="epoch_order")
+        return tf.data.Dataset.from_tensor_slices(tf.ensure_shape(indices, [count]))
 
     batches = tf.data.Dataset.range(1).flat_map(order).batch(batch_size, drop_remainder=True)
     batches = batches.map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))

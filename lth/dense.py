@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
 import numpy as np
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from lth import tracking
 from lth.claim import claim
-from lth.data import DataSplits
-from lth.fitting import fit_and_evaluate
+from lth.data import DATA_ORDER_VERSION, DataSplits
+from lth.fitting import fit_and_evaluate, optimizer_state
 from lth.identity import DENSE_KEYS, dense_hash, family_hash
 from lth.network import network_for
 from lth.runlog import log_config, log_weights, run_weights
 from lth.validate import ConfigError
+
+DATA_ORDER_TAG = "lth.data_order"  # lth.data.DATA_ORDER_VERSION of the order a dense run was trained under
 
 
 @dataclass(frozen=True)
@@ -29,12 +34,27 @@ class DenseParent:
     test_accuracy: float
     reused: bool
     kept_epochs: frozenset[int]  # reset candidates whose weights were logged (the final epoch always is)
+    steps_per_epoch: int = 0
+    iterations: Mapping[int, int] = field(default_factory=dict)  # optimizer step count after each epoch (0 = before)
+    loss_scales: Mapping[int, float] = field(default_factory=dict)  # mixed_float16's loss scale after each epoch
 
     def require_epoch(self, epoch: int) -> None:
         """Fail before any ticket work if this parent did not keep `epoch`."""
         if epoch != self.epochs and epoch not in self.kept_epochs:
             raise ConfigError(f"dense parent {self.run_id} kept only epochs {sorted(self.kept_epochs)}; "
                               f"reset.epoch={epoch} needs a dense run trained with it in lth.keep_epochs")
+
+    def iterations_at(self, epoch: int) -> int:
+        """The dense optimizer's step count after `epoch` epochs, where a ticket rewound to it resumes.
+
+        Below epoch * steps_per_epoch when mixed_float16 skipped steps; a dense run logged
+        before `optimizer_iterations` existed falls back to epoch * steps_per_epoch.
+        """
+        return self.iterations.get(epoch, epoch * self.steps_per_epoch)
+
+    def loss_scale_at(self, epoch: int) -> float | None:
+        """mixed_float16's dynamic loss scale after `epoch` epochs; None when not logged (e.g. float32)."""
+        return self.loss_scales.get(epoch)
 
     def weights_at(self, epoch: int) -> dict[str, np.ndarray]:
         """The dense weights after `epoch` epochs (0 = initialisation)."""
@@ -59,11 +79,13 @@ def _train(cfg: DictConfig, run_id: str, data: DataSplits) -> float:
     keep = _kept(cfg)
     with tracking.active_run(run_id):
         log_config(cfg, DENSE_KEYS)
-        mlflow.set_tag("lth.keep_epochs", " ".join(str(epoch) for epoch in sorted(keep)))
+        mlflow.set_tags({"lth.keep_epochs": " ".join(str(epoch) for epoch in sorted(keep)),
+                         DATA_ORDER_TAG: DATA_ORDER_VERSION})
         network = network_for(cfg.model, cfg.train, data.steps_per_epoch)
         network.load(network.initial_weights, masks=None, start_epoch=0)
         if 0 in keep:
             log_weights(network.initial_weights, "checkpoints/epoch_000.npz")
+        mlflow.log_metrics(optimizer_state(network.model.optimizer), step=0)  # where a k=0 ticket starts
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
             mlflow.log_metrics(metrics, step=epoch)
@@ -86,14 +108,39 @@ def _train(cfg: DictConfig, run_id: str, data: DataSplits) -> float:
     return result.test_accuracy
 
 
+def _require_data_order(run: Run, finished: bool) -> None:
+    """Refuse a dense run trained under another data order: its tickets would see other batches."""
+    found = run.data.tags.get(DATA_ORDER_TAG)
+    started = finished or "lth.keep_epochs" in run.data.tags  # an unfinished run that never trained has no order
+    if started and found != DATA_ORDER_VERSION:
+        trained = f"data order {found}" if found else "the data order of before lth.data_order existed"
+        raise ConfigError(
+            f"dense parent {run.info.run_id} was trained with {trained}, but this version orders batches by "
+            f"{DATA_ORDER_TAG}={DATA_ORDER_VERSION}, so its tickets would not see its batches: delete that run "
+            f"(mlflow runs delete --run-id {run.info.run_id}) or use another tracking.experiment")
+
+
+def _optimizer_history(run_id: str) -> tuple[dict[int, int], dict[int, float]]:
+    """The logged `optimizer_iterations` and `loss_scale` of a dense run, by epoch."""
+    client = MlflowClient()
+    iterations = {m.step: int(m.value) for m in client.get_metric_history(run_id, "optimizer_iterations")}
+    return iterations, {m.step: float(m.value) for m in client.get_metric_history(run_id, "loss_scale")}
+
+
 def ensure_dense(cfg: DictConfig, experiment_id: str, data: DataSplits) -> DenseParent:
     """Return the FINISHED dense parent of `cfg`, training it first if no job has."""
     key = dense_hash(cfg)
-    tags = {tracking.DENSE_HASH_TAG: key, tracking.FAMILY_TAG: family_hash(cfg), "lth.seed": str(cfg.train.seed)}
+    tags = {tracking.DENSE_HASH_TAG: key, tracking.FAMILY_TAG: family_hash(cfg), "lth.seed": str(cfg.train.seed),
+            DATA_ORDER_TAG: DATA_ORDER_VERSION}
+    epochs = int(cfg.train.epochs)
     with claim(cfg, experiment_id, "dense", key, f"dense {key[:8]}", tags) as stage:
+        run = stage.finished or MlflowClient().get_run(stage.run_id)
+        _require_data_order(run, stage.finished is not None)
         if stage.finished is not None:
             accuracy = float(stage.finished.data.metrics["test_accuracy"])
             kept = frozenset(int(epoch) for epoch in stage.finished.data.tags.get("lth.keep_epochs", "").split())
-            return DenseParent(stage.run_id, key, int(cfg.train.epochs), accuracy, True, kept)
-        accuracy = _train(cfg, stage.run_id, data)
-        return DenseParent(stage.run_id, key, int(cfg.train.epochs), accuracy, False, _kept(cfg))
+        else:
+            accuracy, kept = _train(cfg, stage.run_id, data), _kept(cfg)
+        iterations, loss_scales = _optimizer_history(stage.run_id)
+        return DenseParent(stage.run_id, key, epochs, accuracy, stage.finished is not None, kept,
+                           data.steps_per_epoch, iterations, loss_scales)

@@ -1,8 +1,9 @@
 """One training loop for dense parents and tickets: optimizer, schedule, fit, evaluate.
 
 The learning rate is a Keras schedule of the optimizer's step counter. A ticket
-rewound to epoch k sets that counter to k * steps_per_epoch, so its schedule resumes
-exactly where the dense run was at epoch k.
+rewound to epoch k sets that counter to the dense run's count after epoch k (logged
+as `optimizer_iterations`; k * steps_per_epoch unless mixed_float16 skipped steps), so
+its schedule resumes exactly where the dense run was at epoch k.
 """
 
 from __future__ import annotations
@@ -49,21 +50,55 @@ def learning_rate(train_cfg: DictConfig, steps_per_epoch: int) -> float | keras.
     return keras.optimizers.schedules.CosineDecay(peak, decay_steps=max(total, 1))
 
 
+WEIGHT_DECAY_MODES: tuple[str, ...] = ("decoupled", "l2")
+
+
+def weight_decay_mode(train_cfg: DictConfig) -> str:
+    """`train.weight_decay_mode`: `decoupled` (the optimizer's own decay of every variable) or `l2`.
+
+    `l2` is TF-slim's `l2_regularizer(weight_decay)`: (weight_decay / 2) * sum(w^2) of the
+    conv, depthwise and dense kernels in the loss (see `lth.network.attach_kernel_l2`).
+    Configs written before the key existed mean `decoupled`.
+    """
+    mode = str(train_cfg.get("weight_decay_mode", "decoupled"))
+    if mode not in WEIGHT_DECAY_MODES:
+        raise ValueError(f"train.weight_decay_mode must be one of {list(WEIGHT_DECAY_MODES)}, got {mode!r}")
+    return mode
+
+
 def build_optimizer(train_cfg: DictConfig, steps_per_epoch: int, start_epoch: int) -> keras.optimizers.Optimizer:
-    """The configured optimizer, its step counter set to the start of `start_epoch`."""
+    """The configured optimizer, its step counter set to the start of `start_epoch`.
+
+    Under `weight_decay_mode=l2` the decay is a loss term, so the optimizer decays nothing.
+    """
     rate = learning_rate(train_cfg, steps_per_epoch)
+    decoupled = weight_decay_mode(train_cfg) == "decoupled"
+    decay = float(train_cfg.weight_decay) if decoupled else 0.0
     if train_cfg.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(
-            rate, momentum=float(train_cfg.momentum), weight_decay=float(train_cfg.weight_decay) or None
-        )
-    else:
-        optimizer = keras.optimizers.AdamW(rate, weight_decay=float(train_cfg.weight_decay))
+        optimizer = keras.optimizers.SGD(rate, momentum=float(train_cfg.momentum), weight_decay=decay or None)
+    elif decoupled:
+        optimizer = keras.optimizers.AdamW(rate, weight_decay=decay)
+    else:  # Keras' AdamW refuses to decay nothing; Adam is AdamW without the decay
+        optimizer = keras.optimizers.Adam(rate)
     optimizer.iterations.assign(start_epoch * steps_per_epoch)
     return optimizer
 
 
+def optimizer_state(optimizer: keras.optimizers.Optimizer) -> dict[str, float]:
+    """The optimizer's step counter and, under mixed_float16, its loss scale.
+
+    Steps whose gradients were not finite under a `LossScaleOptimizer` are skipped and do
+    not advance the counter, so after k epochs it may be below k * steps_per_epoch: a
+    ticket rewound to epoch k resumes the schedule from this value, not from k * S.
+    """
+    state = {"optimizer_iterations": float(keras.ops.convert_to_numpy(optimizer.iterations))}
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        state["loss_scale"] = float(keras.ops.convert_to_numpy(optimizer.dynamic_scale))
+    return state
+
+
 class EpochEnd(keras.callbacks.Callback):
-    """Calls `handler(epochs_completed, logs)` after every epoch (with the learning rate added)."""
+    """Calls `handler(epochs_completed, logs)` after every epoch (with the learning rate and `optimizer_state` added)."""
 
     def __init__(self, handler: Callable[[int, dict[str, float]], None]) -> None:
         super().__init__()
@@ -72,6 +107,7 @@ class EpochEnd(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         metrics = {key: float(value) for key, value in (logs or {}).items()}
         metrics["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        metrics.update(optimizer_state(self.model.optimizer))
         self.handler(epoch + 1, metrics)
 
 
@@ -168,6 +204,7 @@ def fit_and_evaluate(
             validation_data=data.val,
             epochs=epochs,
             initial_epoch=start_epoch,
+            shuffle=False,  # the input orders itself by (seed, epoch); Keras would shuffle a PyDataset's batches
             callbacks=[
                 EpochOrder(data, start_epoch, epochs),
                 EpochEnd(on_epoch_end),  # first: an epoch's checkpoint is logged before its backup exists

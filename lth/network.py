@@ -19,9 +19,26 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from lth.devices import data_parallel
-from lth.fitting import build_optimizer
-from lth.masks import attach_masks, prunable_layer_names
+from lth.fitting import build_optimizer, weight_decay_mode
+from lth.masks import PRUNABLE_LAYER_TYPES, attach_masks, prunable_layer_names
 from lth.models import Weights, build_model, restore, snapshot
+
+
+def attach_kernel_l2(model: keras.Model, weight_decay: float) -> list[keras.Variable]:
+    """Put (weight_decay / 2) * sum(w^2) of every conv, depthwise and dense kernel into the loss.
+
+    TF-slim's `l2_regularizer(weight_decay)` convention (`weight_decay * tf.nn.l2_loss(w)`):
+    the gradient is weight_decay * w on kernels only; biases and BatchNorm are not decayed.
+    Keras reads `variable.regularizer` when it traces the step, so call this before compile.
+
+    Returns:
+        The regularised kernels, in network order.
+    """
+    regularizer = keras.regularizers.L2(weight_decay / 2.0)
+    kernels = [layer.kernel for layer in model.layers if isinstance(layer, PRUNABLE_LAYER_TYPES)]
+    for kernel in kernels:
+        kernel.regularizer = regularizer
+    return kernels
 
 
 class MaskedNetwork:
@@ -44,17 +61,33 @@ class MaskedNetwork:
             names = prunable_layer_names(self.model)
             ones = {name: np.ones(self.model.get_layer(name).kernel.shape, dtype=bool) for name in names}
             self.mask_variables = attach_masks(self.model, ones)
+            if weight_decay_mode(train_cfg) == "l2":  # else the optimizer decays (build_optimizer)
+                attach_kernel_l2(self.model, float(train_cfg.weight_decay))
             self.model.compile(
                 optimizer=build_optimizer(train_cfg, steps_per_epoch, start_epoch=0),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"],
                 steps_per_execution=int(train_cfg.steps_per_execution),
             )
+            # Built here, under the distribution, rather than at the first step: load() sets its state.
+            self.model.optimizer.build(self.model.trainable_variables)
 
-    def load(self, weights: Weights, masks: Mapping[str, np.ndarray] | None, start_epoch: int) -> None:
+    def load(self, weights: Weights, masks: Mapping[str, np.ndarray] | None, start_epoch: int,
+             start_iteration: int | None = None, loss_scale: float | None = None) -> None:
         """Prepare a fresh run: weights, masks (None = dense) and an optimizer at `start_epoch`.
 
         Layers missing from `masks` stay dense (e.g. those in `prune.ignore`).
+
+        Args:
+            weights: Every model variable, keyed by path.
+            masks: The 0/1 mask of each pruned layer; None for a dense run.
+            start_epoch: The epoch training starts at (0-based).
+            start_iteration: The optimizer step to start the schedule from; default
+                start_epoch * steps_per_epoch. A ticket passes its dense parent's count after
+                epoch k, which mixed_float16's skipped steps can leave below k * S.
+            loss_scale: mixed_float16's dynamic loss scale to start from (a ticket: its dense
+                parent's at epoch k, so it does not skip steps again finding it); default
+                the initial scale.
         """
         restore(self.model, weights)
         for name, variable in self.mask_variables.items():
@@ -71,9 +104,9 @@ class MaskedNetwork:
             for variable in optimizer.variables:
                 if not variable.path.endswith("learning_rate"):  # a constant rate is a variable too: keep it
                     variable.assign(np.zeros(variable.shape, variable.dtype))  # fresh slots, like a new optimizer
-            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):  # mixed_float16: a fresh loss scale
-                optimizer.dynamic_scale.assign(optimizer.initial_scale)
-        optimizer.iterations.assign(start_epoch * self.steps_per_epoch)
+            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):  # mixed_float16
+                optimizer.dynamic_scale.assign(optimizer.initial_scale if loss_scale is None else loss_scale)
+        optimizer.iterations.assign(start_epoch * self.steps_per_epoch if start_iteration is None else start_iteration)
         self.model._initial_epoch = None  # BackupAndRestore of an earlier job may have set it
 
     def snapshot(self) -> Weights:

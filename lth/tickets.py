@@ -99,7 +99,8 @@ def train_masked(cfg: DictConfig, data: DataSplits, dense: DenseParent, masks: M
     report = log_masks(masks)
     check_collapse(cfg, report)  # before any training: refusing must cost nothing
     network = network_for(cfg.model, cfg.train, data.steps_per_epoch)
-    network.load(start, masks, start_epoch=reset_epoch)
+    network.load(start, masks, start_epoch=reset_epoch, start_iteration=dense.iterations_at(reset_epoch),
+                 loss_scale=dense.loss_scale_at(reset_epoch))
     log_weights(network.snapshot(), "weights/start.npz")
     result = fit_and_evaluate(network.model, data, epochs, reset_epoch, Path(cfg.lth.state_dir) / "backup" / run_id,
                               lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch), cfg.lth.verbose)

@@ -46,14 +46,14 @@ HTTP_SETTINGS: dict[str, tuple[str, bool, float, float]] = {
 }
 
 
-def retry_transient_errors(tracking_cfg: Mapping[str, Any]) -> None:
-    """Hand the `tracking` group's retry settings to MLflow's HTTP client (a server that is
-    briefly down or overloaded is retried with exponential backoff, not fatal).
+def http_environment(tracking_cfg: Mapping[str, Any]) -> dict[str, str]:
+    """MLflow's environment variables for the `tracking` group's retry settings.
 
     Raises:
         ConfigError: A setting MLflow cannot take as given (a fraction where it reads an integer,
             or a value outside its limits).
     """
+    environment = {}
     for key, (variable, whole, least, most) in HTTP_SETTINGS.items():
         value = tracking_cfg.get(key)
         if value is None:
@@ -64,7 +64,18 @@ def retry_transient_errors(tracking_cfg: Mapping[str, Any]) -> None:
             bounds = f">= {least:g}" if most == float("inf") else f"in [{least:g}, {most:g}]"
             raise ConfigError(f"tracking.{key} must be {kind} {bounds}"
                               f"{' (MLflow reads ' + variable + ' as an integer)' if whole else ''}, got {value!r}")
-        os.environ[variable] = str(int(number)) if whole else str(number)
+        environment[variable] = str(int(number)) if whole else str(number)
+    return environment
+
+
+def retry_transient_errors(tracking_cfg: Mapping[str, Any]) -> None:
+    """Hand the `tracking` group's retry settings to MLflow's HTTP client (a server that is
+    briefly down or overloaded is retried with exponential backoff, not fatal).
+
+    Raises:
+        ConfigError: As `http_environment`.
+    """
+    os.environ.update(http_environment(tracking_cfg))
 
 
 def connect_uri(uri: str) -> None:

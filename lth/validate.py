@@ -84,6 +84,10 @@ def validate_config(cfg: DictConfig) -> None:
            f"train.steps_per_execution must be a positive integer, got {cfg.train.steps_per_execution!r}")
     _check(cfg.train.backend == "tensorflow" or cfg.data.name != "imagenet",
            "data=imagenet reads TFRecord shards with tf.data: it needs train.backend=tensorflow")
+    if "tracking" in cfg:  # retry settings MLflow cannot take fail the sweep here, not in every job
+        from lth.tracking import http_environment  # imported here: lth.tracking imports this module
+
+        http_environment(cfg.tracking)
     if cfg.data.name == "imagenet":
         _check(isinstance(cfg.data.get("val_split"), str) and isinstance(cfg.data.get("test_split"), str),
                "data.val_split and data.test_split must name splits of the shard manifest (train, val, holdout)")

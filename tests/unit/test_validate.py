@@ -55,3 +55,9 @@ def test_a_floor_the_threshold_cannot_honour_is_refused_before_training(compose:
 def test_a_floor_below_what_is_left_passes(compose: Callable[..., object]) -> None:
     validate_config(compose("prune.threshold=0.99", "prune.min_density=0.005"))
     validate_config(compose("prune.threshold=0.99", "prune.min_density=0"))
+
+
+def test_retry_settings_mlflow_cannot_take_stop_the_sweep_up_front(compose: Callable[..., object]) -> None:
+    with pytest.raises(ConfigError, match="tracking.http_backoff_factor must be a whole number"):
+        validate_config(compose("tracking=server", "tracking.http_backoff_factor=0.5"))
+    validate_config(compose("tracking=server"))

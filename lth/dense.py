@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from lth import tracking
 from lth.claim import claim
 from lth.data import DATA_ORDER_VERSION, DataSplits
+from lth.devices import check_replica_reuse
 from lth.fitting import fit_and_evaluate, optimizer_state
 from lth.identity import DENSE_KEYS, dense_hash, family_hash
 from lth.network import network_for
@@ -22,6 +23,7 @@ from lth.runlog import log_config, log_weights, run_weights
 from lth.validate import ConfigError
 
 DATA_ORDER_TAG = "lth.data_order"  # lth.data.DATA_ORDER_VERSION of the order a dense run was trained under
+REPLICAS_TAG = "lth.replicas"  # devices the dense run trained on (train.devices is not hashed; per-replica BN is)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ def _train(cfg: DictConfig, run_id: str, data: DataSplits) -> float:
         mlflow.set_tags({"lth.keep_epochs": " ".join(str(epoch) for epoch in sorted(keep)),
                          DATA_ORDER_TAG: DATA_ORDER_VERSION})
         network = network_for(cfg.model, cfg.train, data.steps_per_epoch)
+        mlflow.set_tag(REPLICAS_TAG, str(network.replicas))
         network.load(network.initial_weights, masks=None, start_epoch=0)
         if 0 in keep:
             log_weights(network.initial_weights, "checkpoints/epoch_000.npz")
@@ -120,6 +123,14 @@ def _require_data_order(run: Run, finished: bool) -> None:
             f"(mlflow runs delete --run-id {run.info.run_id}) or use another tracking.experiment")
 
 
+def _trained_replicas(run: Run) -> int:
+    """Devices a dense run trained on: its tag, or (runs from before the tag) device_epochs / epochs_trained."""
+    if REPLICAS_TAG in run.data.tags:
+        return int(run.data.tags[REPLICAS_TAG])
+    metrics = run.data.metrics
+    return int(round(metrics.get("device_epochs", 1.0) / max(metrics.get("epochs_trained", 1.0), 1.0)))
+
+
 def _optimizer_history(run_id: str) -> tuple[dict[int, int], dict[int, float]]:
     """The logged `optimizer_iterations` and `loss_scale` of a dense run, by epoch."""
     client = MlflowClient()
@@ -137,6 +148,8 @@ def ensure_dense(cfg: DictConfig, experiment_id: str, data: DataSplits) -> Dense
         run = stage.finished or MlflowClient().get_run(stage.run_id)
         _require_data_order(run, stage.finished is not None)
         if stage.finished is not None:
+            replicas = network_for(cfg.model, cfg.train, data.steps_per_epoch).replicas
+            check_replica_reuse(cfg.train, stage.run_id, _trained_replicas(stage.finished), replicas)
             accuracy = float(stage.finished.data.metrics["test_accuracy"])
             kept = frozenset(int(epoch) for epoch in stage.finished.data.tags.get("lth.keep_epochs", "").split())
         else:

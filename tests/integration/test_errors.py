@@ -82,3 +82,20 @@ def test_a_failed_job_still_leaves_a_table_of_what_finished(tmp_path: Path, comp
     assert "1 of 2 jobs did not finish" in output
     assert re.search(r"lth: report \S+lottery\.png", output)  # the partial sweep still gets its report
     assert len(re.findall(r"ticket\s+lamp\s+0\s+0\.800\s+1\s+20\.00%", output)) == 1  # the finished cell's table row
+
+
+def test_a_dense_parent_trained_on_other_replicas_with_per_replica_batchnorm_is_not_reused(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    tiny = ["train.epochs=1", "data.train_limit=128", "lth.verbose=0", "reset.epoch=0"]
+    first = run_lth(tmp_path, "prune.threshold=0.5", *tiny)
+    assert first.returncode == 0, first.stderr[-2000:]
+    dense = next(r for r in runs(tmp_path) if r.data.tags["lth.role"] == "dense")
+    assert dense.data.tags["lth.replicas"] == "1"
+    # As if it had trained on a 4-GPU node (TensorFlow, sync_bn off): BatchNorm saw quarter batches there.
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").set_tag(dense.info.run_id, "lth.replicas", "4")
+    again = run_lth(tmp_path, "prune.threshold=0.8", *tiny)
+    assert again.returncode != 0
+    assert again.stderr.strip().splitlines()[-1].startswith(
+        f"lth: error: dense parent {dense.info.run_id} was trained on 4 replica(s) and this job has 1")
+    assert len([r for r in runs(tmp_path) if r.data.tags["lth.role"] == "ticket"]) == 1  # no ticket from it

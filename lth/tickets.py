@@ -12,8 +12,10 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import keras
 import mlflow
 import numpy as np
+from mlflow.entities import Run
 from omegaconf import DictConfig
 
 from lth import tracking
@@ -21,7 +23,7 @@ from lth.claim import claim
 from lth.data import DataSplits
 from lth.dense import DenseParent
 from lth.fitting import FitResult, fit_and_evaluate
-from lth.health import check_collapse, divergence
+from lth.health import CollapsedMaskError, check_collapse, divergence
 from lth.identity import TICKET_PARAM_GROUPS, cell_key, family_hash, ticket_key
 from lth.masks import Masks, prunable_layer_names, random_masks_like
 from lth.models import Weights, build_model, kernel_path, snapshot
@@ -96,9 +98,10 @@ def train_masked(cfg: DictConfig, data: DataSplits, dense: DenseParent, masks: M
                  reset_epoch: int, run_id: str) -> tuple[FitResult, dict[str, object], Weights, str | None]:
     """Inside the active run: log the mask, train epochs k..E with it, log the outcome."""
     epochs = int(cfg.train.epochs)
-    report = log_masks(masks)
-    check_collapse(cfg, report)  # before any training: refusing must cost nothing
     network = network_for(cfg.model, cfg.train, data.steps_per_epoch)
+    depthwise = [name for name in masks if isinstance(network.model.get_layer(name), keras.layers.DepthwiseConv2D)]
+    report = log_masks(masks, depthwise)
+    check_collapse(cfg, report)  # before any training: refusing must cost nothing
     network.load(start, masks, start_epoch=reset_epoch, start_iteration=dense.iterations_at(reset_epoch),
                  loss_scale=dense.loss_scale_at(reset_epoch))
     log_weights(network.snapshot(), "weights/start.npz")
@@ -159,12 +162,25 @@ def cell_result(cfg: DictConfig, dense: DenseParent, run_id: str, metrics: dict[
         dense.run_id)
 
 
+def refuse_reused_collapse(cfg: DictConfig, finished: Run) -> None:
+    """`on_collapse=refuse` also refuses a collapsed ticket trained earlier under `warn`.
+
+    `on_collapse` is not part of a ticket's identity (both settings train the same run),
+    so without this a refuse rerun would quietly return the collapsed result.
+    """
+    collapsed = finished.data.tags.get("lth.collapsed_layers")
+    if collapsed and cfg.prune.on_collapse == "refuse":
+        raise CollapsedMaskError(f"ticket {finished.info.run_id} (trained earlier with prune.on_collapse=warn) left "
+                                 f"layer(s) with no weight: {collapsed}; not reused (prune.on_collapse=refuse)")
+
+
 def ensure_ticket(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: DenseParent) -> CellResult:
     """Return the FINISHED one-shot ticket (or control) of `cfg`, training it first if no job has."""
     threshold, reset_epoch = float(cfg.prune.threshold), int(cfg.reset.epoch)
     tags = ticket_tags(cfg, dense.run_id, dense, threshold)
     with claim(cfg, experiment_id, "ticket", ticket_key(cfg), run_name(cfg), tags) as stage:
         if stage.finished is not None:
+            refuse_reused_collapse(cfg, stage.finished)
             return cell_result(cfg, dense, stage.run_id, stage.finished.data.metrics, reused=True)
         with tracking.active_run(stage.run_id):
             log_config(cfg, TICKET_PARAM_GROUPS)

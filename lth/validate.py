@@ -68,6 +68,9 @@ def validate_config(cfg: DictConfig) -> None:
     if keep != "all":  # the final weights are always kept
         _check(reset in set(keep) or reset == epochs, f"reset.epoch={reset} is not among lth.keep_epochs={list(keep)}")
     _check(cfg.train.batch_size >= 1, f"train.batch_size must be >= 1, got {cfg.train.batch_size}")
+    seed = cfg.train.seed
+    _check(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
+           f"train.seed must be a non-negative integer (it seeds the weights and the data order), got {seed!r}")
     _check(cfg.train.optimizer in ("sgd", "adamw"), f"train.optimizer must be sgd or adamw, got {cfg.train.optimizer!r}")
     mode = cfg.train.get("weight_decay_mode", "decoupled")
     _check(mode in ("l2", "decoupled"), f"train.weight_decay_mode must be l2 or decoupled, got {mode!r}")

@@ -115,3 +115,17 @@ def test_refuse_fails_a_run_whose_mask_empties_a_layer_before_training(resumed: 
     assert not trained & set(refused.data.metrics), refused.data.metrics  # only the mask's sparsity was logged
     client = MlflowClient(f"sqlite:///{resumed.cwd / 'mlflow.db'}")
     assert [f.path for f in client.list_artifacts(refused.info.run_id, "weights")] == []  # not even a start
+
+
+def test_refuse_does_not_reuse_a_collapsed_ticket_trained_under_warn(resumed: Resumed) -> None:
+    # on_collapse is not in the ticket's identity: refuse finds the warn run of the same cell and must not return it.
+    _, before = by_role(runs(resumed.cwd))
+    [warned] = [r for r in before if r.data.tags["lth.threshold"] == "0.99"]
+    assert warned.data.tags["lth.collapsed_layers"]
+    done = run_lth(resumed.cwd, *DENSE, *DIVERGING, "prune.on_collapse=refuse")
+    assert done.returncode != 0
+    assert f"ticket {warned.info.run_id} (trained earlier with prune.on_collapse=warn)" in done.stderr, \
+        done.stderr[-3000:]
+    _, after = by_role(runs(resumed.cwd))
+    assert len(after) == len(before) and next(r for r in after if r.info.run_id == warned.info.run_id).info.status \
+        == "FINISHED"  # nothing new trained, the earlier run left as it was

@@ -22,6 +22,7 @@ from lth.validate import ConfigError, require_java, validate_config
     ("train.optimizer=lion", "train.optimizer"),
     ("data.val_fraction=0", "data.val_fraction"),
     ("+data.path=/no/such/folder", "data.path does not exist"),
+    ("train.seed=-1", "train.seed must be a non-negative integer"),
     ("train.weight_decay_mode=l1", "train.weight_decay_mode must be l2 or decoupled"),
 ])
 def test_bad_values_are_named_with_their_key(compose: Callable[..., object], override: str, message: str) -> None:

@@ -82,8 +82,8 @@ def _same_masks(first: Masks, second: Masks) -> bool:
 
 
 def _level(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: DenseParent, job_run_id: str,
-           level: int, previous: Level | None, ticket_masks: Masks | None) -> Level:
-    """Reuse or train one level; `ticket_masks` (reinit control) replaces pruning by magnitude."""
+           names: list[str], level: int, previous: Level | None, ticket_masks: Masks | None) -> Level:
+    """Reuse or train one level; `ticket_masks` (reinit control) replaces pruning `names` by magnitude."""
     threshold, reset_epoch = level_threshold(float(cfg.prune.rate), level), int(cfg.reset.epoch)
     tags = {**ticket_tags(cfg, job_run_id, dense, threshold), "lth.level": str(level)}
     name = f"level {level} t={threshold:.3f} k={reset_epoch}"
@@ -102,8 +102,7 @@ def _level(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: DensePa
                 masks = ticket_masks
             else:
                 source = dense.weights_at(int(cfg.train.epochs)) if previous is None else previous.final
-                masks = magnitude_of(cfg, prunable_names(cfg, data), source, threshold,
-                                     None if previous is None else previous.masks)
+                masks = magnitude_of(cfg, names, source, threshold, None if previous is None else previous.masks)
             start = starting_weights(cfg, dense, reset_epoch)
             _, _, final, verdict = train_masked(cfg, data, dense, masks, start, reset_epoch, stage.run_id)
         return Level(stage.run_id, masks, final, dict(MlflowClient().get_run(stage.run_id).data.metrics), verdict)
@@ -113,12 +112,14 @@ def _run_levels(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: De
                 ticket_cfg: DictConfig | None) -> list[Level]:
     """Inside the job's run: levels 1..L, stopping after one that diverged (or where the ticket stopped)."""
     done: list[Level] = []
+    names = prunable_names(cfg, data)
     for level in range(1, int(cfg.prune.levels) + 1):
         ticket_masks = None if ticket_cfg is None else _ticket_masks(ticket_cfg, experiment_id, level)
         if ticket_cfg is not None and ticket_masks is None:
             log.warning("the ticket's IMP stopped before level %d: its reinit control stops there too", level)
             break
-        outcome = _level(cfg, experiment_id, data, dense, job_run_id, level, done[-1] if done else None, ticket_masks)
+        outcome = _level(cfg, experiment_id, data, dense, job_run_id, names, level, done[-1] if done else None,
+                         ticket_masks)
         done.append(outcome)
         mlflow.log_metrics({"level_weights_remaining": outcome.metrics["weights_remaining"],
                             **({"level_test_accuracy": outcome.metrics["test_accuracy"]}

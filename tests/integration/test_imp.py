@@ -63,10 +63,13 @@ def _newest_result(store: Path) -> dict[str, object]:
     return json.loads(max(store.glob("outputs/*/*/result.json"), key=lambda p: p.stat().st_mtime).read_text())
 
 
+# Global magnitude without a floor empties Conv_1 once about 94% of the weights are gone
+# (measured): level 1 (80% pruned) still learns, level 2 (96%) sits at chance, level 3 must never run.
+DIVERGING = ("prune.levels=3", "prune.rate=0.8", "prune.scope=global", "prune.min_density=0")
+
+
 def test_a_diverged_level_ends_the_imp_job_there(store: Path) -> None:
-    # Global magnitude without a floor empties Conv_1 once about 94% of the weights are gone
-    # (measured): level 1 (80% pruned) still learns, level 2 (96%) sits at chance, level 3 must never run.
-    args = ("prune.levels=3", "prune.rate=0.8", "prune.scope=global", "prune.min_density=0")
+    args = DIVERGING
     output = _imp(store, *args)
     levels = _levels(store, 0.8, scope="global")
     job = _job(store, 0.8, 3, scope="global")
@@ -87,6 +90,27 @@ def test_a_diverged_level_ends_the_imp_job_there(store: Path) -> None:
     assert f"reusing finished ticket {job.info.run_id}" in again and "IMP level" not in again.replace(
         "reusing finished IMP level", "")
     assert len(runs(store)) == count and _newest_result(store)["test_accuracy"] is None
+
+
+def test_imp_reinit_stops_at_its_own_diverged_level_or_where_its_ticket_stopped(store: Path) -> None:
+    _imp(store, *DIVERGING, "prune.control=reinit")
+    ticket, reinit = _levels(store, 0.8, scope="global"), _levels(store, 0.8, scope="global", control="reinit")
+    assert sorted(ticket) == [1, 2]
+    # A fresh initialisation may already sit at chance at level 1 (it did, measured); the control never
+    # trains past its own first diverged level, nor past the ticket's last level (no mask exists there).
+    diverged = [level for level in sorted(reinit) if "lth.diverged" in reinit[level].data.tags]
+    last = diverged[0] if diverged else max(ticket)
+    assert sorted(reinit) == list(range(1, last + 1))
+    for level in reinit:
+        mask, reinit_mask = artifact(store, ticket[level], "mask.npz"), artifact(store, reinit[level], "mask.npz")
+        assert all(np.array_equal(reinit_mask[n], mask[n]) for n in mask)
+    job = _job(store, 0.8, 3, scope="global", control="reinit")
+    assert job.info.status == "FINISHED" and job.data.tags["lth.last_level"] == str(last)
+    assert "test_accuracy" not in job.data.metrics and _newest_result(store)["test_accuracy"] is None
+    if diverged:
+        assert (job.data.tags["lth.diverged"], job.data.tags["lth.diverged_level"]) == (f"level {last}", str(last))
+    else:
+        assert "lth.diverged" not in job.data.tags and job.data.tags["lth.ticket_diverged_level"] == str(last)
 
 
 def test_imp_jobs_of_any_length_share_levels_and_load_their_own_last_level(store: Path) -> None:

@@ -196,7 +196,7 @@ def collect(experiment_id: str, family: str) -> Family:
         role = run.data.tags.get(tracking.ROLE_TAG)
         if role == "dense":
             result.dense.append(_dense(run))
-        elif role == "ticket" and _kind(run) != "imp":
+        elif role == "ticket" and run.data.tags.get("lth.method") != "imp":  # IMP jobs (and their controls) via levels
             result.points.append(_point(run, _kind(run), _settings(run.data.params)))
         elif role == "imp_level":  # IMP is drawn level by level; the job run only summarises its last level
             job_params = run.data.params or params.get(run.data.tags.get(tracking.PARENT_TAG, ""), {})

@@ -211,10 +211,17 @@ def test_every_kind_is_reported_and_logged_under_each_dense_parent(tmp_path: Pat
         for level, threshold in ((1, 0.2), (2, 0.36)):  # its levels log no params: the job holds them
             store.sparse(seed, threshold, 0.95, 0.94, role="imp_level", level=level, parent=job, with_params=False,
                          rate=0.2, levels=2)
+        control_job = store.sparse(seed, 0.36, 0.9, 0.9, level=0, rate=0.2, levels=2, control="reinit")
+        for level, threshold in ((1, 0.2), (2, 0.36)):
+            store.sparse(seed, threshold, 0.9, 0.9, role="imp_level", level=level, parent=control_job,
+                         with_params=False, rate=0.2, levels=2, control="reinit")
     output, folder = _report(tmp_path)
     rows = _rows(folder)
-    assert {r["kind"] for r in rows} == {"ticket", "reinit", "random_mask", "imp"}
+    assert {r["kind"] for r in rows} == {"ticket", "reinit", "random_mask", "imp", "imp_reinit"}
     assert sorted(r["level"] for r in rows if r["kind"] == "imp") == ["1", "2"]
+    # The IMP reinit job is drawn by its levels only, never as a one-shot reinit point of its own.
+    assert sorted(r["level"] for r in rows if r["kind"] == "imp_reinit") == ["1", "2"]
+    assert [r["threshold"] for r in rows if r["kind"] == "reinit"] == ["0.800000"]
     assert all(r["seeds_run"] == "2" for r in rows)
     for run_id in store.dense_ids.values():
         logged = {a.path for a in store.client.list_artifacts(run_id, "report")}

@@ -1,7 +1,7 @@
 """Array inputs as Keras PyDatasets, for backends other than TensorFlow (no tf.data there).
 
 Same contract as the tf.data path of `lth.data`: uint8 images, int32 labels, full
-training batches in the order `lth.data.epoch_order(seed, epoch)`, with the epoch read
+training batches in the order `lth.splits.epoch_order(seed, epoch)`, with the epoch read
 when each epoch's pass starts, and evaluation in array order.
 
 Why the prefetching is not Keras' own: Keras' `OrderedEnqueuer` (PyDataset workers > 1)
@@ -20,8 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import keras
 import numpy as np
 
-from lth.data import epoch_order
 from lth.datasets import Arrays
+from lth.splits import epoch_order
 
 PREFETCH_WORKERS = 4  # threads gathering batches ahead; NumPy's fancy indexing releases the GIL
 PREFETCH_BATCHES = 8  # batches gathered ahead of the one the step takes (Keras' JAX trainer copies one more to the device)

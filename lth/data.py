@@ -16,53 +16,16 @@ TensorFlow is imported only by the tf.data path, so the JAX backend runs without
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import keras
-import numpy as np
 from omegaconf import DictConfig
 
 from lth.datasets import LOADERS, Arrays
+from lth.splits import DataSplits, epoch_order
 
 if TYPE_CHECKING:
     import tensorflow as tf
-
-# Version of `epoch_order`, tagged on every dense run as `lth.data_order`: a dense parent
-# trained under another order is not reused (its tickets would see other batches).
-DATA_ORDER_VERSION = "2"
-
-
-def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
-    """The order in which epoch `epoch` of a run seeded `seed` visits `count` training examples.
-
-    Batch `i` of the epoch is `order[i * batch_size:(i + 1) * batch_size]` (the remainder is
-    dropped). Pure NumPy (PCG64 seeded with the pair), so every backend computes the same order.
-    """
-    return np.random.default_rng([int(seed), int(epoch)]).permutation(count)
-
-
-class EpochCounter(Protocol):
-    """What `fitting.EpochOrder` sets at each epoch start: a `tf.Variable`, or `array_input.EpochCounter`."""
-
-    def assign(self, value: int) -> Any: ...
-
-
-@dataclass(frozen=True)
-class DataSplits:
-    """The three splits of a dataset, ready for `model.fit` and `model.evaluate`.
-
-    `train`, `val` and `test` are tf.data datasets on the TensorFlow backend and
-    Keras PyDatasets on JAX; both are what `fit` and `evaluate` take.
-    """
-
-    train: Any
-    val: Any
-    test: Any
-    steps_per_epoch: int
-    summary: str
-    epoch: EpochCounter  # 0-based epoch whose example order `train` yields; set by fitting.EpochOrder
-
 
 def _epoch_ordered(arrays: Arrays, batch_size: int, seed: int, epoch: tf.Variable) -> tf.data.Dataset:
     """Training batches in an order fixed by (seed, epoch), re-read at every new iterator."""
@@ -111,7 +74,7 @@ def load_data(data_cfg: DictConfig, batch_size: int, seed: int) -> DataSplits:
     if data_cfg.name == "imagenet":  # TFRecord shards from tools/ingest.py, streamed rather than held in memory
         if keras.backend.backend() != "tensorflow":
             raise ValueError("data=imagenet reads TFRecord shards with tf.data: it needs train.backend=tensorflow")
-        from lth.shard_input import load_shards  # imported here: it imports DataSplits from this module
+        from lth.shard_input import load_shards  # imported here: it imports TensorFlow
 
         return load_shards(data_cfg, batch_size, seed)
     if data_cfg.name not in LOADERS:

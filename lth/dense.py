@@ -14,15 +14,15 @@ from omegaconf import DictConfig
 
 from lth import tracking
 from lth.claim import claim
-from lth.data import DATA_ORDER_VERSION, DataSplits
 from lth.devices import check_replica_reuse
 from lth.fitting import fit_and_evaluate, optimizer_state
 from lth.identity import DENSE_KEYS, dense_hash, family_hash
 from lth.network import network_for
 from lth.runlog import log_config, log_weights, run_weights
+from lth.splits import DATA_ORDER_VERSION, DataSplits
 from lth.validate import ConfigError
 
-DATA_ORDER_TAG = "lth.data_order"  # lth.data.DATA_ORDER_VERSION of the order a dense run was trained under
+DATA_ORDER_TAG = "lth.data_order"  # lth.splits.DATA_ORDER_VERSION of the order a dense run was trained under
 REPLICAS_TAG = "lth.replicas"  # devices the dense run trained on (train.devices is not hashed; per-replica BN is)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import keras
 from omegaconf import DictConfig
 
-from lth.data import DataSplits
+from lth.splits import DataSplits
 
 log = logging.getLogger("lth")
 

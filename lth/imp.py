@@ -24,12 +24,12 @@ from omegaconf import DictConfig
 
 from lth import tracking
 from lth.claim import claim
-from lth.data import DataSplits
 from lth.dense import DenseParent
 from lth.identity import TICKET_PARAM_GROUPS, imp_level_key, ticket_key
 from lth.masks import Masks, load_masks
 from lth.models import Weights
 from lth.runlog import log_config, run_weights
+from lth.splits import DataSplits
 from lth.tickets import (
     CellResult,
     cell_result,

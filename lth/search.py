@@ -16,12 +16,13 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from lth import tracking
-from lth.data import DataSplits, load_data
+from lth.data import load_data
 from lth.dense import DenseParent, ensure_dense
 from lth.devices import seed_everything
 from lth.imp import ensure_imp
 from lth.locking import exclusive
 from lth.scopes import check_floor_fits
+from lth.splits import DataSplits
 from lth.tickets import CellResult, ensure_ticket, final_threshold, prunable_sizes
 from lth.validate import ConfigError, validate_config
 

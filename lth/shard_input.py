@@ -25,7 +25,7 @@ from typing import Any
 import tensorflow as tf
 from omegaconf import DictConfig
 
-from lth.data import DataSplits
+from lth.splits import DataSplits
 
 MANIFEST_FORMAT = "lth-shards/1"
 INGEST_HINT = "write the shards with `python tools/ingest.py`"

@@ -20,7 +20,6 @@ from omegaconf import DictConfig
 
 from lth import tracking
 from lth.claim import claim
-from lth.data import DataSplits
 from lth.dense import DenseParent
 from lth.fitting import FitResult, fit_and_evaluate
 from lth.health import CollapsedMaskError, check_collapse, divergence
@@ -30,6 +29,7 @@ from lth.models import Weights, build_model, kernel_path, snapshot
 from lth.network import network_for
 from lth.runlog import log_config, log_masks, log_weights
 from lth.scopes import prune_masks
+from lth.splits import DataSplits
 
 log = logging.getLogger("lth")
 

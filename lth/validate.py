@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
@@ -88,8 +89,6 @@ def validate_config(cfg: DictConfig) -> None:
     _check(cfg.train.backend == "tensorflow" or cfg.data.name != "imagenet",
            "data=imagenet reads TFRecord shards with tf.data: it needs train.backend=tensorflow")
     if "tracking" in cfg:  # retry settings MLflow cannot take fail the sweep here, not in every job
-        from lth.tracking import http_environment  # imported here: lth.tracking imports this module
-
         http_environment(cfg.tracking)
     if cfg.data.name == "imagenet":
         _check(isinstance(cfg.data.get("val_split"), str) and isinstance(cfg.data.get("test_split"), str),
@@ -105,6 +104,41 @@ def validate_config(cfg: DictConfig) -> None:
                  "imagenet": " (write the shards with `python tools/ingest.py`)"}
         hint = hints.get(cfg.data.name, "")
         _check(Path(cfg.data.path).exists(), f"data.path does not exist: {cfg.data.path}{hint}")
+
+
+# `tracking` key -> (MLflow's environment variable, whether MLflow parses it as an integer, least, most).
+# MLflow 3 reads the retries, the backoff factor and the timeout with int(): "0.3" would fail every
+# request, and int(0.3) would silently turn the backoff off, so a fraction is refused instead.
+# The upper bounds are MLflow's own limits (_MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT and
+# _MLFLOW_HTTP_REQUEST_MAX_BACKOFF_FACTOR_LIMIT), which it would otherwise report on the first request.
+HTTP_SETTINGS: dict[str, tuple[str, bool, float, float]] = {
+    "http_retries": ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", True, 0, 10),
+    "http_backoff_factor": ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", True, 0, 120),
+    "http_backoff_jitter_s": ("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", False, 0, float("inf")),
+    "http_timeout_s": ("MLFLOW_HTTP_REQUEST_TIMEOUT", True, 1, float("inf")),
+}
+
+
+def http_environment(tracking_cfg: Mapping[str, Any]) -> dict[str, str]:
+    """MLflow's environment variables for the `tracking` group's retry settings.
+
+    Raises:
+        ConfigError: A setting MLflow cannot take as given (a fraction where it reads an integer,
+            or a value outside its limits).
+    """
+    environment = {}
+    for key, (variable, whole, least, most) in HTTP_SETTINGS.items():
+        value = tracking_cfg.get(key)
+        if value is None:
+            continue
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if number is None or not least <= number <= most or (whole and not number.is_integer()):
+            kind = "a whole number of seconds" if key == "http_backoff_factor" else "an integer" if whole else "a number"
+            bounds = f">= {least:g}" if most == float("inf") else f"in [{least:g}, {most:g}]"
+            raise ConfigError(f"tracking.{key} must be {kind} {bounds}"
+                              f"{' (MLflow reads ' + variable + ' as an integer)' if whole else ''}, got {value!r}")
+        environment[variable] = str(int(number)) if whole else str(number)
+    return environment
 
 
 def require_java(min_major: int = 17) -> None:

@@ -3,7 +3,7 @@
 A ticket rewound to epoch k must see the batches its dense parent saw from epoch k on,
 so what the train step really receives is recorded (on JAX in a fresh process, where
 Keras' first `fit` pulls a batch to build its metrics) and compared with
-`lth.data.epoch_order`, the one order function of both backends.
+`lth.splits.epoch_order`, the one order function of both backends.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ Path(out).write_text(json.dumps({"fits": fits, "steps": data.steps_per_epoch}))
 
 def _expected(epoch: int, steps: int) -> np.ndarray:
     """The batches of one epoch under the (seed, epoch) order: shape (steps, BATCH)."""
-    from lth.data import epoch_order
+    from lth.splits import epoch_order
 
     return epoch_order(SEED, epoch, COUNT)[: steps * BATCH].reshape(steps, BATCH)
 
@@ -127,9 +127,9 @@ def test_a_finished_dense_run_of_another_data_order_is_not_reused(compose, tmp_p
     from mlflow.tracking import MlflowClient
 
     from lth import tracking
-    from lth.data import DATA_ORDER_VERSION, DataSplits
     from lth.dense import DATA_ORDER_TAG, ensure_dense
     from lth.identity import dense_hash
+    from lth.splits import DATA_ORDER_VERSION, DataSplits
     from lth.validate import ConfigError
 
     cfg = compose(f"lth.state_dir={tmp_path / 'state'}")

@@ -1,0 +1,48 @@
+"""What an input pipeline hands the training loop, and the one order of its training examples.
+
+Both backends' pipelines (lth.data for arrays, lth.shard_input for TFRecord shards) return
+`DataSplits`; the array pipelines of both backends visit the training examples in
+`epoch_order(seed, epoch)`. Nothing here imports TensorFlow or Keras.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+# Version of `epoch_order`, tagged on every dense run as `lth.data_order`: a dense parent
+# trained under another order is not reused (its tickets would see other batches).
+DATA_ORDER_VERSION = "2"
+
+
+def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
+    """The order in which epoch `epoch` of a run seeded `seed` visits `count` training examples.
+
+    Batch `i` of the epoch is `order[i * batch_size:(i + 1) * batch_size]` (the remainder is
+    dropped). Pure NumPy (PCG64 seeded with the pair), so every backend computes the same order.
+    """
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(count)
+
+
+class EpochCounter(Protocol):
+    """What `fitting.EpochOrder` sets at each epoch start: a `tf.Variable`, or `array_input.EpochCounter`."""
+
+    def assign(self, value: int) -> Any: ...
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """The three splits of a dataset, ready for `model.fit` and `model.evaluate`.
+
+    `train`, `val` and `test` are tf.data datasets on the TensorFlow backend and
+    Keras PyDatasets on JAX; both are what `fit` and `evaluate` take.
+    """
+
+    train: Any
+    val: Any
+    test: Any
+    steps_per_epoch: int
+    summary: str
+    epoch: EpochCounter  # 0-based epoch whose example order `train` yields; set by fitting.EpochOrder

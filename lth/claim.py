@@ -34,7 +34,7 @@ class Claim:
 
 @contextlib.contextmanager
 def claim(cfg: DictConfig, experiment_id: str, role: str, key: str, name: str,
-          tags: dict[str, str]) -> Iterator[Claim]:
+          tags: dict[str, str], dense_run_id: str | None = None) -> Iterator[Claim]:
     """Hold the stage's lock and yield the run to reuse, resume or start.
 
     Args:
@@ -44,11 +44,17 @@ def claim(cfg: DictConfig, experiment_id: str, role: str, key: str, name: str,
         key: Identity hash of the stage.
         name: Run name, also used in messages.
         tags: Tags of a newly created run.
+        dense_run_id: For a sparse stage, the dense run it rewinds from; runs of the same
+            identity rewound from another dense run are neither reused nor resumed.
     """
     state_dir, timeout = Path(cfg.lth.state_dir), float(cfg.lth.lock_timeout_min)
     label = ROLE_LABELS.get(role, role)
     with exclusive(state_dir, f"{role}-{key}", timeout, f"{label} '{name}'"):
-        runs = tracking.find_runs(experiment_id, role, key)
+        every = tracking.find_runs(experiment_id, role, key)
+        runs = [run for run in every if dense_run_id is None or run.data.tags.get(tracking.DENSE_RUN_TAG) == dense_run_id]
+        if len(runs) < len(every):  # e.g. the tickets of a dense parent that was deleted and trained again
+            log.info("ignoring %d %s run(s) of this identity rewound from another dense run than %s",
+                     len(every) - len(runs), label, dense_run_id)
         done = tracking.finished_run(runs)
         if done is not None:
             log.info("reusing finished %s %s (%s): no retraining", label, done.info.run_id, name)

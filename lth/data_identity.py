@@ -5,7 +5,8 @@ dense parent look new. So `data.path` is replaced in the hashed config by a fing
 - a shard folder (`manifest.json`, written by `tools/ingest.py`): the checksums the
   manifest records for every shard of every split, with the label list; the files
   themselves are not read (the ingest checked them against these checksums);
-- any other folder (e.g. Fashion-MNIST's IDX files): the SHA-256 of every file in it.
+- any other folder: the SHA-256 of the files its loader reads (Fashion-MNIST's four IDX
+  files; every file of the folder for a loader that names none).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +46,12 @@ def _fingerprint(folder: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
     return "files:" + digest.hexdigest()
 
 
-def content_fingerprint(path: str) -> str:
+def content_fingerprint(path: str, names: Sequence[str] | None = None) -> str:
     """Fingerprint of the dataset at `path` (a folder, or a single file).
+
+    Args:
+        path: The dataset's `data.path`.
+        names: The files of the folder that the loader reads; None hashes every file.
 
     Raises:
         ConfigError: If nothing is there to identify.
@@ -56,6 +62,8 @@ def content_fingerprint(path: str) -> str:
     folder = location if location.is_dir() else location.parent
     if (folder / MANIFEST).is_file():
         files = [folder / MANIFEST]
+    elif names is not None and location.is_dir():
+        files = sorted(folder / name for name in names if (folder / name).is_file())
     else:
         files = sorted(p for p in (folder.iterdir() if location.is_dir() else [location]) if p.is_file())
     stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)

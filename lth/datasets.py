@@ -16,6 +16,10 @@ import numpy as np
 from omegaconf import DictConfig
 
 Arrays = tuple[np.ndarray, np.ndarray]
+FASHION_MNIST_FILES: tuple[str, ...] = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+# The files each folder-based loader reads: a dataset's identity is their content, nothing else in the folder.
+FILES_READ: dict[str, tuple[str, ...]] = {"fashion_mnist": FASHION_MNIST_FILES}
 
 
 def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +67,7 @@ def read_idx(path: Path) -> np.ndarray:
 def _fashion_mnist(cfg: DictConfig) -> tuple[Arrays, Arrays, Arrays]:
     """Fashion-MNIST from Debian's IDX files, padded from 28x28 to the model's input, grey to RGB."""
     folder = Path(cfg.path)
-    names = {split: (f"{split}-images-idx3-ubyte.gz", f"{split}-labels-idx1-ubyte.gz") for split in ("train", "t10k")}
+    names = {"train": FASHION_MNIST_FILES[:2], "t10k": FASHION_MNIST_FILES[2:]}
     missing = [name for pair in names.values() for name in pair if not (folder / name).is_file()]
     if missing:
         raise ValueError(f"Fashion-MNIST files not found in data.path={folder} ({', '.join(missing)}): "

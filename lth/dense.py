@@ -84,6 +84,9 @@ def _train(cfg: DictConfig, run_id: str, data: DataSplits) -> float:
         mlflow.set_tags({"lth.keep_epochs": " ".join(str(epoch) for epoch in sorted(keep)),
                          DATA_ORDER_TAG: DATA_ORDER_VERSION})
         network = network_for(cfg.model, cfg.train, data.steps_per_epoch)
+        resumed_on = MlflowClient().get_run(run_id).data.tags.get(REPLICAS_TAG)
+        if resumed_on is not None:  # a requeued run: its epochs so far (and checkpoints) used that many replicas
+            check_replica_reuse(cfg.train, run_id, int(resumed_on), network.replicas)
         mlflow.set_tag(REPLICAS_TAG, str(network.replicas))
         network.load(network.initial_weights, masks=None, start_epoch=0)
         if 0 in keep:

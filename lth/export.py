@@ -57,7 +57,8 @@ def _files_run(run_id: str) -> str:
     if run.data.tags.get("lth.method") != "imp" or run.data.tags.get(tracking.ROLE_TAG) != "ticket":
         return run_id
     key = run.data.tags.get(LAST_LEVEL_KEY_TAG)
-    last = None if key is None else tracking.finished_run(tracking.find_runs(run.info.experiment_id, LEVEL_ROLE, key))
+    last = None if key is None else tracking.finished_run(
+        tracking.find_runs(run.info.experiment_id, LEVEL_ROLE, key, run.data.tags.get(tracking.DENSE_RUN_TAG)))
     if last is not None:
         return last.info.run_id
     levels = client.search_runs([run.info.experiment_id],

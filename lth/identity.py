@@ -75,8 +75,9 @@ def _data_identity(data: dict[str, Any]) -> dict[str, Any]:
     """The `data` keys with `path` replaced by a fingerprint of what lies there."""
     if data.get("path") is not None:
         from lth.data_identity import content_fingerprint
+        from lth.datasets import FILES_READ
 
-        data["content"] = content_fingerprint(str(data.pop("path")))
+        data["content"] = content_fingerprint(str(data.pop("path")), FILES_READ.get(str(data.get("name"))))
     return data
 
 

@@ -35,6 +35,7 @@ from lth.tickets import (
     cell_result,
     magnitude_of,
     prunable_names,
+    refuse_reused_collapse,
     starting_weights,
     ticket_tags,
     train_masked,
@@ -66,14 +67,14 @@ def level_threshold(rate: float, level: int) -> float:
     return 1.0 - (1.0 - rate) ** level
 
 
-def finished_level(cfg: DictConfig, experiment_id: str, level: int) -> Run | None:
-    """The FINISHED run of level `level` of `cfg`'s IMP, whichever job trained it."""
-    return tracking.finished_run(tracking.find_runs(experiment_id, LEVEL_ROLE, imp_level_key(cfg, level)))
+def finished_level(cfg: DictConfig, experiment_id: str, level: int, dense_run_id: str) -> Run | None:
+    """The FINISHED run of level `level` of `cfg`'s IMP from dense run `dense_run_id`, whichever job trained it."""
+    return tracking.finished_run(tracking.find_runs(experiment_id, LEVEL_ROLE, imp_level_key(cfg, level), dense_run_id))
 
 
-def _ticket_masks(ticket_cfg: DictConfig, experiment_id: str, level: int) -> Masks | None:
+def _ticket_masks(ticket_cfg: DictConfig, experiment_id: str, level: int, dense_run_id: str) -> Masks | None:
     """The ticket's level-`level` mask, or None when the ticket stopped (diverged) before it."""
-    run = finished_level(ticket_cfg, experiment_id, level)
+    run = finished_level(ticket_cfg, experiment_id, level, dense_run_id)
     return None if run is None else tracking.fetch(run.info.run_id, "mask.npz", load_masks)
 
 
@@ -87,8 +88,9 @@ def _level(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: DensePa
     threshold, reset_epoch = level_threshold(float(cfg.prune.rate), level), int(cfg.reset.epoch)
     tags = {**ticket_tags(cfg, job_run_id, dense, threshold), "lth.level": str(level)}
     name = f"level {level} t={threshold:.3f} k={reset_epoch}"
-    with claim(cfg, experiment_id, LEVEL_ROLE, imp_level_key(cfg, level), name, tags) as stage:
+    with claim(cfg, experiment_id, LEVEL_ROLE, imp_level_key(cfg, level), name, tags, dense.run_id) as stage:
         if stage.finished is not None:
+            refuse_reused_collapse(cfg, stage.finished)
             masks = tracking.fetch(stage.run_id, "mask.npz", load_masks)
             if ticket_masks is not None and not _same_masks(masks, ticket_masks):
                 raise ConfigError(f"IMP level run {stage.run_id} of this reinit control has a mask of its own, not the "
@@ -114,7 +116,7 @@ def _run_levels(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: De
     done: list[Level] = []
     names = prunable_names(cfg, data)
     for level in range(1, int(cfg.prune.levels) + 1):
-        ticket_masks = None if ticket_cfg is None else _ticket_masks(ticket_cfg, experiment_id, level)
+        ticket_masks = None if ticket_cfg is None else _ticket_masks(ticket_cfg, experiment_id, level, dense.run_id)
         if ticket_cfg is not None and ticket_masks is None:
             log.warning("the ticket's IMP stopped before level %d: its reinit control stops there too", level)
             break
@@ -163,7 +165,7 @@ def ensure_imp(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: Den
     tags = {**ticket_tags(cfg, dense.run_id, dense, level_threshold(float(cfg.prune.rate), levels)),
             LAST_LEVEL_KEY_TAG: imp_level_key(cfg, levels)}
     name = f"imp r={float(cfg.prune.rate):g} L={levels} k={reset_epoch}"
-    with claim(cfg, experiment_id, "ticket", ticket_key(cfg), name, tags) as job:
+    with claim(cfg, experiment_id, "ticket", ticket_key(cfg), name, tags, dense.run_id) as job:
         if job.finished is not None:
             return _job_result(cfg, dense, job.run_id, job.finished.data, True)
         ticket_cfg, ticket = None, None

@@ -134,6 +134,7 @@ def ticket_tags(cfg: DictConfig, parent_run_id: str, dense: DenseParent, thresho
     return {
         tracking.PARENT_TAG: parent_run_id,
         tracking.DENSE_HASH_TAG: dense.key,
+        tracking.DENSE_RUN_TAG: dense.run_id,  # claims reuse only runs rewound from this very dense run
         tracking.FAMILY_TAG: family_hash(cfg),
         tracking.CELL_TAG: cell_key(cfg),  # the report averages seeds and pairs controls within a cell
         "lth.threshold": f"{threshold}",
@@ -178,7 +179,7 @@ def ensure_ticket(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: 
     """Return the FINISHED one-shot ticket (or control) of `cfg`, training it first if no job has."""
     threshold, reset_epoch = float(cfg.prune.threshold), int(cfg.reset.epoch)
     tags = ticket_tags(cfg, dense.run_id, dense, threshold)
-    with claim(cfg, experiment_id, "ticket", ticket_key(cfg), run_name(cfg), tags) as stage:
+    with claim(cfg, experiment_id, "ticket", ticket_key(cfg), run_name(cfg), tags, dense.run_id) as stage:
         if stage.finished is not None:
             refuse_reused_collapse(cfg, stage.finished)
             return cell_result(cfg, dense, stage.run_id, stage.finished.data.metrics, reused=True)

@@ -26,6 +26,7 @@ ROLE_TAG = "lth.role"
 KEY_TAG = "lth.key"
 DENSE_HASH_TAG = "lth.dense_hash"
 FAMILY_TAG = "lth.family"  # dense identity without the seed: groups replicates in the report
+DENSE_RUN_TAG = "lth.dense_run"  # the dense run a sparse run was rewound from: another one's runs are never reused
 CELL_TAG = "lth.cell"  # ticket identity without seed and control: one cell of the report (lth.identity.cell_key)
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
@@ -66,15 +67,21 @@ def connect(uri: str, experiment: str, attempts: int = 5) -> str:
     raise RuntimeError(f"could not create or find MLflow experiment {experiment!r} at {uri}")
 
 
-def find_runs(experiment_id: str, role: str, key: str) -> list[Run]:
-    """Active (not deleted) runs with this role and identity, oldest first."""
+def find_runs(experiment_id: str, role: str, key: str, dense_run_id: str | None = None) -> list[Run]:
+    """Active (not deleted) runs with this role and identity, oldest first.
+
+    Args:
+        dense_run_id: For sparse runs, the dense run they must have been rewound from. A ticket's
+            identity names its dense parent's config, not its run: after that run is deleted and
+            trained again, the tickets of the old one are not this parent's and are left alone.
+    """
     runs = MlflowClient().search_runs(
         [experiment_id],
         filter_string=f"tags.`{ROLE_TAG}` = '{role}' and tags.`{KEY_TAG}` = '{key}'",
         run_view_type=ViewType.ACTIVE_ONLY,
         order_by=["attributes.start_time ASC"],
     )
-    return list(runs)
+    return [run for run in runs if dense_run_id is None or run.data.tags.get(DENSE_RUN_TAG) == dense_run_id]
 
 
 def finished_run(runs: list[Run]) -> Run | None:

@@ -99,3 +99,24 @@ def test_a_dense_parent_trained_on_other_replicas_with_per_replica_batchnorm_is_
     assert again.stderr.strip().splitlines()[-1].startswith(
         f"lth: error: dense parent {dense.info.run_id} was trained on 4 replica(s) and this job has 1")
     assert len([r for r in runs(tmp_path) if r.data.tags["lth.role"] == "ticket"]) == 1  # no ticket from it
+
+
+def test_tickets_of_a_deleted_dense_parent_are_not_reused_by_its_replacement(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    tiny = ["train.epochs=1", "data.train_limit=128", "lth.verbose=0", "reset.epoch=0", "prune.threshold=0.5"]
+    assert run_lth(tmp_path, *tiny).returncode == 0
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    old_dense = next(r for r in runs(tmp_path) if r.data.tags["lth.role"] == "dense")
+    old_ticket = next(r for r in runs(tmp_path) if r.data.tags["lth.role"] == "ticket")
+    assert old_ticket.data.tags["lth.dense_run"] == old_dense.info.run_id
+    client.delete_run(old_dense.info.run_id)  # e.g. refused for its data order: the message says to delete it
+    again = run_lth(tmp_path, *tiny)
+    assert again.returncode == 0, again.stderr[-2000:]
+    output = again.stdout + again.stderr
+    assert "ignoring 1 ticket run(s) of this identity rewound from another dense run" in output
+    new_dense = next(r for r in runs(tmp_path) if r.data.tags["lth.role"] == "dense")
+    tickets = [r for r in runs(tmp_path) if r.data.tags["lth.role"] == "ticket"]
+    assert new_dense.info.run_id != old_dense.info.run_id and len(tickets) == 2  # the old ticket is left, not reused
+    fresh = next(r for r in tickets if r.info.run_id != old_ticket.info.run_id)
+    assert fresh.data.tags["lth.dense_run"] == new_dense.info.run_id and fresh.info.status == "FINISHED"

@@ -66,3 +66,11 @@ def test_shards_are_identified_by_the_manifests_checksums(compose: Callable[...,
 def test_a_dataset_that_is_not_there_is_one_clear_error(compose: Callable[..., object], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="data.path"):
         dense_hash(compose("data=imagenet", f"data.path={tmp_path / 'missing'}"))
+
+
+def test_a_file_the_loader_does_not_read_does_not_change_the_identity(compose: Callable[..., object],
+                                                                        tmp_path: Path) -> None:
+    folder = _fashion_folder(tmp_path / "fashion")
+    before = dense_hash(compose("data=fashion_mnist", f"data.path={folder}"))
+    (folder / "README.txt").write_text("notes someone added next to the data")
+    assert dense_hash(compose("data=fashion_mnist", f"data.path={folder}")) == before

@@ -51,7 +51,7 @@ def claim(cfg: DictConfig, experiment_id: str, role: str, key: str, name: str,
     label = ROLE_LABELS.get(role, role)
     with exclusive(state_dir, f"{role}-{key}", timeout, f"{label} '{name}'"):
         every = tracking.find_runs(experiment_id, role, key)
-        runs = [run for run in every if dense_run_id is None or run.data.tags.get(tracking.DENSE_RUN_TAG) == dense_run_id]
+        runs = tracking.rewound_from(every, dense_run_id)
         if len(runs) < len(every):  # e.g. the tickets of a dense parent that was deleted and trained again
             log.info("ignoring %d %s run(s) of this identity rewound from another dense run than %s",
                      len(every) - len(runs), label, dense_run_id)

@@ -29,6 +29,7 @@ from lth.identity import TICKET_PARAM_GROUPS, imp_level_key, ticket_key
 from lth.masks import Masks, load_masks
 from lth.models import Weights
 from lth.runlog import log_config, run_weights
+from lth.scopes import imp_threshold
 from lth.splits import DataSplits
 from lth.tickets import (
     CellResult,
@@ -64,7 +65,7 @@ class Level:
 
 def level_threshold(rate: float, level: int) -> float:
     """Fraction of prunable weights removed after `level` levels at `rate`."""
-    return 1.0 - (1.0 - rate) ** level
+    return imp_threshold(rate, level)
 
 
 def finished_level(cfg: DictConfig, experiment_id: str, level: int, dense_run_id: str) -> Run | None:

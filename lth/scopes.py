@@ -103,6 +103,11 @@ def erk_densities(shapes: Sequence[tuple[int, ...]], keep_total: int) -> list[fl
         dense |= over
 
 
+def imp_threshold(rate: float, levels: int) -> float:
+    """Fraction of the weights removed after `levels` IMP levels that each prune `rate` of the survivors."""
+    return 1.0 - (1.0 - float(rate)) ** int(levels)
+
+
 def check_floor_fits(sizes: Sequence[int], threshold: float, min_density: float) -> None:
     """Fail if the per-layer floors, ceil(min_density * size) each, need more than the threshold leaves.
 

@@ -28,7 +28,7 @@ from lth.masks import Masks, prunable_layer_names, random_masks_like
 from lth.models import Weights, build_model, kernel_path, snapshot
 from lth.network import network_for
 from lth.runlog import log_config, log_masks, log_weights
-from lth.scopes import prune_masks
+from lth.scopes import imp_threshold, prune_masks
 from lth.splits import DataSplits
 
 log = logging.getLogger("lth")
@@ -75,7 +75,7 @@ def prunable_sizes(cfg: DictConfig, data: DataSplits) -> list[int]:
 def final_threshold(prune_cfg: DictConfig) -> float:
     """The fraction of weights a job removes in the end: t, or 1 - (1 - rate)^levels for IMP."""
     if prune_cfg.method == "imp":
-        return 1.0 - (1.0 - float(prune_cfg.rate)) ** int(prune_cfg.levels)
+        return imp_threshold(prune_cfg.rate, prune_cfg.levels)
     return float(prune_cfg.threshold)
 
 

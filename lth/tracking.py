@@ -81,6 +81,11 @@ def find_runs(experiment_id: str, role: str, key: str, dense_run_id: str | None 
         run_view_type=ViewType.ACTIVE_ONLY,
         order_by=["attributes.start_time ASC"],
     )
+    return rewound_from(list(runs), dense_run_id)
+
+
+def rewound_from(runs: list[Run], dense_run_id: str | None) -> list[Run]:
+    """The runs tagged as rewound from `dense_run_id` (all of them when it is None)."""
     return [run for run in runs if dense_run_id is None or run.data.tags.get(DENSE_RUN_TAG) == dense_run_id]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
-from lth.scopes import SCOPES
+from lth.scopes import SCOPES, imp_threshold
 
 METHODS: tuple[str, ...] = ("magnitude", "imp")
 CONTROLS: tuple[str, ...] = ("none", "reinit", "random_mask")
@@ -50,7 +50,7 @@ def validate_config(cfg: DictConfig) -> None:
         _check(isinstance(rate, (int, float)) and 0.0 < rate < 1.0, f"prune.rate must be in (0, 1), got {rate!r}")
         _check(cfg.prune.control != "random_mask",
                "prune.control=random_mask is one-shot only: random positions cannot nest across IMP levels")
-        final_threshold = 1.0 - (1.0 - float(rate)) ** int(levels)
+        final_threshold = imp_threshold(rate, levels)
     # The floor alone would keep at least min_density of the weights; the exact per-layer
     # count (ceil per layer) is checked once the model is built, still before any training.
     _check(min_density == 0 or min_density < 1.0 - final_threshold - 1e-12,  # 1 - 0.99 is 0.01 + 9e-18

@@ -1,6 +1,7 @@
 """The array datasets: digits, Fashion-MNIST and synthetic images, as NumPy arrays.
 
 Each loader returns (train, val, test) pairs of uint8 images at the model's input size
+and channels (`data.channels`: 3 copies of the grey image for MobileNetV2, 1 for LeNet)
 and int32 labels. Nothing here imports TensorFlow at module level, so the JAX backend
 can train on these without it (digits alone still resizes with TensorFlow).
 """
@@ -33,6 +34,14 @@ def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[n
     return np.sort(rest), np.sort(held_out)
 
 
+def channels_of(cfg: DictConfig) -> int:
+    """`data.channels`: 1 (grey) or 3 (grey copied to RGB; configs written before the key existed)."""
+    channels = int(cfg.get("channels", 3))
+    if channels not in (1, 3):
+        raise ValueError(f"data.channels must be 1 or 3, got {channels}")
+    return channels
+
+
 def _digits(cfg: DictConfig) -> tuple[Arrays, Arrays, Arrays]:
     """scikit-learn's bundled digits, upscaled to RGB at the model's input size."""
     import tensorflow as tf  # its bilinear resize defines the digits images that earlier runs were trained on
@@ -42,7 +51,7 @@ def _digits(cfg: DictConfig) -> tuple[Arrays, Arrays, Arrays]:
     grey = (bunch.images / 16.0 * 255.0).astype(np.float32)[..., None]
     size = int(cfg.image_size)
     resized = tf.image.resize(grey, (size, size), method="bilinear").numpy()
-    images = np.repeat(np.clip(np.round(resized), 0, 255).astype(np.uint8), 3, axis=-1)
+    images = np.repeat(np.clip(np.round(resized), 0, 255).astype(np.uint8), channels_of(cfg), axis=-1)
     labels = bunch.target.astype(np.int32)
     train_val, test = _stratified_split(labels, float(cfg.test_fraction), int(cfg.split_seed))
     train_rel, val_rel = _stratified_split(labels[train_val], float(cfg.val_fraction), int(cfg.split_seed))
@@ -65,7 +74,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def _fashion_mnist(cfg: DictConfig) -> tuple[Arrays, Arrays, Arrays]:
-    """Fashion-MNIST from Debian's IDX files, padded from 28x28 to the model's input, grey to RGB."""
+    """Fashion-MNIST from Debian's IDX files, padded from 28x28 to the model's input, grey to `data.channels`."""
     folder = Path(cfg.path)
     names = {"train": FASHION_MNIST_FILES[:2], "t10k": FASHION_MNIST_FILES[2:]}
     missing = [name for pair in names.values() for name in pair if not (folder / name).is_file()]
@@ -77,7 +86,7 @@ def _fashion_mnist(cfg: DictConfig) -> tuple[Arrays, Arrays, Arrays]:
         images, labels = (read_idx(folder / name) for name in names[split])
         pad = (int(cfg.image_size) - images.shape[1]) // 2
         padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad)))
-        return np.repeat(padded[..., None], 3, axis=-1), labels.astype(np.int32)
+        return np.repeat(padded[..., None], channels_of(cfg), axis=-1), labels.astype(np.int32)
 
     (images, labels), test = load("train"), load("t10k")
     train, val = _stratified_split(labels, float(cfg.val_fraction), int(cfg.split_seed))
@@ -93,7 +102,7 @@ def _synthetic(cfg: DictConfig) -> tuple[Arrays, Arrays, Arrays]:
     size, classes = int(cfg.image_size), int(cfg.num_classes)
 
     def make(count: int) -> Arrays:
-        images = rng.integers(0, 256, size=(count, size, size, 3), dtype=np.uint8)
+        images = rng.integers(0, 256, size=(count, size, size, channels_of(cfg)), dtype=np.uint8)
         return images, rng.integers(0, classes, size=count, dtype=np.int32)
 
     return make(int(cfg.train_size)), make(int(cfg.val_size)), make(int(cfg.test_size))

@@ -110,6 +110,7 @@ def _train(cfg: DictConfig, run_id: str, data: DataSplits) -> float:
             "epochs_trained": epochs,
             "device_epochs": epochs * network.replicas,
             "train_seconds": result.seconds,
+            **(result.early_stop.metrics() if result.early_stop is not None else {}),
         })
     return result.test_accuracy
 

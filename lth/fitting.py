@@ -23,6 +23,7 @@ from typing import Any
 import keras
 from omegaconf import DictConfig
 
+from lth.early_stop import EarlyStop, EarlyStopPoint
 from lth.splits import DataSplits
 
 log = logging.getLogger("lth")
@@ -76,6 +77,8 @@ def build_optimizer(train_cfg: DictConfig, steps_per_epoch: int, start_epoch: in
     decay = float(train_cfg.weight_decay) if decoupled else 0.0
     if train_cfg.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(rate, momentum=float(train_cfg.momentum), weight_decay=decay or None)
+    elif train_cfg.optimizer == "adam":  # Frankle & Carbin's LeNet recipe: Adam, no weight decay
+        optimizer = keras.optimizers.Adam(rate, weight_decay=decay or None)
     elif decoupled:
         optimizer = keras.optimizers.AdamW(rate, weight_decay=decay)
     else:  # Keras' AdamW refuses to decay nothing; Adam is AdamW without the decay
@@ -173,6 +176,7 @@ class FitResult:
     diverged: bool  # the loss became NaN/inf; training was stopped there
     diverged_epoch: int | None  # first epoch (1-based, absolute) whose loss was not finite
     last_train_loss: float | None  # training loss of the last epoch trained
+    early_stop: EarlyStop | None = None  # the epoch of minimum val_loss and the test figures there
 
 
 def _verbosity(setting: Any) -> int:
@@ -198,6 +202,7 @@ def fit_and_evaluate(
     """
     started = time.perf_counter()
     history = None
+    early_stop = EarlyStopPoint(backup_dir / "early_stop.npz")
     if start_epoch < epochs:
         history = model.fit(
             data.train,
@@ -208,6 +213,7 @@ def fit_and_evaluate(
             callbacks=[
                 EpochOrder(data, start_epoch, epochs),
                 EpochEnd(on_epoch_end),  # first: an epoch's checkpoint is logged before its backup exists
+                early_stop,  # before the backup: a resumed job never lacks the point of an epoch it skips
                 SignalSafeBackup(str(backup_dir)),
                 keras.callbacks.TerminateOnNaN(),
             ],
@@ -221,4 +227,6 @@ def fit_and_evaluate(
     diverged = bool(bad) or not math.isfinite(test_loss)
     diverged_epoch = bad[0] if bad else (epochs if diverged else None)
     last = float(losses[-1]) if losses else None
-    return FitResult(float(test_loss), float(test_accuracy), trained, seconds, diverged, diverged_epoch, last)
+    final_epoch = history.epoch[-1] + 1 if history is not None and history.epoch else start_epoch
+    point = early_stop.evaluate(model, data.test, final_epoch, (float(test_loss), float(test_accuracy)))
+    return FitResult(float(test_loss), float(test_accuracy), trained, seconds, diverged, diverged_epoch, last, point)

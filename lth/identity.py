@@ -45,7 +45,7 @@ def _ignored_train_keys(train: Mapping[str, Any]) -> list[str]:
         ignored += ["step_milestones", "step_gamma"]
     if schedule != "cosine":
         ignored.append("warmup_epochs")
-    if train.get("optimizer") == "adamw":
+    if train.get("optimizer") in ("adamw", "adam"):
         ignored.append("momentum")
     return ignored
 
@@ -73,6 +73,8 @@ def _train_identity(train: dict[str, Any]) -> dict[str, Any]:
 
 def _data_identity(data: dict[str, Any]) -> dict[str, Any]:
     """The `data` keys with `path` replaced by a fingerprint of what lies there."""
+    if data.get("channels", 3) == 3:  # added later: every run trained before it had 3 channels
+        data.pop("channels", None)
     if data.get("path") is not None:
         from lth.data_identity import content_fingerprint
         from lth.datasets import FILES_READ
@@ -122,7 +124,9 @@ def family_hash(cfg: DictConfig) -> str:
 def _prune_identity(cfg: DictConfig) -> dict[str, Any]:
     """The prune keys that matter for this method: IMP ignores `threshold`, one-shot `levels`/`rate`."""
     prune = OmegaConf.to_container(cfg.prune, resolve=True)
-    unused = ("threshold",) if prune.get("method") == "imp" else ("levels", "rate")
+    unused = ("threshold",) if prune.get("method") == "imp" else ("levels", "rate", "layer_rates")
+    if not prune.get("layer_rates"):  # added later: every run before it had no per-layer rate
+        unused += ("layer_rates",)
     if prune.get("control", "none") == "none":
         unused += ("control_seed",)
     relevant = {key: value for key, value in prune.items() if key not in unused}

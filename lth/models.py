@@ -6,7 +6,7 @@ must restore BatchNorm moving statistics together with the kernels.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import keras
@@ -32,8 +32,10 @@ def build_model(model_cfg: DictConfig, seed: int, precision: str = "float32", sy
     """
     from lth.devices import precision_policy, seed_everything
 
+    if model_cfg.name not in ARCHITECTURES:
+        raise ValueError(f"model.name must be one of {sorted(ARCHITECTURES)}, got {model_cfg.name!r}")
     with precision_policy(precision):
-        model = _mobilenet_v2(model_cfg, seed)
+        model = ARCHITECTURES[model_cfg.name](model_cfg, seed)
     if sync_bn and keras.backend.backend() == "tensorflow":
         # Keras reads `synchronized` when the layer is built; set later, it only half works (DESIGN §4).
         config = model.get_config()
@@ -49,8 +51,6 @@ def _mobilenet_v2(model_cfg: DictConfig, seed: int) -> keras.Model:
     """MobileNetV2 with uint8 input, float32 logits and the configured BatchNorm momentum."""
     from lth.devices import seed_everything
 
-    if model_cfg.name != "mobilenet_v2":
-        raise ValueError(f"model.name must be 'mobilenet_v2', got {model_cfg.name!r}")
     seed_everything(seed)
     size = int(model_cfg.input_size)
     inputs = keras.Input((size, size, 3), dtype="uint8", name="image")
@@ -72,6 +72,27 @@ def _mobilenet_v2(model_cfg: DictConfig, seed: int) -> keras.Model:
             # Read at trace time, so setting it before compile() is enough.
             layer.momentum = float(model_cfg.bn_momentum)
     return model
+
+
+def _lenet_300_100(model_cfg: DictConfig, seed: int) -> keras.Model:
+    """LeNet-300-100 of Frankle & Carbin (2019): 784-300-100-10, ReLU, Gaussian Glorot init, zero biases.
+
+    Grey uint8 images of `input_size` x `input_size` x `input_channels` are scaled to [0, 1]
+    and flattened; the layers are named fc1, fc2 and predictions (like MobileNetV2's head,
+    so `prune.layer_rates: {predictions: 0.1}` means the output layer in both).
+    """
+    from lth.devices import seed_everything
+
+    seed_everything(seed)
+    size, channels = int(model_cfg.input_size), int(model_cfg.get("input_channels", 3))
+    init = keras.initializers.GlorotNormal(seed=seed)  # the paper's Gaussian Glorot (Glorot & Bengio 2010)
+    inputs = keras.Input((size, size, channels), dtype="uint8", name="image")
+    hidden = keras.layers.Flatten(name="flatten")(keras.layers.Rescaling(1.0 / 255.0, name="normalize")(inputs))
+    for index, width in enumerate(model_cfg.hidden_units, start=1):
+        hidden = keras.layers.Dense(int(width), activation="relu", kernel_initializer=init, name=f"fc{index}")(hidden)
+    logits = keras.layers.Dense(int(model_cfg.num_classes), kernel_initializer=init, name="predictions",
+                                dtype="float32")(hidden)  # float32 logits whatever the precision
+    return keras.Model(inputs, logits, name="lenet_300_100")
 
 
 def snapshot(model: keras.Model) -> Weights:
@@ -100,6 +121,13 @@ def load_weights(path: Path) -> Weights:
     """Read a snapshot written by `save_weights`."""
     with np.load(path) as archive:
         return {name: archive[name] for name in archive.files}
+
+
+# model.name -> builder of the seeded network (uint8 images in, float32 logits out).
+ARCHITECTURES: dict[str, Callable[[DictConfig, int], keras.Model]] = {
+    "mobilenet_v2": _mobilenet_v2,
+    "lenet_300_100": _lenet_300_100,
+}
 
 
 def kernel_path(layer_name: str) -> str:

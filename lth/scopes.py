@@ -176,3 +176,62 @@ def prune_masks(
         kept = round_to_total(fit_to_bounds(ideal, keep_total, floors, alive), keep_total, floors, alive)
         pieces = [_prune_smallest(flat, s - k) for flat, s, k in zip(flats, sizes, kept)]
     return {n: piece.reshape(np.shape(kernels[n])) for n, piece in zip(names, pieces)}
+
+
+def imp_masks(
+    kernels: Mapping[str, np.ndarray],
+    rate: float,
+    level: int,
+    scope: str,
+    layer_rates: Mapping[str, float] | None = None,
+    previous: Mapping[str, np.ndarray] | None = None,
+    min_density: float = 0.0,
+) -> Masks:
+    """IMP level `level`'s masks, with per-layer rates (Frankle & Carbin prune the output layer at 10%).
+
+    A layer named in `layer_rates` keeps exactly size - round(imp_threshold(its rate, level) * size)
+    weights, chosen by magnitude within the layer; the other layers together lose exactly
+    round(imp_threshold(rate, level) * their total), spread over them by `scope`.
+
+    Args:
+        kernels: Kernel arrays in network order.
+        rate: Fraction of the surviving weights each level removes from the layers not in `layer_rates`.
+        level: The IMP level (1 = the first pruning).
+        scope: How the common rate is spread over the other layers (one of SCOPES).
+        layer_rates: Layer name -> that layer's own rate.
+        previous: The masks of level - 1; what they removed stays removed.
+        min_density: Per-layer floor on the kept fraction.
+    """
+    own = dict(layer_rates or {})
+    unknown = sorted(set(own) - set(kernels))
+    if unknown:
+        raise ValueError(f"prune.layer_rates names layers that are not pruned: {unknown} "
+                         f"(pruned layers are e.g. {list(kernels)[:3]} ... {list(kernels)[-2:]})")
+
+    def part(names: Sequence[str], part_rate: float, part_scope: str) -> Masks:
+        subset = {name: kernels[name] for name in names}
+        before = None if previous is None else {name: previous[name] for name in names}
+        return prune_masks(subset, imp_threshold(part_rate, level), part_scope, before, min_density)
+
+    masks = part([name for name in kernels if name not in own], rate, scope) if len(own) < len(kernels) else {}
+    for name, layer_rate in own.items():
+        masks.update(part([name], float(layer_rate), "layer"))
+    return {name: masks[name] for name in kernels}
+
+
+def imp_level_threshold(sizes: Mapping[str, int], rate: float, level: int,
+                        layer_rates: Mapping[str, float] | None = None) -> float:
+    """The exact fraction of all prunable weights `imp_masks` removes at `level` (sizes by layer name).
+
+    Raises:
+        ValueError: If `layer_rates` names a layer that `sizes` lacks (not prunable, or ignored).
+    """
+    own = dict(layer_rates or {})
+    unknown = sorted(set(own) - set(sizes))
+    if unknown:
+        raise ValueError(f"prune.layer_rates names layers that are not pruned: {unknown} "
+                         f"(pruned layers are e.g. {list(sizes)[:3]} ... {list(sizes)[-2:]})")
+    common = sum(size for name, size in sizes.items() if name not in own)
+    removed = int(round(imp_threshold(rate, level) * common))
+    removed += sum(int(round(imp_threshold(float(r), level) * sizes[name])) for name, r in own.items())
+    return removed / sum(sizes.values())

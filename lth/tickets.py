@@ -9,6 +9,7 @@ initialisation), `random_mask` the positions of the survivors (same count per la
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from lth.masks import Masks, prunable_layer_names, random_masks_like
 from lth.models import Weights, build_model, kernel_path, snapshot
 from lth.network import network_for
 from lth.runlog import log_config, log_masks, log_weights
-from lth.scopes import imp_threshold, prune_masks
+from lth.scopes import imp_level_threshold, prune_masks
 from lth.splits import DataSplits
 
 log = logging.getLogger("lth")
@@ -72,10 +73,15 @@ def prunable_sizes(cfg: DictConfig, data: DataSplits) -> list[int]:
     return [int(np.prod(model.get_layer(name).kernel.shape)) for name in prunable_names(cfg, data)]
 
 
-def final_threshold(prune_cfg: DictConfig) -> float:
-    """The fraction of weights a job removes in the end: t, or 1 - (1 - rate)^levels for IMP."""
+def layer_rates(prune_cfg: DictConfig) -> dict[str, float]:
+    """`prune.layer_rates`: IMP rates of single layers (configs written before the key existed have none)."""
+    return {str(name): float(rate) for name, rate in (prune_cfg.get("layer_rates") or {}).items()}
+
+
+def final_threshold(prune_cfg: DictConfig, sizes: Mapping[str, int]) -> float:
+    """The exact fraction of the weights (sizes by layer) a job removes in the end: t, or IMP's last level's."""
     if prune_cfg.method == "imp":
-        return imp_threshold(prune_cfg.rate, prune_cfg.levels)
+        return imp_level_threshold(sizes, float(prune_cfg.rate), int(prune_cfg.levels), layer_rates(prune_cfg))
     return float(prune_cfg.threshold)
 
 
@@ -125,6 +131,7 @@ def train_masked(cfg: DictConfig, data: DataSplits, dense: DenseParent, masks: M
         "epochs_trained": result.epochs_trained if result.diverged else epochs - reset_epoch,
         "device_epochs": (epochs - reset_epoch) * network.replicas,
         "train_seconds": result.seconds,
+        **(result.early_stop.metrics() if result.early_stop is not None and verdict is None else {}),
     })
     return result, report, final, verdict
 

@@ -48,9 +48,19 @@ def validate_config(cfg: DictConfig) -> None:
         levels, rate = cfg.prune.levels, cfg.prune.rate
         _check(isinstance(levels, int) and levels >= 1, f"prune.levels must be a positive integer, got {levels!r}")
         _check(isinstance(rate, (int, float)) and 0.0 < rate < 1.0, f"prune.rate must be in (0, 1), got {rate!r}")
-        _check(cfg.prune.control != "random_mask",
-               "prune.control=random_mask is one-shot only: random positions cannot nest across IMP levels")
         final_threshold = imp_threshold(rate, levels)
+    rates = cfg.prune.get("layer_rates") or {}
+    _check(isinstance(rates, Mapping),
+           f"prune.layer_rates must map layer names to rates, like {{predictions: 0.1}}, got {rates!r}")
+    if rates:
+        _check(cfg.prune.method == "imp", "prune.layer_rates sets IMP rates per layer: it needs prune.method=imp")
+        for name, layer_rate in rates.items():
+            _check(isinstance(layer_rate, (int, float)) and not isinstance(layer_rate, bool) and 0.0 < layer_rate < 1.0,
+                   f"prune.layer_rates.{name} must be in (0, 1), got {layer_rate!r}")
+        ignored = sorted(set(rates) & set(cfg.prune.ignore))
+        _check(not ignored, f"prune.layer_rates names layers that prune.ignore keeps dense: {ignored}")
+        # The floor must fit in the most pruned part: the layers at `rate` or one with its own.
+        final_threshold = max(final_threshold, *(imp_threshold(r, cfg.prune.levels) for r in rates.values()))
     # The floor alone would keep at least min_density of the weights; the exact per-layer
     # count (ceil per layer) is checked once the model is built, still before any training.
     _check(min_density == 0 or min_density < 1.0 - final_threshold - 1e-12,  # 1 - 0.99 is 0.01 + 9e-18
@@ -72,7 +82,8 @@ def validate_config(cfg: DictConfig) -> None:
     seed = cfg.train.seed
     _check(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
            f"train.seed must be a non-negative integer (it seeds the weights and the data order), got {seed!r}")
-    _check(cfg.train.optimizer in ("sgd", "adamw"), f"train.optimizer must be sgd or adamw, got {cfg.train.optimizer!r}")
+    _check(cfg.train.optimizer in ("sgd", "adamw", "adam"),
+           f"train.optimizer must be sgd, adamw or adam, got {cfg.train.optimizer!r}")
     mode = cfg.train.get("weight_decay_mode", "decoupled")
     _check(mode in ("l2", "decoupled"), f"train.weight_decay_mode must be l2 or decoupled, got {mode!r}")
     _check(cfg.train.lr_schedule in ("cosine", "step", "constant"),

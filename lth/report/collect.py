@@ -43,6 +43,8 @@ class Point:
     divergence: str = ""  # the lth.diverged verdict (nan, chance, level N)
     floor_layers: bool = False  # some layer held at prune.min_density's floor (tag lth.floor_layers)
     dead_channels: float | None = None  # output channels whose whole kernel slice is pruned (metric)
+    early_stop_epoch: int | None = None  # epoch of minimum val_loss (metric); None for runs logged before it
+    early_stop_test_accuracy: float | None = None  # test accuracy of the weights at that epoch
 
     @property
     def finished(self) -> bool:
@@ -83,6 +85,8 @@ class DenseRun:
     run_id: str
     name: str = ""
     params: tuple[tuple[str, str], ...] = ()  # data.* params: which splits validate and test
+    early_stop_epoch: int | None = None  # epoch of minimum val_loss (metric); None for runs logged before it
+    early_stop_test_accuracy: float | None = None  # test accuracy of the weights at that epoch
 
     def accuracy(self, metric: str) -> float | None:
         """`val_accuracy` or `test_accuracy` of this parent (None unless FINISHED)."""
@@ -167,14 +171,23 @@ def _point(run: Run, kind: str, settings: Settings) -> Point:
         divergence=tags.get("lth.diverged", ""),
         floor_layers=floor,
         dead_channels=metrics.get("dead_channels"),
+        **_early_stop(metrics),
     )
+
+
+def _early_stop(metrics: dict[str, float]) -> dict[str, object]:
+    """The early-stop fields of a run's metrics (absent from runs logged before they existed)."""
+    epoch = metrics.get("early_stop_epoch")
+    return {"early_stop_epoch": None if epoch is None else int(epoch),
+            "early_stop_test_accuracy": metrics.get("early_stop_test_accuracy")}
 
 
 def _dense(run: Run) -> DenseRun:
     metrics = run.data.metrics
     return DenseRun(int(run.data.tags.get("lth.seed", 0)), run.info.status, metrics.get("test_accuracy"),
                     metrics.get("val_accuracy"), run.info.run_id, run.data.tags.get(tracking.RUN_NAME_TAG, ""),
-                    tuple(sorted((k, v) for k, v in run.data.params.items() if k.startswith("data."))))
+                    tuple(sorted((k, v) for k, v in run.data.params.items() if k.startswith("data."))),
+                    **_early_stop(metrics))
 
 
 def families_of(experiment_id: str, dense_run_id: str | None = None) -> list[str]:

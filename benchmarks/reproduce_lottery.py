@@ -183,9 +183,12 @@ def _figure(mode: str, rows: list[dict], kinds: tuple[str, ...], path: Path) -> 
         for axis, field in ((accuracy_axis, "dense"), (stop_axis, "dense_stop")):
             axis.axhline(rows[0][field]["mean"], color="black", linewidth=1, label="dense")
     title = "LeNet-300-100, Fashion-MNIST, IMP" if mode == "lenet" else "MobileNetV2 a0.35, Fashion-MNIST, LAMP"
+    ticks = sorted({round(100 * row["weights_remaining"], 1) for row in rows} | {100.0}, reverse=True)
     for axis, label in ((accuracy_axis, "test accuracy at early stop"), (stop_axis, "early-stop epoch")):
         axis.set_xscale("log")
-        axis.invert_xaxis()
+        axis.set_xticks(ticks, [f"{tick:g}" for tick in ticks], fontsize=7)
+        axis.minorticks_off()
+        axis.set_xlim(110, min(ticks) * 0.9)  # falling left to right, dense (100%) at the left edge
         axis.set_xlabel("weights remaining (%)")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3, which="both")

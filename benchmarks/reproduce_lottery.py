@@ -18,7 +18,7 @@ mobilenet  MobileNetV2 a0.35 at 32x32 on Fashion-MNIST (experiment=mobilenet_fas
 Examples:
     python benchmarks/reproduce_lottery.py lenet                 # the README's run: 3 seeds, 12 levels
     python benchmarks/reproduce_lottery.py lenet --seeds 0 --levels 2 --epochs 2   # a reduced check
-    python benchmarks/reproduce_lottery.py mobilenet             # 2 seeds, t in {0.8, 0.9, 0.95}, k in {0, 1, 3}
+    python benchmarks/reproduce_lottery.py mobilenet             # 2 seeds, t in {0.8, 0.9, 0.95}, k in {0, 1, 2}
     python benchmarks/reproduce_lottery.py lenet --report-only   # tabulate what --workdir already holds
 """
 
@@ -49,7 +49,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--levels", type=int, help="lenet: IMP levels (default 12: 6.95%% of weights remain)")
     parser.add_argument("--epochs", type=int, help="epochs per training (default: the preset's)")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.8, 0.9, 0.95], help="mobilenet: sparsities")
-    parser.add_argument("--reset-epochs", type=int, nargs="+", default=[0, 1, 3], help="mobilenet: reset epochs k")
+    parser.add_argument("--reset-epochs", type=int, nargs="+", default=[0, 1, 2], help="mobilenet: reset epochs k")
     parser.add_argument("--train-limit", type=int, help="training images kept (default: the preset's)")
     parser.add_argument("--backend", choices=["tensorflow", "jax"], help="Keras backend (default: tensorflow)")
     parser.add_argument("--workdir", type=Path, help="MLflow store, state and outputs (default: reproduce/<mode>)")
@@ -169,7 +169,7 @@ def _figure(mode: str, rows: list[dict], kinds: tuple[str, ...], path: Path) -> 
     styles = {"ticket": ("tab:blue", "-"), "reinit": ("tab:orange", "--"), "random": ("tab:green", ":")}
     series = [(kind, None) for kind in kinds] if mode == "lenet" else [
         (kind, k) for k in sorted({row["key"][1] for row in rows}) for kind in kinds]
-    markers = {None: "o", 0: "o", 1: "s", 3: "^"}
+    markers = {None: "o", 0: "o", 1: "s", 2: "^"}
     for kind, k in series:
         chosen = [row for row in rows if (k is None or row["key"][1] == k) and row[kind]["n"]]
         x = [100 * row["weights_remaining"] for row in chosen]

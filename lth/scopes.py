@@ -221,7 +221,11 @@ def imp_masks(
 
 def imp_level_threshold(sizes: Mapping[str, int], rate: float, level: int,
                         layer_rates: Mapping[str, float] | None = None) -> float:
-    """The exact fraction of all prunable weights `imp_masks` removes at `level` (sizes by layer name).
+    """The fraction of all prunable weights `imp_masks` removes at `level` (sizes by layer name).
+
+    With layer rates it is the exact removed fraction, the only single number that describes
+    such a mask. Without them it is 1 - (1 - rate)^level, as IMP levels have always been tagged;
+    the masks remove round() of it, within one weight.
 
     Raises:
         ValueError: If `layer_rates` names a layer that `sizes` lacks (not prunable, or ignored).
@@ -231,6 +235,8 @@ def imp_level_threshold(sizes: Mapping[str, int], rate: float, level: int,
     if unknown:
         raise ValueError(f"prune.layer_rates names layers that are not pruned: {unknown} "
                          f"(pruned layers are e.g. {list(sizes)[:3]} ... {list(sizes)[-2:]})")
+    if not own:
+        return imp_threshold(rate, level)
     common = sum(size for name, size in sizes.items() if name not in own)
     removed = int(round(imp_threshold(rate, level) * common))
     removed += sum(int(round(imp_threshold(float(r), level) * sizes[name])) for name, r in own.items())

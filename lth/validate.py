@@ -101,6 +101,9 @@ def validate_config(cfg: DictConfig) -> None:
            "data=imagenet reads TFRecord shards with tf.data: it needs train.backend=tensorflow")
     if "tracking" in cfg:  # retry settings MLflow cannot take fail the sweep here, not in every job
         http_environment(cfg.tracking)
+    channels, model_channels = cfg.data.get("channels", 3), cfg.model.get("input_channels", 3)
+    _check(channels == model_channels, f"data.channels={channels} but model {cfg.model.name} takes {model_channels} "
+                                       f"channel(s): leave data.channels at its default (the model's input_channels)")
     if cfg.data.name == "imagenet":
         _check(isinstance(cfg.data.get("val_split"), str) and isinstance(cfg.data.get("test_split"), str),
                "data.val_split and data.test_split must name splits of the shard manifest (train, val, holdout)")

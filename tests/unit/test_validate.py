@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,7 @@ from lth.validate import ConfigError, require_java, validate_config
     ("+data.path=/no/such/folder", "data.path does not exist"),
     ("train.seed=-1", "train.seed must be a non-negative integer"),
     ("train.weight_decay_mode=l1", "train.weight_decay_mode must be l2 or decoupled"),
+    ("data.channels=1", "data.channels=1 but model mobilenet_v2 takes 3"),
 ])
 def test_bad_values_are_named_with_their_key(compose: Callable[..., object], override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -34,6 +36,14 @@ def test_default_and_edge_values_pass(compose: Callable[..., object]) -> None:
     validate_config(compose())
     validate_config(compose("prune.threshold=0", "reset.epoch=0"))
     validate_config(compose("reset.epoch=15", "lth.keep_epochs=[0,15]"))
+
+
+def test_lenet_takes_one_channel_and_its_preset_passes(compose: Callable[..., object], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="data.channels=3 but model lenet_300_100 takes 1"):
+        validate_config(compose("model=lenet_300_100", "data.channels=3"))
+    # data.path only has to exist here: the presets are checked without the Fashion-MNIST package
+    validate_config(compose("experiment=lenet_fashion_imp", f"data.path={tmp_path}"))
+    validate_config(compose("experiment=mobilenet_fashion_rewind", f"data.path={tmp_path}"))
 
 
 def test_missing_java_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -266,3 +266,27 @@ def test_every_level_run_logs_the_early_stop_point_of_its_own_val_loss(study: di
             # measured: every level overfits like its parent (minimum at epoch 1 or 2, the end 0.2-0.5 above it)
             assert best < EPOCHS and history[EPOCHS] > history[best] + 0.05, (control, level, history)
             assert run.data.metrics["early_stop_test_loss"] != run.data.metrics["test_loss"], (control, level)
+
+
+# --- d: the framework's own tools work on LeNet unchanged ----------------------------------------------
+
+
+def test_load_ticket_rebuilds_the_lenet_ticket_with_its_last_level(study: dict[str, object]) -> None:
+    import mlflow
+
+    from lth.export import load_ticket
+
+    store, levels = study["store"], _levels(study, "none")
+    job = _role(study, "ticket", "none")
+    previous = mlflow.get_tracking_uri()
+    try:
+        ticket = load_ticket(job.info.run_id, tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    finally:
+        mlflow.set_tracking_uri(previous)  # load_ticket connects the process to the store
+    assert ticket.run_id == levels[LEVELS].info.run_id
+    assert ticket.model.name == "lenet_300_100" and tuple(ticket.model.input_shape) == (None, 28, 28, 1)
+    logged = artifact(store, levels[LEVELS], "mask.npz")
+    assert sorted(ticket.masks) == sorted(logged) and all(np.array_equal(ticket.masks[n], logged[n]) for n in logged)
+    final = artifact(store, levels[LEVELS], "weights/final.npz")
+    for name in SIZES:
+        np.testing.assert_array_equal(ticket.model.get_layer(name).kernel.numpy(), final[f"{name}/kernel"])

@@ -135,24 +135,32 @@ def _rows(mode: str, dense: list, points: list, measure: str) -> list[dict[str, 
             row[kind] = _summary([accuracy(p) for p in learned])
             row[f"{kind}_stop"] = _summary([p.early_stop_epoch for p in learned if p.early_stop_epoch is not None])
             row[f"{kind}_failed"] = sum(1 for p in members if KIND_NAMES[p.kind] == kind and not p.learned)
+        by_seed = {(KIND_NAMES[p.kind], p.seed): accuracy(p) for p in members if p.learned and accuracy(p) is not None}
+        for control in ("reinit", "random"):  # ticket - control, paired by seed
+            row[f"gap_{control}"] = _summary([by_seed[("ticket", seed)] - by_seed[(control, seed)]
+                                              for seed in sorted({seed for _, seed in by_seed})
+                                              if ("ticket", seed) in by_seed and (control, seed) in by_seed])
         rows.append(row | reference)
     return rows
 
 
-def _cell(summary: dict, digits: int = 4) -> str:
+def _cell(summary: dict, digits: int = 4, sign: str = "") -> str:
     if not summary["n"]:
         return "-"
     spread = f" ± {summary['std']:.{digits}f}" if summary["n"] > 1 else ""
-    return f"{summary['mean']:.{digits}f}{spread} ({summary['n']})"
+    return f"{summary['mean']:{sign}.{digits}f}{spread} ({summary['n']})"
 
 
 def _markdown(mode: str, rows: list[dict], kinds: tuple[str, ...]) -> str:
     first = ["level", "weights remaining"] if mode == "lenet" else ["sparsity t", "k", "weights remaining"]
-    header = first + [*kinds, "dense"] + [f"{kind} stop epoch" for kind in (*kinds, "dense")]
+    controls = [kind for kind in kinds if kind != "ticket"]
+    header = (first + [*kinds, "dense"] + [f"ticket − {kind}" for kind in controls]
+              + [f"{kind} stop epoch" for kind in (*kinds, "dense")])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [str(k) for k in row["key"]] + [f"{100 * row['weights_remaining']:.2f}%"]
         cells += [_cell(row[kind]) for kind in (*kinds, "dense")]
+        cells += [_cell(row[f"gap_{kind}"], sign="+") for kind in controls]
         cells += [_cell(row[f"{kind}_stop"], 1) for kind in (*kinds, "dense")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -222,7 +230,8 @@ def main() -> None:
         rows = _rows(args.mode, dense, points, measure)
         report["tables"][measure] = rows
         table = _markdown(args.mode, rows, kinds)
-        markdown += [f"**{title}** (mean ± std over learned seeds, count in brackets):", "", table, ""]
+        markdown += [f"**{title}** (mean ± std over learned seeds, count in brackets; gaps paired by seed):", "",
+                     table, ""]
         print(f"\n{title}\n{table}")
         if measure == "early_stop":
             _figure(args.mode, rows, kinds, workdir / f"{args.mode}.png")

@@ -43,7 +43,6 @@ from lth.tickets import (
     cell_result,
     control_seed,
     layer_rates,
-    prunable_names,
     prunable_sizes,
     refuse_reused_collapse,
     starting_weights,
@@ -133,10 +132,9 @@ def _level(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: DensePa
 
 
 def _run_levels(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: DenseParent, job_run_id: str,
-                ticket_cfg: DictConfig | None) -> list[Level]:
-    """Inside the job's run: levels 1..L, stopping after one that diverged (or where the ticket stopped)."""
+                sizes: Mapping[str, int], ticket_cfg: DictConfig | None) -> list[Level]:
+    """Inside the job's run: levels 1..L of the layers in `sizes`, ending after a diverged one (or the ticket's end)."""
     done: list[Level] = []
-    sizes = dict(zip(prunable_names(cfg, data), prunable_sizes(cfg, data)))
     for level in range(1, int(cfg.prune.levels) + 1):
         ticket_masks = None if ticket_cfg is None else _ticket_masks(ticket_cfg, experiment_id, level, dense.run_id)
         if ticket_cfg is not None and ticket_masks is None:
@@ -186,7 +184,7 @@ def ensure_imp(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: Den
     level mask.
     """
     levels, reset_epoch = int(cfg.prune.levels), int(cfg.reset.epoch)
-    sizes = dict(zip(prunable_names(cfg, data), prunable_sizes(cfg, data)))
+    sizes = prunable_sizes(cfg, data)
     tags = {**ticket_tags(cfg, dense.run_id, dense, level_threshold(cfg, sizes, levels)),
             LAST_LEVEL_KEY_TAG: imp_level_key(cfg, levels)}
     name = f"imp r={float(cfg.prune.rate):g} L={levels} k={reset_epoch}"
@@ -203,7 +201,7 @@ def ensure_imp(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: Den
             if ticket is not None:
                 mlflow.set_tag(TICKET_RUN_TAG, ticket.ticket_run_id)
             metrics, end_tags = _summary(cfg, dense, _run_levels(cfg, experiment_id, data, dense, job.run_id,
-                                                                  ticket_cfg))
+                                                                  sizes, ticket_cfg))
             mlflow.set_tags(end_tags)
             mlflow.log_metrics(metrics)
         return _job_result(cfg, dense, sizes, job.run_id, MlflowClient().get_run(job.run_id).data, False)

@@ -23,7 +23,7 @@ from lth.imp import ensure_imp
 from lth.locking import exclusive
 from lth.scopes import check_floor_fits
 from lth.splits import DataSplits
-from lth.tickets import CellResult, ensure_ticket, final_threshold, prunable_names, prunable_sizes
+from lth.tickets import CellResult, ensure_ticket, final_threshold, prunable_sizes
 from lth.validate import ConfigError, validate_config
 
 log = logging.getLogger("lth")
@@ -36,7 +36,7 @@ def _prepare(cfg: DictConfig) -> tuple[str, DataSplits]:
     try:  # data sizes and layer names can only be checked once loaded and built; still before any training
         data = load_data(cfg.data, int(cfg.train.batch_size), int(cfg.train.seed))
         log.info(data.summary)
-        sizes = dict(zip(prunable_names(cfg, data), prunable_sizes(cfg, data)))
+        sizes = prunable_sizes(cfg, data)
         check_floor_fits(list(sizes.values()), final_threshold(cfg.prune, sizes), float(cfg.prune.min_density))
     except ValueError as error:
         raise ConfigError(str(error)) from error

@@ -67,10 +67,10 @@ def prunable_names(cfg: DictConfig, data: DataSplits) -> list[str]:
     return prunable_layer_names(network_for(cfg.model, cfg.train, data.steps_per_epoch).model, list(cfg.prune.ignore))
 
 
-def prunable_sizes(cfg: DictConfig, data: DataSplits) -> list[int]:
-    """Kernel sizes of the layers this config prunes (also checks `prune.ignore` names real layers)."""
+def prunable_sizes(cfg: DictConfig, data: DataSplits) -> dict[str, int]:
+    """Kernel sizes of the layers this config prunes, by name in network order (checks `prune.ignore` too)."""
     model = network_for(cfg.model, cfg.train, data.steps_per_epoch).model
-    return [int(np.prod(model.get_layer(name).kernel.shape)) for name in prunable_names(cfg, data)]
+    return {name: int(np.prod(model.get_layer(name).kernel.shape)) for name in prunable_names(cfg, data)}
 
 
 def layer_rates(prune_cfg: DictConfig) -> dict[str, float]:

@@ -19,7 +19,8 @@ Examples:
     python benchmarks/reproduce_lottery.py lenet                 # the README's run: 3 seeds, 12 levels
     python benchmarks/reproduce_lottery.py lenet --seeds 0 --levels 2 --epochs 2 --train-limit 3000   # a reduced check
     python benchmarks/reproduce_lottery.py mobilenet             # 2 seeds, t in {0.8, 0.9, 0.95}, k in {0, 1, 2}
-    python benchmarks/reproduce_lottery.py mobilenet --seeds 0 --thresholds 0.9 --reset-epochs 0 1 --epochs 3 --train-limit 4000
+    python benchmarks/reproduce_lottery.py mobilenet --seeds 0 --thresholds 0.9 --reset-epochs 0 1 \
+        --epochs 3 --train-limit 4000                            # a reduced check
     python benchmarks/reproduce_lottery.py lenet --report-only   # tabulate what --workdir already holds
 """
 

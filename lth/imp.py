@@ -22,9 +22,8 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
-
 import mlflow
+import numpy as np
 from mlflow.entities import Run, RunData
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
@@ -36,7 +35,7 @@ from lth.identity import TICKET_PARAM_GROUPS, imp_level_key, ticket_key
 from lth.masks import Masks, load_masks, random_masks_like
 from lth.models import Weights, kernel_path
 from lth.runlog import log_config, run_weights
-from lth.scopes import imp_masks, imp_level_threshold
+from lth.scopes import imp_level_threshold, imp_masks
 from lth.splits import DataSplits
 from lth.tickets import (
     CellResult,

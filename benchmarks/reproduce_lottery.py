@@ -1,4 +1,4 @@
-"""Reproduce a published lottery-ticket result offline, and measure MobileNetV2's own.
+r"""Reproduce a published lottery-ticket result offline, and measure MobileNetV2's own.
 
 Both modes train through `python -m lth.train -m` (everything lands in MLflow under
 `--workdir`, and a rerun reuses every finished run), then read the runs back and print

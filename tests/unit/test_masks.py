@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lth.masks import load_masks, save_masks, sparsity_report
-from lth.scopes import allocate_exact
-from lth.scopes import prune_masks as magnitude_masks
+from lth.pruning.masks import load_masks, save_masks, sparsity_report
+from lth.pruning.scopes import prune_masks as magnitude_masks
 
 
 def _kernels(seed: int = 0) -> dict[str, np.ndarray]:
@@ -59,12 +58,6 @@ def test_layer_scope_removes_the_fraction_from_every_layer_and_the_total_is_exac
         assert abs(pruned - 0.37 * kernel.size) < 1.0
         magnitudes = np.abs(kernel).ravel()
         assert magnitudes[masks[name].ravel()].min() >= magnitudes[~masks[name].ravel()].max()
-
-
-def test_allocate_exact_gives_leftovers_to_the_largest_remainders() -> None:
-    assert allocate_exact([10, 10, 10], 0.25) == [3, 3, 2]  # 7.5 in total rounds to 8
-    assert allocate_exact([3, 7], 0.5) == [2, 3]
-    assert sum(allocate_exact([9, 9, 9, 1000], 0.333)) == round(0.333 * 1027)
 
 
 @pytest.mark.parametrize("threshold", [1.0, -0.1, 1.5])
@@ -133,7 +126,7 @@ def test_imp_levels_nest_and_hit_the_exact_count() -> None:
 
 
 def test_random_mask_control_keeps_each_layers_count_at_new_positions() -> None:
-    from lth.masks import random_masks_like
+    from lth.pruning.masks import random_masks_like
 
     masks = magnitude_masks(_kernels(), 0.7, "global")
     shuffled = random_masks_like(masks, seed=5)
@@ -141,8 +134,3 @@ def test_random_mask_control_keeps_each_layers_count_at_new_positions() -> None:
     assert any(not np.array_equal(shuffled[n], masks[n]) for n in masks)
     again = random_masks_like(masks, seed=5)
     assert all(np.array_equal(again[n], shuffled[n]) for n in masks)
-
-
-def test_allocate_exact_respects_a_minimum_per_layer() -> None:
-    counts = allocate_exact([10, 10, 10], 0.5, minimum=[8, 0, 0])
-    assert counts[0] >= 8 and sum(counts) == 15

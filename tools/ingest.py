@@ -13,9 +13,13 @@ from omegaconf import DictConfig
 @hydra.main(config_path="../conf", config_name="ingest", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
     """Ingest the configured source; returns the manifest (Hydra's job return value)."""
+    from lth.cell import ConfigError
     from lth.ingest import run_ingest
 
-    return run_ingest(cfg)
+    try:
+        return run_ingest(cfg)
+    except ConfigError as error:  # e.g. no Java: one line naming the fix, not Hydra's report of a traceback
+        raise SystemExit(f"lth: error: {error}") from None
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from lth.ingest.fetch import DownloadSettings
 from lth.ingest.images import ImageSettings
 from lth.ingest.inventory import Rejection, checked
+from lth.ingest.java import require_java
 from lth.ingest.shards import FORMAT, RECEIPTS, ShardTask, plan_shards, write_shard
 from lth.ingest.sources import source_inventory
 
@@ -31,7 +32,12 @@ _SHARD_NAME = re.compile(r"^(train|val|holdout)-\d{5}-of-\d{5}$")
 
 
 def spark_session(spark_cfg: DictConfig) -> Any:
-    """A SparkSession for the configured master (`pyspark.sql.SparkSession`, imported lazily)."""
+    """A SparkSession for the configured master (`pyspark.sql.SparkSession`, imported lazily).
+
+    Raises:
+        ConfigError: If there is no Java runtime Spark can start (before Py4J tries and fails).
+    """
+    require_java()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers must import lth from this environment
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by the workers: no TensorFlow start-up chatter per worker
@@ -101,7 +107,12 @@ def run_ingest(cfg: DictConfig, spark: Any = None) -> dict[str, Any]:
 
     Returns:
         The manifest that was written to `<output>/manifest.json`.
+
+    Raises:
+        ConfigError: If a SparkSession is to be started here and there is no Java runtime for it.
     """
+    if spark is None:
+        require_java()  # before the listing, which takes minutes on ImageNet, not only once the session starts
     output = Path(str(cfg.output)).resolve()
     image = ImageSettings(**OmegaConf.to_container(cfg.image))
     download = DownloadSettings(**OmegaConf.to_container(cfg.download))

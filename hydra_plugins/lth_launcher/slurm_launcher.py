@@ -13,9 +13,11 @@ submission, same requeue-on-preemption through `checkpoint()`) in two ways:
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import submitit
 from hydra.core.singleton import Singleton
@@ -24,7 +26,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lth.identity import dense_hash
+from lth.tracking.identity import dense_hash
 
 log = logging.getLogger("lth")
 
@@ -81,14 +83,34 @@ class SlurmLauncher(SubmititSlurmLauncher):
     """hydra-submitit-launcher's SLURM launcher with a dense-first stage and per-task failures."""
 
     def _executor(self) -> submitit.AutoExecutor:
-        """The executor the parent launcher would build, from the same `hydra.launcher` keys."""
-        executor = submitit.AutoExecutor(cluster="slurm", folder=self.params["submitit_folder"],
-                                         slurm_max_num_timeout=self.params["max_num_timeout"])
-        shared = set(OmegaConf.structured(BaseQueueConf).keys())
+        """What the parent's `launch` prepares before it submits: the executor, then the sweep dir.
+
+        hydra-submitit-launcher (1.2.0) does this inline in `BaseSubmititLauncher.launch`, which
+        goes on to submit the whole sweep as one array and to wait with `job.results()`, raising
+        at the first task SLURM cancels. It has no method that builds the executor alone and no
+        hook between building and submitting, so its code cannot be called for this part; the
+        lines below follow it step by step, by its own rules (`_EXECUTOR`, its constructor keys,
+        the unprefixed keys of `BaseQueueConf`, `hydra.sweep.mode`). tests/unit/test_slurm_launcher.py
+        runs the parent's `launch` up to `sbatch` and checks that ours submits with the same
+        executor and sweep dir, so a plugin upgrade that changes them fails a test instead of
+        drifting. The values are plain already: the parent's `__init__`, inherited here, turns
+        every OmegaConf container of `hydra.launcher` (`setup`, `additional_parameters`) into a list or dict.
+        """
+        assert self.config is not None
+        constructor_keys = {"max_num_timeout"}  # the parent passes these to AutoExecutor as `slurm_<key>`
+        executor = submitit.AutoExecutor(
+            cluster=self._EXECUTOR, folder=self.params["submitit_folder"],
+            **{f"{self._EXECUTOR}_{key}": value for key, value in self.params.items() if key in constructor_keys})
+        shared = set(OmegaConf.structured(BaseQueueConf).keys())  # every submitit executor takes these unprefixed
         executor.update_parameters(**{
-            key if key in shared else f"slurm_{key}": value
-            for key, value in self.params.items() if key not in ("submitit_folder", "max_num_timeout")
+            key if key in shared else f"{self._EXECUTOR}_{key}": value
+            for key, value in self.params.items() if key not in constructor_keys | {"submitit_folder"}
         })
+        log.info("Submitit '%s' sweep output dir : %s", self._EXECUTOR, self.config.hydra.sweep.dir)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        if "mode" in self.config.hydra.sweep:  # e.g. +hydra.sweep.mode=750 for a group-readable sweep
+            os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
         return executor
 
     def _job_config(self, number: int) -> DictConfig:

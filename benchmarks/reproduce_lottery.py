@@ -90,8 +90,8 @@ def _collect(args: argparse.Namespace, shared: list[str]) -> tuple[list, list, o
     """(dense runs, sparse points of the requested cells, the seed-0 config) from the workdir's store."""
     import mlflow
 
-    from lth.identity import cell_key, family_hash
     from lth.report.collect import collect
+    from lth.tracking.identity import cell_key, family_hash
 
     cfg = _compose(shared + [f"train.seed={args.seeds[0]}"])
     mlflow.set_tracking_uri(str(cfg.tracking.uri))

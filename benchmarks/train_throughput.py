@@ -87,9 +87,9 @@ def measure(model: str, batch: int, steps: int, epochs: int, precision: str, spa
     import keras
 
     from lth.data import load_data
-    from lth.models import kernel_path
-    from lth.network import MaskedNetwork
-    from lth.scopes import prune_masks
+    from lth.pruning.scopes import prune_masks
+    from lth.training.models import kernel_path
+    from lth.training.network import MaskedNetwork
 
     cfg = _config(model, batch, steps, precision, steps_per_execution)
     data = load_data(cfg.data, batch, 0)

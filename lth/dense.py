@@ -4,26 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import mlflow
 import numpy as np
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig
 
 from lth import tracking
-from lth.claim import claim
-from lth.devices import check_replica_reuse
-from lth.fitting import fit_and_evaluate, optimizer_state
-from lth.identity import DENSE_KEYS, dense_hash, family_hash
-from lth.network import network_for
-from lth.runlog import log_config, log_weights, run_weights
-from lth.splits import DATA_ORDER_VERSION, DataSplits
-from lth.validate import ConfigError
-
-DATA_ORDER_TAG = "lth.data_order"  # lth.splits.DATA_ORDER_VERSION of the order a dense run was trained under
-REPLICAS_TAG = "lth.replicas"  # devices the dense run trained on (train.devices is not hashed; per-replica BN is)
+from lth.cell import Cell, ConfigError, StateConfig
+from lth.data.splits import DATA_ORDER_VERSION, DataSplits
+from lth.tracking import schema
+from lth.tracking.artifacts import log_config, log_weights, run_weights
+from lth.tracking.claim import claim
+from lth.tracking.identity import DENSE_KEYS, dense_hash, family_hash
+from lth.training.devices import check_replica_reuse
+from lth.training.fitting import fit_and_evaluate, optimizer_state
+from lth.training.network import network_for
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,7 @@ class DenseParent:
 
     def weights_at(self, epoch: int) -> dict[str, np.ndarray]:
         """The dense weights after `epoch` epochs (0 = initialisation)."""
-        name = "weights/final.npz" if epoch == self.epochs else f"checkpoints/epoch_{epoch:03d}.npz"
+        name = schema.FINAL_WEIGHTS if epoch == self.epochs else schema.checkpoint(epoch)
         try:
             return run_weights(self.run_id, name)
         except Exception as error:
@@ -70,94 +66,85 @@ class DenseParent:
             ) from error
 
 
-def _kept(cfg: DictConfig) -> frozenset[int]:
-    epochs = int(cfg.train.epochs)
-    return frozenset(range(epochs + 1)) if cfg.lth.keep_epochs == "all" else frozenset(cfg.lth.keep_epochs)
+def _kept(state: StateConfig, epochs: int) -> frozenset[int]:
+    return frozenset(range(epochs + 1)) if state.keep_epochs == "all" else frozenset(state.keep_epochs)
 
 
-def _train(cfg: DictConfig, run_id: str, data: DataSplits) -> float:
+def _train(cell: Cell, run_id: str, data: DataSplits) -> float:
     """Train the dense network in run `run_id`, logging a checkpoint at every kept epoch."""
-    epochs = int(cfg.train.epochs)
-    keep = _kept(cfg)
+    epochs = cell.train.epochs
+    keep = _kept(cell.state, epochs)
     with tracking.active_run(run_id):
-        log_config(cfg, DENSE_KEYS)
-        mlflow.set_tags({"lth.keep_epochs": " ".join(str(epoch) for epoch in sorted(keep)),
-                         DATA_ORDER_TAG: DATA_ORDER_VERSION})
-        network = network_for(cfg.model, cfg.train, data.steps_per_epoch)
-        resumed_on = MlflowClient().get_run(run_id).data.tags.get(REPLICAS_TAG)
+        log_config(cell.groups, DENSE_KEYS, cell.cluster.name)
+        mlflow.set_tags({**schema.keep_epochs_tag(keep), schema.DATA_ORDER: DATA_ORDER_VERSION})
+        network = network_for(cell.model, cell.train, data.steps_per_epoch)
+        resumed_on = MlflowClient().get_run(run_id).data.tags.get(schema.REPLICAS)
         if resumed_on is not None:  # a requeued run: its epochs so far (and checkpoints) used that many replicas
-            check_replica_reuse(cfg.train, run_id, int(resumed_on), network.replicas)
-        mlflow.set_tag(REPLICAS_TAG, str(network.replicas))
+            check_replica_reuse(cell.train, run_id, int(resumed_on), network.replicas)
+        mlflow.set_tag(schema.REPLICAS, str(network.replicas))
         network.load(network.initial_weights, masks=None, start_epoch=0)
         if 0 in keep:
-            log_weights(network.initial_weights, "checkpoints/epoch_000.npz")
+            log_weights(network.initial_weights, schema.checkpoint(0))
         mlflow.log_metrics(optimizer_state(network.model.optimizer), step=0)  # where a k=0 ticket starts
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
             mlflow.log_metrics(metrics, step=epoch)
             if epoch in keep and epoch < epochs:
-                log_weights(network.snapshot(), f"checkpoints/epoch_{epoch:03d}.npz")
+                log_weights(network.snapshot(), schema.checkpoint(epoch))
 
-        result = fit_and_evaluate(network.model, data, epochs, 0, Path(cfg.lth.state_dir) / "backup" / run_id,
-                                  on_epoch_end, cfg.lth.verbose)
+        result = fit_and_evaluate(network.model, data, epochs, 0, cell.state.state_dir / "backup" / run_id,
+                                  on_epoch_end, cell.state.verbose)
         if result.diverged:  # every ticket would inherit NaN weights; fail loudly instead
-            mlflow.set_tag("lth.diverged", "true")
+            mlflow.set_tag(schema.DIVERGED, "true")
             raise RuntimeError(f"dense parent {run_id} diverged (loss became NaN/inf); lower train.learning_rate")
-        log_weights(network.snapshot(), "weights/final.npz")
-        mlflow.log_metrics({
-            "test_accuracy": result.test_accuracy,
-            "test_loss": result.test_loss,
-            "epochs_trained": epochs,
-            "device_epochs": epochs * network.replicas,
-            "train_seconds": result.seconds,
-            **(result.early_stop.metrics() if result.early_stop is not None else {}),
-        })
+        log_weights(network.snapshot(), schema.FINAL_WEIGHTS)
+        mlflow.log_metrics(schema.outcome_metrics(result.test_accuracy, result.test_loss, epochs,
+                                                  epochs * network.replicas, result.seconds, result.early_stop))
     return result.test_accuracy
 
 
 def _require_data_order(run: Run, finished: bool) -> None:
     """Refuse a dense run trained under another data order: its tickets would see other batches."""
-    found = run.data.tags.get(DATA_ORDER_TAG)
-    started = finished or "lth.keep_epochs" in run.data.tags  # an unfinished run that never trained has no order
+    found = run.data.tags.get(schema.DATA_ORDER)
+    started = finished or schema.KEEP_EPOCHS in run.data.tags  # an unfinished run that never trained has no order
     if started and found != DATA_ORDER_VERSION:
         trained = f"data order {found}" if found else "the data order of before lth.data_order existed"
         raise ConfigError(
             f"dense parent {run.info.run_id} was trained with {trained}, but this version orders batches by "
-            f"{DATA_ORDER_TAG}={DATA_ORDER_VERSION}, so its tickets would not see its batches: delete that run "
+            f"{schema.DATA_ORDER}={DATA_ORDER_VERSION}, so its tickets would not see its batches: delete that run "
             f"(mlflow runs delete --run-id {run.info.run_id}) or use another tracking.experiment")
 
 
 def _trained_replicas(run: Run) -> int:
     """Devices a dense run trained on: its tag, or (runs from before the tag) device_epochs / epochs_trained."""
-    if REPLICAS_TAG in run.data.tags:
-        return int(run.data.tags[REPLICAS_TAG])
+    if schema.REPLICAS in run.data.tags:
+        return int(run.data.tags[schema.REPLICAS])
     metrics = run.data.metrics
-    return int(round(metrics.get("device_epochs", 1.0) / max(metrics.get("epochs_trained", 1.0), 1.0)))
+    return int(round(metrics.get(schema.DEVICE_EPOCHS, 1.0) / max(metrics.get(schema.EPOCHS_TRAINED, 1.0), 1.0)))
 
 
 def _optimizer_history(run_id: str) -> tuple[dict[int, int], dict[int, float]]:
     """The logged `optimizer_iterations` and `loss_scale` of a dense run, by epoch."""
     client = MlflowClient()
-    iterations = {m.step: int(m.value) for m in client.get_metric_history(run_id, "optimizer_iterations")}
-    return iterations, {m.step: float(m.value) for m in client.get_metric_history(run_id, "loss_scale")}
+    iterations = {m.step: int(m.value) for m in client.get_metric_history(run_id, schema.OPTIMIZER_ITERATIONS)}
+    return iterations, {m.step: float(m.value) for m in client.get_metric_history(run_id, schema.LOSS_SCALE)}
 
 
-def ensure_dense(cfg: DictConfig, experiment_id: str, data: DataSplits) -> DenseParent:
-    """Return the FINISHED dense parent of `cfg`, training it first if no job has."""
-    key = dense_hash(cfg)
-    tags = {tracking.DENSE_HASH_TAG: key, tracking.FAMILY_TAG: family_hash(cfg), "lth.seed": str(cfg.train.seed),
-            DATA_ORDER_TAG: DATA_ORDER_VERSION}
-    epochs = int(cfg.train.epochs)
-    with claim(cfg, experiment_id, "dense", key, f"dense {key[:8]}", tags) as stage:
+def ensure_dense(cell: Cell, experiment_id: str, data: DataSplits) -> DenseParent:
+    """Return the FINISHED dense parent of `cell`, training it first if no job has."""
+    key = dense_hash(cell.groups)
+    tags = schema.dense_tags(key, family_hash(cell.groups), cell.train.seed, DATA_ORDER_VERSION)
+    epochs = cell.train.epochs
+    with claim(cell.state, experiment_id, schema.DENSE_ROLE, key, f"dense {key[:8]}", tags) as stage:
         run = stage.finished or MlflowClient().get_run(stage.run_id)
         _require_data_order(run, stage.finished is not None)
         if stage.finished is not None:
-            replicas = network_for(cfg.model, cfg.train, data.steps_per_epoch).replicas
-            check_replica_reuse(cfg.train, stage.run_id, _trained_replicas(stage.finished), replicas)
-            accuracy = float(stage.finished.data.metrics["test_accuracy"])
-            kept = frozenset(int(epoch) for epoch in stage.finished.data.tags.get("lth.keep_epochs", "").split())
+            replicas = network_for(cell.model, cell.train, data.steps_per_epoch).replicas
+            check_replica_reuse(cell.train, stage.run_id, _trained_replicas(stage.finished), replicas)
+            accuracy = float(stage.finished.data.metrics[schema.TEST_ACCURACY])
+            kept = schema.kept_epochs(stage.finished.data.tags)
         else:
-            accuracy, kept = _train(cfg, stage.run_id, data), _kept(cfg)
+            accuracy, kept = _train(cell, stage.run_id, data), _kept(cell.state, epochs)
         iterations, loss_scales = _optimizer_history(stage.run_id)
         return DenseParent(stage.run_id, key, epochs, accuracy, stage.finished is not None, kept,
                            data.steps_per_epoch, iterations, loss_scales)

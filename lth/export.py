@@ -10,9 +10,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from lth import tracking
-from lth.imp import LAST_LEVEL_KEY_TAG, LEVEL_ROLE
-from lth.masks import Masks, attach_masks, load_masks
-from lth.models import Weights, build_model, load_weights, restore
+from lth.cell import ModelConfig, piece
+from lth.pruning.masks import Masks, attach_masks, load_masks
+from lth.tracking import schema
+from lth.training.models import Weights, build_model, load_weights, restore
 
 
 @dataclass(frozen=True)
@@ -54,18 +55,18 @@ def _files_run(run_id: str) -> str:
     """
     client = MlflowClient()
     run = client.get_run(run_id)
-    if run.data.tags.get("lth.method") != "imp" or run.data.tags.get(tracking.ROLE_TAG) != "ticket":
+    if run.data.tags.get(schema.METHOD) != "imp" or run.data.tags.get(schema.ROLE) != schema.TICKET_ROLE:
         return run_id
-    key = run.data.tags.get(LAST_LEVEL_KEY_TAG)
+    key = run.data.tags.get(schema.LAST_LEVEL_KEY)
     last = None if key is None else tracking.finished_run(
-        tracking.find_runs(run.info.experiment_id, LEVEL_ROLE, key, run.data.tags.get(tracking.DENSE_RUN_TAG)))
+        tracking.find_runs(run.info.experiment_id, schema.LEVEL_ROLE, key, run.data.tags.get(schema.DENSE_RUN)))
     if last is not None:
         return last.info.run_id
     levels = client.search_runs([run.info.experiment_id],
-                                f"tags.`{tracking.PARENT_TAG}` = '{run_id}' and attributes.status = 'FINISHED'")
+                                f"tags.`{schema.PARENT}` = '{run_id}' and attributes.status = 'FINISHED'")
     if not levels:
         raise ValueError(f"IMP run {run_id} has no finished level")
-    return max(levels, key=lambda r: int(r.data.tags["lth.level"])).info.run_id
+    return max(levels, key=lambda r: int(r.data.tags[schema.LEVEL])).info.run_id
 
 
 def load_ticket(run_id: str, tracking_uri: str | None = None, weights: str = "final") -> Ticket:
@@ -82,10 +83,10 @@ def load_ticket(run_id: str, tracking_uri: str | None = None, weights: str = "fi
         tracking.connect_uri(tracking_uri)
     files_run = _files_run(run_id)
     config = _config_from_params(MlflowClient().get_run(run_id).data.params)  # IMP levels log no params
-    masks = tracking.fetch(files_run, "mask.npz", load_masks)
-    start = tracking.fetch(files_run, "weights/start.npz", load_weights)
-    final = tracking.fetch(files_run, "weights/final.npz", load_weights)
-    model = build_model(config.model, int(config.train.seed))
+    masks = tracking.fetch(files_run, schema.MASK, load_masks)
+    start = tracking.fetch(files_run, schema.START_WEIGHTS, load_weights)
+    final = tracking.fetch(files_run, schema.FINAL_WEIGHTS, load_weights)
+    model = build_model(piece(ModelConfig, config.model, "model"), int(config.train.seed))
     restore(model, final if weights == "final" else start)
     attach_masks(model, masks)
     model.compile(

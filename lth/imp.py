@@ -3,8 +3,8 @@
 One job runs L levels. Level l keeps (1 - rate)^l of the prunable weights: it prunes
 by magnitude of the previous level's trained weights (the dense final weights for
 level 1), never regrowing a pruned weight, rewinds the survivors to the dense epoch-k
-weights and retrains epochs k..E. Each level is a nested MLflow run under the job's
-run and is reused when finished, so a rerun resumes at the first unfinished level.
+weights and retrains epochs k..E (lth.sparse). Each level is a nested MLflow run under
+the job's run and is reused when finished, so a rerun resumes at the first unfinished level.
 
 Layers named in `prune.layer_rates` prune their own rate of their survivors per level,
 within the layer (Frankle & Carbin prune LeNet's output layer at 10%, the rest at 20%).
@@ -17,46 +17,27 @@ survivors moved to random positions (same count per layer) from the rewound weig
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import mlflow
-import numpy as np
 from mlflow.entities import Run, RunData
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig
 
-from lth import tracking
-from lth.claim import claim
+from lth import sparse, tracking
+from lth.cell import Cell, ConfigError
+from lth.data.splits import DataSplits
 from lth.dense import DenseParent
-from lth.identity import TICKET_PARAM_GROUPS, imp_level_key, ticket_key
-from lth.masks import Masks, load_masks, random_masks_like
-from lth.models import Weights, kernel_path
-from lth.runlog import log_config, run_weights
-from lth.scopes import imp_level_threshold, imp_masks
-from lth.splits import DataSplits
-from lth.tickets import (
-    CellResult,
-    cell_result,
-    control_seed,
-    layer_rates,
-    prunable_sizes,
-    refuse_reused_collapse,
-    starting_weights,
-    ticket_tags,
-    train_masked,
-)
-from lth.validate import ConfigError
+from lth.pruning.masks import Masks, load_masks
+from lth.tickets import CellResult, cell_result, ticket_tags
+from lth.tracking import schema
+from lth.tracking.artifacts import log_config, run_weights
+from lth.tracking.claim import claim
+from lth.tracking.identity import TICKET_PARAM_GROUPS, imp_level_key, ticket_key
+from lth.training.models import Weights
 
 log = logging.getLogger("lth")
-LEVEL_ROLE = "imp_level"
-# On a job: the level whose files it ends with, found by key, since a reused level keeps
-# the `mlflow.parentRunId` of the job that trained it.
-LAST_LEVEL_TAG, LAST_LEVEL_KEY_TAG = "lth.last_level", "lth.last_level_key"
-TICKET_RUN_TAG = "lth.ticket_run_id"  # on a control's job: the ticket job whose masks it trains
-TICKET_DIVERGED_TAG = "lth.ticket_diverged_level"  # on a control's job: where its ticket stopped
 CONTROLS_OF_TICKET_MASKS: tuple[str, ...] = ("reinit", "random_mask")  # controls that train the ticket's level masks
 
 
@@ -67,140 +48,136 @@ class Level:
     run_id: str
     masks: Masks
     final: Weights
-    metrics: dict[str, float]
-    verdict: str | None  # `nan` or `chance` when it diverged (lth.health.divergence)
+    metrics: Mapping[str, float]
+    verdict: str | None  # `nan` or `chance` when it diverged (lth.training.result.divergence)
 
 
-def level_threshold(cfg: DictConfig, sizes: Mapping[str, int], level: int) -> float:
-    """The exact fraction of prunable weights (sizes by layer) removed after `level` levels."""
-    return imp_level_threshold(sizes, float(cfg.prune.rate), level, layer_rates(cfg.prune))
-
-
-def control_masks(cfg: DictConfig, ticket_masks: Masks, level: int) -> Masks:
-    """A control's level mask: the ticket's (reinit), or its counts per layer at random positions (random_mask)."""
-    if cfg.prune.control != "random_mask":
-        return ticket_masks
-    seed = int(np.random.SeedSequence([control_seed(cfg), level]).generate_state(1)[0])  # a new draw per level
-    return random_masks_like(ticket_masks, seed)
-
-
-def finished_level(cfg: DictConfig, experiment_id: str, level: int, dense_run_id: str) -> Run | None:
-    """The FINISHED run of level `level` of `cfg`'s IMP from dense run `dense_run_id`, whichever job trained it."""
-    return tracking.finished_run(tracking.find_runs(experiment_id, LEVEL_ROLE, imp_level_key(cfg, level), dense_run_id))
-
-
-def _ticket_masks(ticket_cfg: DictConfig, experiment_id: str, level: int, dense_run_id: str) -> Masks | None:
-    """The ticket's level-`level` mask, or None when the ticket stopped (diverged) before it."""
-    run = finished_level(ticket_cfg, experiment_id, level, dense_run_id)
-    return None if run is None else tracking.fetch(run.info.run_id, "mask.npz", load_masks)
+def finished_level(cell: Cell, experiment_id: str, level: int, dense_run_id: str) -> Run | None:
+    """The FINISHED run of level `level` of `cell`'s IMP from dense run `dense_run_id`, whichever job trained it."""
+    key = imp_level_key(cell.groups, level)
+    return tracking.finished_run(tracking.find_runs(experiment_id, schema.LEVEL_ROLE, key, dense_run_id))
 
 
 def _same_masks(first: Masks, second: Masks) -> bool:
     return first.keys() == second.keys() and all((first[name] == second[name]).all() for name in first)
 
 
-def _level(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: DenseParent, job_run_id: str,
-           sizes: Mapping[str, int], level: int, previous: Level | None, ticket_masks: Masks | None) -> Level:
-    """Reuse or train one level of the layers `sizes` names; a control trains from `ticket_masks` instead."""
-    threshold, reset_epoch = level_threshold(cfg, sizes, level), int(cfg.reset.epoch)
-    wanted = None if ticket_masks is None else control_masks(cfg, ticket_masks, level)
-    tags = {**ticket_tags(cfg, job_run_id, dense, threshold), "lth.level": str(level)}
-    name = f"level {level} t={threshold:.3f} k={reset_epoch}"
-    with claim(cfg, experiment_id, LEVEL_ROLE, imp_level_key(cfg, level), name, tags, dense.run_id) as stage:
-        if stage.finished is not None:
-            refuse_reused_collapse(cfg, stage.finished)
-            masks = tracking.fetch(stage.run_id, "mask.npz", load_masks)
-            if wanted is not None and not _same_masks(masks, wanted):
-                raise ConfigError(f"IMP level run {stage.run_id} of this {cfg.prune.control} control has a mask of its "
-                                  f"own, not one from the ticket's (trained before controls kept the ticket's masks): "
-                                  f"delete it (mlflow runs delete --run-id {stage.run_id})")
-            return Level(stage.run_id, masks, run_weights(stage.run_id, "weights/final.npz"),
-                         dict(stage.finished.data.metrics), stage.finished.data.tags.get("lth.diverged"))
-        log.info("IMP level %d of %d: %.2f%% of weights remain", level, cfg.prune.levels, 100 * (1 - threshold))
-        with tracking.active_run(stage.run_id, nested=True):
-            if wanted is not None:
-                masks = wanted
-            else:
-                source = dense.weights_at(int(cfg.train.epochs)) if previous is None else previous.final
-                masks = imp_masks({name: source[kernel_path(name)] for name in sizes}, float(cfg.prune.rate), level,
-                                  str(cfg.prune.scope), layer_rates(cfg.prune),
-                                  None if previous is None else previous.masks, float(cfg.prune.min_density))
-            start = starting_weights(cfg, dense, reset_epoch)
-            _, _, final, verdict = train_masked(cfg, data, dense, masks, start, reset_epoch, stage.run_id)
-        return Level(stage.run_id, masks, final, dict(MlflowClient().get_run(stage.run_id).data.metrics), verdict)
+@dataclass(frozen=True)
+class ImpJob:
+    """The levels of one IMP job (a ticket, or a control that trains its ticket's masks)."""
+
+    cell: Cell
+    experiment_id: str
+    data: DataSplits
+    dense: DenseParent
+    run_id: str  # the job's run, parent of its new levels
+    sizes: Mapping[str, int]  # the pruned layers' kernel sizes, in network order
+    ticket: Cell | None  # a control's ticket (the same cell with control none), whose masks it trains
+
+    def _ticket_masks(self, level: int) -> Masks | None:
+        """The ticket's level-`level` mask, or None when the ticket stopped (diverged) before it."""
+        assert self.ticket is not None
+        run = finished_level(self.ticket, self.experiment_id, level, self.dense.run_id)
+        return None if run is None else tracking.fetch(run.info.run_id, schema.MASK, load_masks)
+
+    def level(self, level: int, previous: Level | None, ticket_masks: Masks | None) -> Level:
+        """Reuse or train one level; a control trains from its ticket's level mask instead of pruning."""
+        cell = self.cell
+        threshold = sparse.level_threshold(cell.prune, self.sizes, level)
+        wanted = None if ticket_masks is None else sparse.control_level_masks(cell, ticket_masks, level)
+        tags = ticket_tags(cell, self.run_id, self.dense, threshold, level)
+        name = f"level {level} t={threshold:.3f} k={cell.reset.epoch}"
+        key = imp_level_key(cell.groups, level)
+        with claim(cell.state, self.experiment_id, schema.LEVEL_ROLE, key, name, tags, self.dense.run_id) as stage:
+            if stage.finished is not None:
+                sparse.refuse_reused_collapse(cell.prune, stage.finished)
+                masks = tracking.fetch(stage.run_id, schema.MASK, load_masks)
+                if wanted is not None and not _same_masks(masks, wanted):
+                    raise ConfigError(f"IMP level run {stage.run_id} of this {cell.prune.control} control has a mask "
+                                      f"of its own, not one from the ticket's (trained before controls kept the "
+                                      f"ticket's masks): delete it (mlflow runs delete --run-id {stage.run_id})")
+                return Level(stage.run_id, masks, run_weights(stage.run_id, schema.FINAL_WEIGHTS),
+                             dict(stage.finished.data.metrics), schema.divergence(stage.finished.data.tags))
+            log.info("IMP level %d of %d: %.2f%% of weights remain", level, cell.prune.levels, 100 * (1 - threshold))
+            with tracking.active_run(stage.run_id, nested=True):
+                if wanted is not None:
+                    masks = wanted
+                else:
+                    source = self.dense.weights_at(cell.train.epochs) if previous is None else previous.final
+                    masks = sparse.level_masks(cell.prune, self.sizes, source, level,
+                                               None if previous is None else previous.masks)
+                run = sparse.train_masked(cell, self.data, self.dense, masks,
+                                          sparse.starting_weights(cell, self.dense), stage.run_id)
+            return Level(stage.run_id, masks, run.final, run.metrics, run.verdict)
+
+    def levels(self) -> list[Level]:
+        """Inside the job's run: levels 1..L, ending after a diverged one (or where the ticket ended)."""
+        done: list[Level] = []
+        for level in range(1, self.cell.prune.levels + 1):
+            ticket_masks = None if self.ticket is None else self._ticket_masks(level)
+            if self.ticket is not None and ticket_masks is None:
+                log.warning("the ticket's IMP stopped before level %d: its %s control stops there too", level,
+                            self.cell.prune.control)
+                break
+            outcome = self.level(level, done[-1] if done else None, ticket_masks)
+            done.append(outcome)
+            accuracy = outcome.metrics.get(schema.TEST_ACCURACY)
+            mlflow.log_metrics({schema.LEVEL_WEIGHTS_REMAINING: outcome.metrics[schema.WEIGHTS_REMAINING],
+                                **({schema.LEVEL_TEST_ACCURACY: accuracy} if accuracy is not None else {})}, step=level)
+            if outcome.verdict is not None:  # its weights are NaN or learned nothing: no next level can come from them
+                log.warning("IMP level %d diverged (%s): the job ends there", level, outcome.verdict)
+                break
+        return done
 
 
-def _run_levels(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: DenseParent, job_run_id: str,
-                sizes: Mapping[str, int], ticket_cfg: DictConfig | None) -> list[Level]:
-    """Inside the job's run: levels 1..L of the layers in `sizes`, ending after a diverged one (or the ticket's end)."""
-    done: list[Level] = []
-    for level in range(1, int(cfg.prune.levels) + 1):
-        ticket_masks = None if ticket_cfg is None else _ticket_masks(ticket_cfg, experiment_id, level, dense.run_id)
-        if ticket_cfg is not None and ticket_masks is None:
-            log.warning("the ticket's IMP stopped before level %d: its %s control stops there too", level,
-                        cfg.prune.control)
-            break
-        outcome = _level(cfg, experiment_id, data, dense, job_run_id, sizes, level, done[-1] if done else None,
-                         ticket_masks)
-        done.append(outcome)
-        mlflow.log_metrics({"level_weights_remaining": outcome.metrics["weights_remaining"],
-                            **({"level_test_accuracy": outcome.metrics["test_accuracy"]}
-                               if "test_accuracy" in outcome.metrics else {})}, step=level)
-        if outcome.verdict is not None:  # its weights are NaN or learned nothing: no next level can come from them
-            log.warning("IMP level %d diverged (%s): the job ends there", level, outcome.verdict)
-            break
-    return done
-
-
-def _summary(cfg: DictConfig, dense: DenseParent, done: list[Level]) -> tuple[dict[str, float], dict[str, str]]:
+def _summary(cell: Cell, dense: DenseParent, done: list[Level]) -> tuple[dict[str, float], dict[str, str]]:
     """The job's metrics (its last level's figures) and the tags that say where and why it ended."""
     last, count = done[-1], len(done)
-    metrics = {"weights_remaining": last.metrics["weights_remaining"], "sparsity": last.metrics["sparsity"],
-               "dense_test_accuracy": dense.test_accuracy,
-               "epochs_trained": sum(int(level.metrics["epochs_trained"]) for level in done)}
-    tags = {LAST_LEVEL_TAG: str(count), LAST_LEVEL_KEY_TAG: imp_level_key(cfg, count)}
+    metrics = {schema.WEIGHTS_REMAINING: last.metrics[schema.WEIGHTS_REMAINING],
+               schema.SPARSITY: last.metrics[schema.SPARSITY], schema.DENSE_TEST_ACCURACY: dense.test_accuracy,
+               schema.EPOCHS_TRAINED: sum(int(level.metrics[schema.EPOCHS_TRAINED]) for level in done)}
+    tags = {schema.LAST_LEVEL: str(count), schema.LAST_LEVEL_KEY: imp_level_key(cell.groups, count)}
     if last.verdict is not None:  # a status, not a number: the job has no test_accuracy
-        tags.update({"lth.diverged": f"level {count}", "lth.diverged_level": str(count)})
-    elif count < int(cfg.prune.levels):  # a reinit control whose ticket diverged: no level L to report
-        tags[TICKET_DIVERGED_TAG] = str(count)  # its last level is the ticket's diverged one
+        tags.update({schema.DIVERGED: f"level {count}", schema.DIVERGED_LEVEL: str(count)})
+    elif count < cell.prune.levels:  # a reinit control whose ticket diverged: no level L to report
+        tags[schema.TICKET_DIVERGED] = str(count)  # its last level is the ticket's diverged one
     else:
-        metrics["test_accuracy"] = last.metrics["test_accuracy"]
+        metrics[schema.TEST_ACCURACY] = last.metrics[schema.TEST_ACCURACY]
     return metrics, tags
 
 
-def _job_result(cfg: DictConfig, dense: DenseParent, sizes: Mapping[str, int], run_id: str, data: RunData,
+def _job_result(cell: Cell, dense: DenseParent, sizes: Mapping[str, int], run_id: str, data: RunData,
                 reused: bool) -> CellResult:
     """The job's CellResult, at the threshold of the level it ended with."""
-    last = int(data.tags.get(LAST_LEVEL_TAG, cfg.prune.levels))
-    return cell_result(cfg, dense, run_id, data.metrics, reused, level_threshold(cfg, sizes, last))
+    last = int(data.tags.get(schema.LAST_LEVEL, cell.prune.levels))
+    return cell_result(cell, dense, run_id, data.metrics, reused, sparse.level_threshold(cell.prune, sizes, last))
 
 
-def ensure_imp(cfg: DictConfig, experiment_id: str, data: DataSplits, dense: DenseParent) -> CellResult:
-    """Return the FINISHED IMP job of `cfg`, running its unfinished levels first.
+def ensure_imp(cell: Cell, experiment_id: str, data: DataSplits, dense: DenseParent) -> CellResult:
+    """Return the FINISHED IMP job of `cell`, running its unfinished levels first.
 
-    A control first makes sure its ticket (the same config with control none)
-    exists, reusing or training it, and then trains each level from that ticket's
-    level mask.
+    A control first makes sure its ticket (the same cell with control none) exists,
+    reusing or training it, and then trains each level from that ticket's level mask.
     """
-    levels, reset_epoch = int(cfg.prune.levels), int(cfg.reset.epoch)
-    sizes = prunable_sizes(cfg, data)
-    tags = {**ticket_tags(cfg, dense.run_id, dense, level_threshold(cfg, sizes, levels)),
-            LAST_LEVEL_KEY_TAG: imp_level_key(cfg, levels)}
-    name = f"imp r={float(cfg.prune.rate):g} L={levels} k={reset_epoch}"
-    with claim(cfg, experiment_id, "ticket", ticket_key(cfg), name, tags, dense.run_id) as job:
+    levels, reset_epoch = cell.prune.levels, cell.reset.epoch
+    sizes = sparse.prunable_sizes(cell, data)
+    tags = {**ticket_tags(cell, dense.run_id, dense, sparse.level_threshold(cell.prune, sizes, levels)),
+            schema.LAST_LEVEL_KEY: imp_level_key(cell.groups, levels)}
+    name = f"imp r={cell.prune.rate:g} L={levels} k={reset_epoch}"
+    with claim(cell.state, experiment_id, schema.TICKET_ROLE, ticket_key(cell.groups), name, tags,
+               dense.run_id) as job:
         if job.finished is not None:
-            return _job_result(cfg, dense, sizes, job.run_id, job.finished.data, True)
-        ticket_cfg, ticket = None, None
-        if cfg.prune.control in CONTROLS_OF_TICKET_MASKS:  # before the job's run is active: the ticket's runs are its own
-            ticket_cfg = copy.deepcopy(cfg)
-            ticket_cfg.prune.control = "none"
-            ticket = ensure_imp(ticket_cfg, experiment_id, data, dense)
+            return _job_result(cell, dense, sizes, job.run_id, job.finished.data, True)
+        ticket_cell, ticket = None, None
+        if cell.prune.control in CONTROLS_OF_TICKET_MASKS:  # before the job's run is active: the ticket's runs are its own
+            ticket_cell = cell.with_control("none")
+            ticket = ensure_imp(ticket_cell, experiment_id, data, dense)
         with tracking.active_run(job.run_id):
-            log_config(cfg, TICKET_PARAM_GROUPS)
+            log_config(cell.groups, TICKET_PARAM_GROUPS, cell.cluster.name)
             if ticket is not None:
-                mlflow.set_tag(TICKET_RUN_TAG, ticket.ticket_run_id)
-            metrics, end_tags = _summary(cfg, dense, _run_levels(cfg, experiment_id, data, dense, job.run_id,
-                                                                  sizes, ticket_cfg))
+                mlflow.set_tag(schema.TICKET_RUN, ticket.ticket_run_id)
+            done = ImpJob(cell, experiment_id, data, dense, job.run_id, sizes, ticket_cell).levels()
+            metrics, end_tags = _summary(cell, dense, done)
             mlflow.set_tags(end_tags)
             mlflow.log_metrics(metrics)
-        return _job_result(cfg, dense, sizes, job.run_id, MlflowClient().get_run(job.run_id).data, False)
+        return _job_result(cell, dense, sizes, job.run_id, MlflowClient().get_run(job.run_id).data, False)

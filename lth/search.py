@@ -10,54 +10,55 @@ Every stage is idempotent: a rerun reuses finished runs and resumes unfinished o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from pathlib import Path
 
 from omegaconf import DictConfig
 
-from lth import tracking
+from lth import sparse, tracking
+from lth.cell import Cell, ConfigError
 from lth.data import load_data
+from lth.data.splits import DataSplits
 from lth.dense import DenseParent, ensure_dense
-from lth.devices import seed_everything
 from lth.imp import ensure_imp
-from lth.locking import exclusive
-from lth.scopes import check_floor_fits
-from lth.splits import DataSplits
-from lth.tickets import CellResult, ensure_ticket, final_threshold, prunable_sizes
-from lth.validate import ConfigError, validate_config
+from lth.pruning.scopes import check_floor_fits
+from lth.tickets import CellResult, ensure_ticket
+from lth.tracking.lock import exclusive
+from lth.training.devices import seed_everything
+from lth.validate import validate_config
 
 log = logging.getLogger("lth")
 
 
-def _prepare(cfg: DictConfig) -> tuple[str, DataSplits]:
-    """Validate everything that can be checked before training; return (experiment id, data)."""
-    validate_config(cfg)
-    seed_everything(int(cfg.train.seed))  # data order must not depend on the job's place in a sweep
+def _prepare(cfg: DictConfig) -> tuple[Cell, str, DataSplits]:
+    """Validate everything that can be checked before training; return (the typed cell, experiment id, data)."""
+    cell = validate_config(cfg)  # from here on, only typed pieces travel
+    seed_everything(cell.train.seed)  # data order must not depend on the job's place in a sweep
     try:  # data sizes and layer names can only be checked once loaded and built; still before any training
-        data = load_data(cfg.data, int(cfg.train.batch_size), int(cfg.train.seed))
+        data = load_data(cell.data, cell.train.batch_size, cell.train.seed)
         log.info(data.summary)
-        sizes = prunable_sizes(cfg, data)
-        check_floor_fits(list(sizes.values()), final_threshold(cfg.prune, sizes), float(cfg.prune.min_density))
+        sizes = sparse.prunable_sizes(cell, data)
+        check_floor_fits(list(sizes.values()), sparse.final_threshold(cell.prune, sizes), cell.prune.min_density)
     except ValueError as error:
         raise ConfigError(str(error)) from error
-    with exclusive(Path(cfg.lth.state_dir), "tracking", float(cfg.lth.lock_timeout_min), "the tracking store"):
+    with exclusive(cell.state.state_dir, "tracking", cell.state.lock_timeout_min, "the tracking store"):
         # A new SQLite store is created by its first writer; concurrent first writers corrupt the migration.
-        tracking.retry_transient_errors(cfg.tracking)
-        experiment_id = tracking.connect(str(cfg.tracking.uri), str(cfg.tracking.experiment))
-    return experiment_id, data
+        tracking.retry_transient_errors(dataclasses.asdict(cell.tracking))
+        experiment_id = tracking.connect(cell.tracking.uri, cell.tracking.experiment)
+    return cell, experiment_id, data
 
 
 def run_dense(cfg: DictConfig) -> DenseParent:
     """Only the dense parent of `cfg` (a cluster sweep trains it as its own job before the tickets)."""
-    experiment_id, data = _prepare(cfg)
-    return ensure_dense(cfg, experiment_id, data)
+    cell, experiment_id, data = _prepare(cfg)
+    return ensure_dense(cell, experiment_id, data)
 
 
 def run_cell(cfg: DictConfig) -> CellResult:
     """Validate, then make sure the dense parent and this cell's ticket exist."""
-    experiment_id, data = _prepare(cfg)
-    dense = ensure_dense(cfg, experiment_id, data)
-    dense.require_epoch(int(cfg.reset.epoch))
-    if cfg.prune.method == "imp":
-        return ensure_imp(cfg, experiment_id, data, dense)
-    return ensure_ticket(cfg, experiment_id, data, dense)
+    cell, experiment_id, data = _prepare(cfg)
+    dense = ensure_dense(cell, experiment_id, data)
+    dense.require_epoch(cell.reset.epoch)
+    if cell.prune.method == "imp":
+        return ensure_imp(cell, experiment_id, data, dense)
+    return ensure_ticket(cell, experiment_id, data, dense)

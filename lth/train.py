@@ -27,7 +27,7 @@ def main(cfg: DictConfig) -> dict[str, object]:
     from lth.validate import ConfigError
 
     try:
-        from lth.devices import select_backend
+        from lth.training.devices import select_backend
 
         select_backend(str(cfg.train.backend))  # before anything imports Keras
         from lth.search import run_cell  # imported here: the submitting process never needs TensorFlow

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
-from lth.scopes import SCOPES, imp_threshold
+from lth.cell import (
+    BACKENDS,
+    CONTROLS,
+    IMAGENET_NEEDS_TENSORFLOW,
+    LR_SCALINGS,
+    METHODS,
+    ON_COLLAPSE,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    WEIGHT_DECAY_MODES,
+    Cell,
+    ConfigError,
+)
+from lth.pruning.scopes import SCOPES, imp_threshold
+from lth.tracking.http import http_environment
 
-METHODS: tuple[str, ...] = ("magnitude", "imp")
-CONTROLS: tuple[str, ...] = ("none", "reinit", "random_mask")
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key and the fix."""
+__all__ = ["Cell", "ConfigError", "http_environment", "validate_config"]
 
 
 def _check(condition: bool, message: str) -> None:
@@ -24,8 +32,14 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Static checks of one job's config (no TensorFlow, no data loading).
+def _one_of(value: Any, allowed: Sequence[str], key: str, listed: bool = False) -> None:
+    """`key must be a, b or c` (or `one of [...]` when `listed`) unless `value` is allowed."""
+    words = f"one of {list(allowed)}" if listed else f"{', '.join(allowed[:-1])} or {allowed[-1]}"
+    _check(value in allowed, f"{key} must be {words}, got {value!r}")
+
+
+def validate_config(cfg: DictConfig) -> Cell:
+    """Static checks of one job's config (no TensorFlow, no data loading), then its typed cell.
 
     Raises:
         ConfigError: On the first problem found.
@@ -35,14 +49,13 @@ def validate_config(cfg: DictConfig) -> None:
            f"prune.threshold must be a number in [0, 1), got {threshold!r}")
     _check(0.0 <= float(threshold) < 1.0,
            f"prune.threshold must be in [0, 1) (the fraction of weights removed), got {threshold}")
-    _check(cfg.prune.scope in SCOPES, f"prune.scope must be one of {list(SCOPES)}, got {cfg.prune.scope!r}")
-    _check(cfg.prune.method in METHODS, f"prune.method must be one of {list(METHODS)}, got {cfg.prune.method!r}")
-    _check(cfg.prune.control in CONTROLS, f"prune.control must be one of {list(CONTROLS)}, got {cfg.prune.control!r}")
+    _one_of(cfg.prune.scope, SCOPES, "prune.scope", listed=True)
+    _one_of(cfg.prune.method, METHODS, "prune.method", listed=True)
+    _one_of(cfg.prune.control, CONTROLS, "prune.control", listed=True)
     min_density = cfg.prune.min_density
     _check(isinstance(min_density, (int, float)) and 0.0 <= min_density <= 1.0,
            f"prune.min_density must be in [0, 1], got {min_density!r}")
-    _check(cfg.prune.on_collapse in ("warn", "refuse"),
-           f"prune.on_collapse must be warn or refuse, got {cfg.prune.on_collapse!r}")
+    _one_of(cfg.prune.on_collapse, ON_COLLAPSE, "prune.on_collapse")
     final_threshold = float(threshold)
     if cfg.prune.method == "imp":
         levels, rate = cfg.prune.levels, cfg.prune.rate
@@ -82,23 +95,17 @@ def validate_config(cfg: DictConfig) -> None:
     seed = cfg.train.seed
     _check(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
            f"train.seed must be a non-negative integer (it seeds the weights and the data order), got {seed!r}")
-    _check(cfg.train.optimizer in ("sgd", "adamw", "adam"),
-           f"train.optimizer must be sgd, adamw or adam, got {cfg.train.optimizer!r}")
-    mode = cfg.train.get("weight_decay_mode", "decoupled")
-    _check(mode in ("l2", "decoupled"), f"train.weight_decay_mode must be l2 or decoupled, got {mode!r}")
-    _check(cfg.train.lr_schedule in ("cosine", "step", "constant"),
-           f"train.lr_schedule must be cosine, step or constant, got {cfg.train.lr_schedule!r}")
-    _check(cfg.train.backend in ("tensorflow", "jax"), f"train.backend must be tensorflow or jax, got {cfg.train.backend!r}")
-    _check(cfg.train.precision in ("float32", "mixed_bfloat16", "mixed_float16"),
-           f"train.precision must be float32, mixed_bfloat16 or mixed_float16, got {cfg.train.precision!r}")
+    _one_of(cfg.train.optimizer, OPTIMIZERS, "train.optimizer")
+    _one_of(cfg.train.get("weight_decay_mode", "decoupled"), WEIGHT_DECAY_MODES, "train.weight_decay_mode")
+    _one_of(cfg.train.lr_schedule, SCHEDULES, "train.lr_schedule")
+    _one_of(cfg.train.backend, BACKENDS, "train.backend")
+    _one_of(cfg.train.precision, PRECISIONS, "train.precision")
     _check(cfg.train.devices == "auto" or (isinstance(cfg.train.devices, int) and cfg.train.devices >= 1),
            f"train.devices must be auto or a positive count, got {cfg.train.devices!r}")
-    _check(cfg.train.lr_scaling in ("none", "linear"),
-           f"train.lr_scaling must be none or linear, got {cfg.train.lr_scaling!r}")
+    _one_of(cfg.train.lr_scaling, LR_SCALINGS, "train.lr_scaling")
     _check(isinstance(cfg.train.steps_per_execution, int) and cfg.train.steps_per_execution >= 1,
            f"train.steps_per_execution must be a positive integer, got {cfg.train.steps_per_execution!r}")
-    _check(cfg.train.backend == "tensorflow" or cfg.data.name != "imagenet",
-           "data=imagenet reads TFRecord shards with tf.data: it needs train.backend=tensorflow")
+    _check(cfg.train.backend == "tensorflow" or cfg.data.name != "imagenet", IMAGENET_NEEDS_TENSORFLOW)
     if "tracking" in cfg:  # retry settings MLflow cannot take fail the sweep here, not in every job
         http_environment(cfg.tracking)
     channels, model_channels = cfg.data.get("channels", 3), cfg.model.get("input_channels", 3)
@@ -118,51 +125,4 @@ def validate_config(cfg: DictConfig) -> None:
                  "imagenet": " (write the shards with `python tools/ingest.py`)"}
         hint = hints.get(cfg.data.name, "")
         _check(Path(cfg.data.path).exists(), f"data.path does not exist: {cfg.data.path}{hint}")
-
-
-# `tracking` key -> (MLflow's environment variable, whether MLflow parses it as an integer, least, most).
-# MLflow 3 reads the retries, the backoff factor and the timeout with int(): "0.3" would fail every
-# request, and int(0.3) would silently turn the backoff off, so a fraction is refused instead.
-# The upper bounds are MLflow's own limits (_MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT and
-# _MLFLOW_HTTP_REQUEST_MAX_BACKOFF_FACTOR_LIMIT), which it would otherwise report on the first request.
-HTTP_SETTINGS: dict[str, tuple[str, bool, float, float]] = {
-    "http_retries": ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", True, 0, 10),
-    "http_backoff_factor": ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", True, 0, 120),
-    "http_backoff_jitter_s": ("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", False, 0, float("inf")),
-    "http_timeout_s": ("MLFLOW_HTTP_REQUEST_TIMEOUT", True, 1, float("inf")),
-}
-
-
-def http_environment(tracking_cfg: Mapping[str, Any]) -> dict[str, str]:
-    """MLflow's environment variables for the `tracking` group's retry settings.
-
-    Raises:
-        ConfigError: A setting MLflow cannot take as given (a fraction where it reads an integer,
-            or a value outside its limits).
-    """
-    environment = {}
-    for key, (variable, whole, least, most) in HTTP_SETTINGS.items():
-        value = tracking_cfg.get(key)
-        if value is None:
-            continue
-        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-        if number is None or not least <= number <= most or (whole and not number.is_integer()):
-            kind = "a whole number of seconds" if key == "http_backoff_factor" else "an integer" if whole else "a number"
-            bounds = f">= {least:g}" if most == float("inf") else f"in [{least:g}, {most:g}]"
-            raise ConfigError(f"tracking.{key} must be {kind} {bounds}"
-                              f"{' (MLflow reads ' + variable + ' as an integer)' if whole else ''}, got {value!r}")
-        environment[variable] = str(int(number)) if whole else str(number)
-    return environment
-
-
-def require_java(min_major: int = 17) -> None:
-    """Spark paths need a Java runtime; fail with the install hint if there is none."""
-    java = shutil.which("java")
-    hint = f"install Java {min_major} (Debian: apt-get install openjdk-{min_major}-jre-headless) or set JAVA_HOME"
-    if java is None:
-        raise ConfigError(f"Spark needs Java {min_major}+, but `java` is not on PATH: {hint}")
-    banner = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
-    version = banner.split('"')[1] if '"' in banner else ""
-    major = int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0
-    if major < min_major:
-        raise ConfigError(f"Spark needs Java {min_major}+, found {version or 'an unknown version'}: {hint}")
+    return Cell.of(cfg)

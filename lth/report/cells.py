@@ -27,7 +27,7 @@ CONTROLS = ("reinit", "random_mask")
 # (method, control), a replicate axis (control_seed), or shared by IMP levels reused across job lengths (levels).
 UNLABELLED = ("prune.threshold", "prune.scope", "reset.epoch", "prune.method", "prune.control", "prune.control_seed",
               "prune.levels")
-ONE_SHOT_UNUSED = ("prune.rate",)  # one-shot runs log it but never use it (nor lth.identity)
+ONE_SHOT_UNUSED = ("prune.rate",)  # one-shot runs log it but never use it (nor lth.tracking.identity)
 
 
 @dataclass(frozen=True)

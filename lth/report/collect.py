@@ -15,8 +15,9 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from lth import tracking
+from lth.tracking import schema
 
-CELL_TAG = tracking.CELL_TAG  # the run's ticket identity minus train.seed, prune.control and prune.control_seed
+CELL_TAG = schema.CELL  # the run's ticket identity minus train.seed, prune.control and prune.control_seed
 SETTING_PREFIXES = ("prune.", "reset.")  # the params that tell the experiments of one family apart
 Settings = tuple[tuple[str, str], ...]
 
@@ -49,7 +50,7 @@ class Point:
     @property
     def finished(self) -> bool:
         """The run ran to its end: a result, whether it learned or not."""
-        return self.status == tracking.FINISHED
+        return self.status == schema.FINISHED
 
     @property
     def learned(self) -> bool:
@@ -90,7 +91,7 @@ class DenseRun:
 
     def accuracy(self, metric: str) -> float | None:
         """`val_accuracy` or `test_accuracy` of this parent (None unless FINISHED)."""
-        if self.status != tracking.FINISHED:
+        if self.status != schema.FINISHED:
             return None
         return self.val_accuracy if metric == "val_accuracy" else self.test_accuracy
 
@@ -185,7 +186,7 @@ def _early_stop(metrics: dict[str, float]) -> dict[str, object]:
 def _dense(run: Run) -> DenseRun:
     metrics = run.data.metrics
     return DenseRun(int(run.data.tags.get("lth.seed", 0)), run.info.status, metrics.get("test_accuracy"),
-                    metrics.get("val_accuracy"), run.info.run_id, run.data.tags.get(tracking.RUN_NAME_TAG, ""),
+                    metrics.get("val_accuracy"), run.info.run_id, run.data.tags.get(schema.RUN_NAME, ""),
                     tuple(sorted((k, v) for k, v in run.data.params.items() if k.startswith("data."))),
                     **_early_stop(metrics))
 
@@ -194,25 +195,25 @@ def families_of(experiment_id: str, dense_run_id: str | None = None) -> list[str
     """Families in an experiment, or the family of one dense parent."""
     client = MlflowClient()
     if dense_run_id is not None:
-        return [client.get_run(dense_run_id).data.tags[tracking.FAMILY_TAG]]
-    runs = client.search_runs([experiment_id], f"tags.`{tracking.ROLE_TAG}` = 'dense'", max_results=10000)
-    return sorted({r.data.tags[tracking.FAMILY_TAG] for r in runs if tracking.FAMILY_TAG in r.data.tags})
+        return [client.get_run(dense_run_id).data.tags[schema.FAMILY]]
+    runs = client.search_runs([experiment_id], f"tags.`{schema.ROLE}` = 'dense'", max_results=10000)
+    return sorted({r.data.tags[schema.FAMILY] for r in runs if schema.FAMILY in r.data.tags})
 
 
 def collect(experiment_id: str, family: str) -> Family:
     """Every run of a family: dense parents, one-shot tickets and controls, IMP levels."""
     runs = MlflowClient().search_runs(
-        [experiment_id], f"tags.`{tracking.FAMILY_TAG}` = '{family}'", max_results=50000)
+        [experiment_id], f"tags.`{schema.FAMILY}` = '{family}'", max_results=50000)
     params = {run.info.run_id: run.data.params for run in runs}  # IMP levels log none: their job's run holds them
     result = Family(family)
     for run in sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id)):
-        role = run.data.tags.get(tracking.ROLE_TAG)
+        role = run.data.tags.get(schema.ROLE)
         if role == "dense":
             result.dense.append(_dense(run))
         elif role == "ticket" and run.data.tags.get("lth.method") != "imp":  # IMP jobs (and their controls) via levels
             result.points.append(_point(run, _kind(run), _settings(run.data.params)))
         elif role == "imp_level":  # IMP is drawn level by level; the job run only summarises its last level
-            job_params = run.data.params or params.get(run.data.tags.get(tracking.PARENT_TAG, ""), {})
+            job_params = run.data.params or params.get(run.data.tags.get(schema.PARENT, ""), {})
             kind = "imp" if _kind(run) == "imp" else f"imp_{_kind(run)}"
             result.points.append(_point(run, kind, _settings(job_params)))
     return result

@@ -6,10 +6,10 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from lth import tracking
 from lth.report.cells import CONTROLS, Row, short
 from lth.report.collect import Family
 from lth.report.selection import Selection
+from lth.tracking import schema
 
 
 def row_name(row: Row, scopes: set[str]) -> str:
@@ -25,7 +25,7 @@ def missing_cells(family: Family, rows: Sequence[Row]) -> list[str]:
     The grid is observed per series (kind, scope, settings): its thresholds x reset epochs x
     the seeds of the finished dense parents, so a job that never started is listed too.
     """
-    lines = [f"dense seed={d.seed}: {d.status}" for d in family.dense if d.status != tracking.FINISHED]
+    lines = [f"dense seed={d.seed}: {d.status}" for d in family.dense if d.status != schema.FINISHED]
     scopes = {r.scope for r in rows}
     for row in rows:
         for seed, control_seed, why in row.missing:

@@ -28,11 +28,11 @@ import keras  # noqa: E402  (after the device split, on purpose)
 from omegaconf import OmegaConf  # noqa: E402
 
 from lth.data import load_data  # noqa: E402
-from lth.devices import data_parallel  # noqa: E402
-from lth.masks import attach_masks, prunable_layer_names  # noqa: E402
-from lth.models import kernel_path  # noqa: E402
-from lth.network import MaskedNetwork  # noqa: E402
-from lth.scopes import prune_masks  # noqa: E402
+from lth.pruning.masks import attach_masks, prunable_layer_names  # noqa: E402
+from lth.pruning.scopes import prune_masks  # noqa: E402
+from lth.training.devices import data_parallel  # noqa: E402
+from lth.training.models import kernel_path  # noqa: E402
+from lth.training.network import MaskedNetwork  # noqa: E402
 
 GLOBAL_BATCH = 32
 STEPS = 16  # for the BN-free model

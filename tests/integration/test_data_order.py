@@ -3,7 +3,7 @@
 A ticket rewound to epoch k must see the batches its dense parent saw from epoch k on,
 so what the train step really receives is recorded (on JAX in a fresh process, where
 Keras' first `fit` pulls a batch to build its metrics) and compared with
-`lth.splits.epoch_order`, the one order function of both backends.
+`lth.data.splits.epoch_order`, the one order function of both backends.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pathlib import Path
 import keras, numpy as np
 from omegaconf import OmegaConf
 from lth.data import load_data
-from lth.fitting import fit_and_evaluate
+from lth.training.fitting import fit_and_evaluate
 
 data_cfg, seed, batch, epochs, out = OmegaConf.create(json.loads(sys.argv[1])), *map(int, sys.argv[2:5]), sys.argv[5]
 data = load_data(data_cfg, batch, seed)
@@ -72,7 +72,7 @@ Path(out).write_text(json.dumps({"fits": fits, "steps": data.steps_per_epoch}))
 
 def _expected(epoch: int, steps: int) -> np.ndarray:
     """The batches of one epoch under the (seed, epoch) order: shape (steps, BATCH)."""
-    from lth.splits import epoch_order
+    from lth.data.splits import epoch_order
 
     return epoch_order(SEED, epoch, COUNT)[: steps * BATCH].reshape(steps, BATCH)
 
@@ -116,7 +116,7 @@ def test_tensorflow_pipeline_yields_the_same_seed_epoch_order() -> None:
 
 
 def _train_images() -> np.ndarray:
-    from lth.datasets import LOADERS
+    from lth.data.arrays import LOADERS
 
     return LOADERS["synthetic"](OmegaConf.create(DATA))[0][0]
 
@@ -127,9 +127,9 @@ def test_a_finished_dense_run_of_another_data_order_is_not_reused(compose, tmp_p
     from mlflow.tracking import MlflowClient
 
     from lth import tracking
+    from lth.data.splits import DATA_ORDER_VERSION, DataSplits
     from lth.dense import DATA_ORDER_TAG, ensure_dense
-    from lth.identity import dense_hash
-    from lth.splits import DATA_ORDER_VERSION, DataSplits
+    from lth.tracking.identity import dense_hash
     from lth.validate import ConfigError
 
     cfg = compose(f"lth.state_dir={tmp_path / 'state'}")

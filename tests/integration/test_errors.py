@@ -68,7 +68,7 @@ def test_a_failing_run_ends_failed_with_the_exception_logged(tmp_path: Path) -> 
 def test_a_failed_job_still_leaves_a_table_of_what_finished(tmp_path: Path, compose) -> None:
     from filelock import FileLock
 
-    from lth.identity import dense_hash
+    from lth.tracking.identity import dense_hash
 
     fast = ["train.epochs=2", "data.train_limit=128", "lth.verbose=0", "lth.lock_timeout_min=0.01"]
     blocked = dense_hash(compose(*fast, "train.seed=1"))

@@ -117,7 +117,7 @@ def test_imp_jobs_of_any_length_share_levels_and_load_their_own_last_level(store
     import mlflow
 
     import lth
-    from lth.models import snapshot
+    from lth.training.models import snapshot
 
     _imp(store, "prune.levels=1", "prune.rate=0.2")
     first = _levels(store, 0.2)

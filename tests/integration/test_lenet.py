@@ -71,7 +71,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     import mlflow
     from hydra import compose, initialize_config_dir
 
-    from lth.devices import select_backend
+    from lth.training.devices import select_backend
     from tests.conftest import CONFIG_DIR
 
     store = tmp_path_factory.mktemp("lenet")
@@ -146,7 +146,7 @@ def _assert_rewound_to_the_init(store: Path, level: object, init: dict[str, np.n
 
 
 def test_imp_levels_keep_the_exact_per_layer_counts_by_magnitude_nested(study: dict[str, object]) -> None:
-    from lth.scopes import imp_level_threshold
+    from lth.pruning.scopes import imp_level_threshold
 
     store, levels = study["store"], _levels(study, "none")
     dense = _role(study, "dense")
@@ -202,8 +202,8 @@ def test_the_random_mask_control_moves_each_levels_survivors_and_starts_from_the
 
 
 def test_the_reinit_control_trains_the_tickets_masks_from_a_fresh_init(study: dict[str, object]) -> None:
-    from lth.models import build_model, snapshot
     from lth.tickets import control_seed
+    from lth.training.models import build_model, snapshot
 
     store, cfg = study["store"], study["configs"]["reinit"]
     ticket, control = _levels(study, "none"), _levels(study, "reinit")
@@ -236,7 +236,7 @@ def test_the_dense_early_stop_point_is_the_val_loss_minimum_evaluated_at_its_che
     import keras
 
     from lth.data import load_data
-    from lth.models import build_model, restore
+    from lth.training.models import build_model, restore
 
     store, cfg = study["store"], study["configs"]["none"]
     dense = _role(study, "dense")

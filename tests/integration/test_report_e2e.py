@@ -46,7 +46,7 @@ class Store:
                    for step, value in enumerate(values, start=1)]
         self.client.log_batch(run_id, metrics=history + [Metric(k, v, 0, 0) for k, v in metrics.items()],
                               params=[Param(k, v) for k, v in params.items()])
-        if sparsity is not None:  # lth.runlog.log_masks: sparsity.json with the per-layer counts
+        if sparsity is not None:  # lth.tracking.artifacts.log_masks: sparsity.json with the per-layer counts
             kept = [0 if layer in emptied else max(1, round((1 - sparsity) * size)) for layer, size in LAYERS]
             report = {"layers": [{"layer": layer, "weights": size, "kept": k, "density": k / size,
                                   "sparsity": 1 - k / size, "channels": 1, "dead_channels": 0}
@@ -249,7 +249,7 @@ def test_a_real_sweep_writes_its_report_and_logs_it_under_the_dense_parent(tmp_p
 
 def test_log_tags_are_what_the_store_builder_writes() -> None:
     """The builder above must not drift from lth's own tag names."""
-    from lth import tracking
+    from lth.tracking import schema
 
-    assert (tracking.ROLE_TAG, tracking.KEY_TAG, tracking.FAMILY_TAG, tracking.PARENT_TAG) == (
+    assert (schema.ROLE, schema.KEY, schema.FAMILY, schema.PARENT) == (
         "lth.role", "lth.key", "lth.family", "mlflow.parentRunId")

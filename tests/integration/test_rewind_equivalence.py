@@ -76,8 +76,8 @@ def test_k1_ticket_with_the_dense_optimizer_state_restored_ends_exactly_at_the_d
     from hydra import compose, initialize_config_dir
 
     from lth.data import load_data
-    from lth.fitting import fit_and_evaluate
-    from lth.network import MaskedNetwork
+    from lth.training.fitting import fit_and_evaluate
+    from lth.training.network import MaskedNetwork
     from tests.conftest import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

@@ -78,7 +78,7 @@ def test_load_ticket_loads_exactly_the_logged_mask_and_weights(searched: Path) -
 
     import lth
     from lth.data import load_data
-    from lth.models import snapshot
+    from lth.training.models import snapshot
 
     cwd = searched
     mlflow.set_tracking_uri(f"sqlite:///{cwd / 'mlflow.db'}")

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from lth.masks import attach_masks, prunable_layer_names
-from lth.scopes import prune_masks as magnitude_masks
+from lth.pruning.masks import attach_masks, prunable_layer_names
+from lth.pruning.scopes import prune_masks as magnitude_masks
 
 
 def _toy_model() -> keras.Model:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
-from lth.datasets import LOADERS, read_idx
+from lth.cell import DataConfig, piece
+from lth.data.arrays import LOADERS, read_idx
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -19,9 +19,9 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
         handle.write(header + array.astype(np.uint8).tobytes())
 
 
-def _fashion_cfg(path: Path) -> object:
-    return OmegaConf.create({"name": "fashion_mnist", "path": str(path), "num_classes": 10, "image_size": 32,
-                             "val_fraction": 0.1, "split_seed": 0, "train_limit": None, "test_limit": None})
+def _fashion_cfg(path: Path) -> DataConfig:
+    return piece(DataConfig, {"name": "fashion_mnist", "path": str(path), "num_classes": 10, "image_size": 32,
+                              "val_fraction": 0.1, "split_seed": 0, "train_limit": None, "test_limit": None}, "data")
 
 
 def test_fashion_mnist_reads_idx_pads_to_32_and_splits(tmp_path: Path) -> None:
@@ -44,8 +44,8 @@ def test_missing_fashion_mnist_names_the_debian_package(tmp_path: Path) -> None:
 
 
 def test_digits_split_is_fixed_stratified_and_independent_of_the_training_seed() -> None:
-    cfg = OmegaConf.create({"name": "digits", "num_classes": 10, "image_size": 32, "test_fraction": 0.2,
-                            "val_fraction": 0.1, "split_seed": 0, "train_limit": None})
+    cfg = piece(DataConfig, {"name": "digits", "num_classes": 10, "image_size": 32, "test_fraction": 0.2,
+                             "val_fraction": 0.1, "split_seed": 0, "train_limit": None}, "data")
     first, second = LOADERS["digits"](cfg), LOADERS["digits"](cfg)
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(first, second))
     (train, _), (val, _), (test, test_labels) = first

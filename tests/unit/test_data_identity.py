@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lth.identity import dense_hash
+from lth.tracking.identity import dense_hash
 from lth.validate import ConfigError
 
 FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 from omegaconf import OmegaConf
 
-from lth.devices import replica_devices, select_backend
-from lth.fitting import learning_rate
+from lth.training.devices import replica_devices, select_backend
+from lth.training.fitting import learning_rate
 from lth.validate import ConfigError, validate_config
 
 
@@ -62,7 +62,7 @@ def test_bad_hardware_keys_are_one_line_errors(compose: Callable[..., object], o
 ])
 def test_reusing_a_dense_parent_across_replica_counts(compose, overrides: tuple[str, ...], trained: int, now: int,
                                                       refused: bool) -> None:
-    from lth.devices import check_replica_reuse
+    from lth.training.devices import check_replica_reuse
     from lth.validate import ConfigError
 
     cfg = compose(*overrides)

@@ -13,8 +13,9 @@ import keras
 import numpy as np
 import pytest
 
-from lth.array_input import OrderedBatches
-from lth.early_stop import EarlyStop, EarlyStopPoint
+from lth.data.pydataset import OrderedBatches
+from lth.tracking.schema import early_stop_metrics
+from lth.training.early_stop import EarlyStop, EarlyStopPoint
 
 NAN = float("nan")
 
@@ -71,7 +72,7 @@ def test_keeps_the_first_minimum_and_exactly_its_weights_ignoring_nan(tmp_path: 
     result = point.evaluate(model, test, 5, (9.0, 0.99))
     assert result == EarlyStop(epoch=2, val_loss=0.3, test_loss=expected[0], test_accuracy=expected[1])
     assert _same(model.get_weights(), final_weights)  # the trained weights are put back
-    assert result.metrics() == {"early_stop_epoch": 2.0, "early_stop_val_loss": 0.3,
+    assert early_stop_metrics(result) == {"early_stop_epoch": 2.0, "early_stop_val_loss": 0.3,
                                 "early_stop_test_loss": expected[0], "early_stop_test_accuracy": expected[1]}
 
 
@@ -143,7 +144,7 @@ def test_a_resumed_job_keeps_the_minimum_of_the_epochs_trained_before_it_died(tm
 
 def test_fit_and_evaluate_reports_the_point_of_a_real_fit(tmp_path: Path) -> None:
     """Wired into lth's fit loop: the logged val_loss history decides the point, test figures at its weights."""
-    from lth.fitting import fit_and_evaluate
+    from lth.training.fitting import fit_and_evaluate
 
     class Splits:  # the DataSplits fields fit_and_evaluate reads
         def __init__(self) -> None:
@@ -154,11 +155,8 @@ def test_fit_and_evaluate_reports_the_point_of_a_real_fit(tmp_path: Path) -> Non
             self.val = OrderedBatches((images[32:48], labels[32:48]), 8)
             self.test = OrderedBatches((images[48:], labels[48:]), 8)
 
-            class Counter:
-                def assign(self, value: int) -> None:
-                    pass
-
-            self.epoch = Counter()
+        def begin_epoch(self, epoch: int) -> None:
+            pass
 
     model = _model()
     model.optimizer.learning_rate.assign(2.0)  # large steps on random labels: val_loss rises after the first epoch

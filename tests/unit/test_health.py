@@ -9,10 +9,12 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from lth.fitting import FitResult
-from lth.health import CollapsedMaskError, check_collapse, collapsed_layers, divergence, floor_layers
+from lth.cell import PruneConfig, piece
+from lth.pruning.collapse import CollapsedMaskError, collapsed_layers, floor_layers
+from lth.sparse import check_collapse as check_prune_collapse
+from lth.training.result import FitResult, divergence
 
 # a empty; b held at exactly ceil(0.01 * 1000) = 10; c one above the floor; d far above it
 REPORT = {"layers": [{"layer": "a", "kept": 0, "weights": 100}, {"layer": "b", "kept": 10, "weights": 1000},
@@ -46,6 +48,12 @@ def active_run(tmp_path: Path):
     experiment = mlflow.create_experiment("health", artifact_location=(tmp_path / "mlruns").as_uri())
     with mlflow.start_run(experiment_id=experiment) as run:
         yield run.info.run_id
+
+
+def check_collapse(cfg: DictConfig, report: dict[str, object]) -> list[str]:
+    """lth.sparse.check_collapse of a config that holds only the prune keys these tests vary."""
+    prune = piece(PruneConfig, {"method": "magnitude", "threshold": 0.5, "scope": "global", **cfg.prune}, "prune")
+    return check_prune_collapse(prune, report)
 
 
 def _tags(run_id: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from omegaconf import open_dict
 
-from lth.identity import cell_key, dense_hash, flatten, stable_hash, ticket_key
+from lth.tracking.identity import cell_key, dense_hash, flatten, stable_hash, ticket_key
 
 # Golden values: a change here means every existing dense parent stops being found.
 GOLDEN_PAYLOAD_HASH = "84bdd9ed3998f668"

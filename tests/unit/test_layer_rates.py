@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from lth.identity import cell_key, dense_hash, imp_level_key, ticket_key
-from lth.scopes import imp_level_threshold, imp_masks
+from lth.pruning.scopes import imp_level_threshold, imp_masks
+from lth.tracking.identity import cell_key, dense_hash, imp_level_key, ticket_key
 from lth.validate import ConfigError, validate_config
 
 LENET = {"fc1": (784, 300), "fc2": (300, 100), "predictions": (100, 10)}  # 235,200 + 30,000 + 1,000 weights
@@ -117,7 +117,7 @@ def test_the_own_rate_layer_is_independent_of_the_scope_and_of_the_other_layers(
 
 
 def test_without_layer_rates_imp_masks_is_the_plain_imp_prune() -> None:
-    from lth.scopes import imp_threshold, prune_masks
+    from lth.pruning.scopes import imp_threshold, prune_masks
 
     rng = np.random.default_rng(2)
     previous = None
@@ -163,7 +163,7 @@ def test_bad_layer_rates_are_config_errors_naming_the_key(compose: Callable[...,
 
 def _fashion_folder(folder: Path) -> Path:
     """Stand-ins for the four IDX files (validation and identities only look at the files, not into them)."""
-    from lth.datasets import FASHION_MNIST_FILES
+    from lth.data.arrays import FASHION_MNIST_FILES
 
     folder.mkdir(parents=True, exist_ok=True)
     for name in FASHION_MNIST_FILES:

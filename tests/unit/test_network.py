@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from lth.data import load_data
-from lth.models import kernel_path
-from lth.network import MaskedNetwork
-from lth.scopes import prune_masks as magnitude_masks
+from lth.pruning.scopes import prune_masks as magnitude_masks
+from lth.training.models import kernel_path
+from lth.training.network import MaskedNetwork
 
 
 @pytest.fixture(scope="module")

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import keras
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
 from lth.data import load_data
-from lth.models import build_model, kernel_path
-from lth.network import MaskedNetwork
-from lth.scopes import prune_masks
+from lth.pruning.scopes import prune_masks
+from lth.training.models import build_model, kernel_path
+from lth.training.network import MaskedNetwork
+from tests.pieces import pieces
 
 TINY = {"name": "mobilenet_v2", "alpha": 0.35, "input_size": 32, "num_classes": 10, "bn_momentum": 0.9}
 
 
-def _cfg(precision: str) -> object:
-    return OmegaConf.create({
+def _cfg(precision: str) -> SimpleNamespace:
+    return pieces({
         "model": TINY,
         "train": {"seed": 0, "epochs": 2, "batch_size": 32, "optimizer": "sgd", "learning_rate": 0.05,
                   "momentum": 0.9, "weight_decay": 0.0005, "lr_schedule": "constant", "warmup_epochs": 0,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lth.scopes import SCOPES, erk_densities, lamp_scores, prune_masks
+from lth.pruning.scopes import SCOPES, erk_densities, lamp_scores, prune_masks
 
 
 def _uneven() -> dict[str, np.ndarray]:
@@ -79,7 +79,7 @@ def _mobilenet_v2_kernel_shapes() -> dict[str, tuple[int, ...]]:
     """Kernel shapes of MobileNetV2 alpha 1.0 at 224 with 1000 classes (built, never trained)."""
     import keras
 
-    from lth.masks import prunable_layer_names
+    from lth.pruning.masks import prunable_layer_names
 
     model = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3), classes=1000)
     return {name: tuple(model.get_layer(name).kernel.shape) for name in prunable_layer_names(model)}

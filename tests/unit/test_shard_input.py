@@ -17,10 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from lth.data import load_data
+from lth.data.shards import load_shards
+from lth.data.splits import DataSplits
 from lth.ingest.images import EncodedImage
 from lth.ingest.shards import serialize_example
-from lth.shard_input import load_shards
-from lth.splits import DataSplits
 
 IMAGE_SIZE, BATCH, CLASSES = 32, 8, 3
 TRAIN_SIZES = [(40, 48), (48, 40), (36, 36), (44, 52)]  # (height, width): landscape, portrait, square

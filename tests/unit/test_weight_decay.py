@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
+from lth.cell import ConfigError, DataConfig, ModelConfig, TrainConfig, piece
 from lth.data import load_data
-from lth.fitting import build_optimizer, weight_decay_mode
-from lth.models import kernel_path
-from lth.network import MaskedNetwork, attach_kernel_l2
-from lth.scopes import prune_masks
+from lth.pruning.scopes import prune_masks
+from lth.training.fitting import build_optimizer
+from lth.training.models import kernel_path
+from lth.training.network import MaskedNetwork, attach_kernel_l2
 
 DECAY, RATE = 0.01, 0.1  # large enough that one step's decay stands far above float32 rounding
 KERNEL_LAYERS = ("conv", "depthwise", "dense")
 
 
-def _train_cfg(mode: str, decay: float = DECAY, optimizer: str = "sgd", momentum: float = 0.0) -> object:
-    return OmegaConf.create({"seed": 0, "epochs": 1, "batch_size": 8, "optimizer": optimizer, "learning_rate": RATE,
+def _train_cfg(mode: str, decay: float = DECAY, optimizer: str = "sgd", momentum: float = 0.0) -> TrainConfig:
+    return piece(TrainConfig, {"seed": 0, "epochs": 1, "batch_size": 8, "optimizer": optimizer, "learning_rate": RATE,
                              "momentum": momentum, "weight_decay": decay, "weight_decay_mode": mode,
                              "lr_schedule": "constant", "warmup_epochs": 0, "step_milestones": [], "step_gamma": 0.1,
-                             "lr_scaling": "none", "lr_reference_batch": 256})
+                             "lr_scaling": "none", "lr_reference_batch": 256}, "train")
 
 
 def _toy(mode: str | None) -> keras.Model:
@@ -81,18 +83,19 @@ def test_the_optimizer_decays_nothing_under_l2() -> None:
 
 
 def test_an_unknown_mode_is_refused_naming_the_key() -> None:
-    with pytest.raises(ValueError, match=r"^train.weight_decay_mode must be one of \['decoupled', 'l2'\], got 'L2'$"):
-        weight_decay_mode(_train_cfg("L2"))
-    assert weight_decay_mode(OmegaConf.create({"weight_decay": 0.1})) == "decoupled"  # configs from before the key
+    with pytest.raises(ConfigError, match=r"^train.weight_decay_mode must be one of \['decoupled', 'l2'\], got 'L2'$"):
+        _train_cfg("L2")
+    before_the_key = {"seed": 0, "epochs": 1, "batch_size": 8, "learning_rate": RATE, "weight_decay": 0.1}
+    assert piece(TrainConfig, before_the_key, "train").weight_decay_mode == "decoupled"  # configs from before the key
 
 
 def test_masked_network_under_l2_keeps_masked_weights_at_exact_zero() -> None:
-    model_cfg = OmegaConf.create({"name": "mobilenet_v2", "alpha": 0.35, "input_size": 32, "num_classes": 10,
-                                  "bn_momentum": 0.9})
-    train_cfg = OmegaConf.merge(_train_cfg("l2", 4e-5, momentum=0.9), {
-        "batch_size": 32, "devices": "auto", "precision": "float32", "sync_bn": False, "steps_per_execution": 1})
-    data_cfg = OmegaConf.create({"name": "synthetic", "num_classes": 10, "image_size": 32, "train_size": 96,
-                                 "val_size": 32, "test_size": 32, "split_seed": 0})
+    model_cfg = piece(ModelConfig, {"name": "mobilenet_v2", "alpha": 0.35, "input_size": 32, "num_classes": 10,
+                                    "bn_momentum": 0.9}, "model")
+    train_cfg = dataclasses.replace(_train_cfg("l2", 4e-5, momentum=0.9), batch_size=32, devices="auto",
+                                    precision="float32", sync_bn=False, steps_per_execution=1)
+    data_cfg = piece(DataConfig, {"name": "synthetic", "num_classes": 10, "image_size": 32, "train_size": 96,
+                                  "val_size": 32, "test_size": 32, "split_seed": 0}, "data")
     data = load_data(data_cfg, 32, 0)
     network = MaskedNetwork(model_cfg, train_cfg, data.steps_per_epoch)
     assert network.model.optimizer.weight_decay is None

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
-from omegaconf import DictConfig
 
-from lth.splits import DataSplits
+from lth.cell import DataConfig
+from lth.data.splits import DataSplits, EpochCounter
 
 MANIFEST_FORMAT = "lth-shards/1"
 INGEST_HINT = "write the shards with `python tools/ingest.py`"
@@ -119,7 +119,7 @@ def _to_uint8(image: tf.Tensor, size: int) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
 
 
-def _train_example(record: tf.Tensor, element_key: tf.Tensor, data_cfg: DictConfig) -> tuple[tf.Tensor, tf.Tensor]:
+def _train_example(record: tf.Tensor, element_key: tf.Tensor, data: DataConfig) -> tuple[tf.Tensor, tf.Tensor]:
     """Random-resized crop (and flip) of one record, all randomness drawn from `element_key`."""
     features = tf.io.parse_single_example(record, FEATURES)
     encoded = features["image/encoded"]
@@ -129,36 +129,36 @@ def _train_example(record: tf.Tensor, element_key: tf.Tensor, data_cfg: DictConf
         bounding_boxes=tf.zeros([1, 0, 4]),  # no boxes: the whole image is the object ...
         seed=crop_key,
         min_object_covered=0.0,  # ... so the crop's share of it is area_range alone
-        aspect_ratio_range=tuple(float(value) for value in data_cfg.crop_aspect_range),
-        area_range=tuple(float(value) for value in data_cfg.crop_area_range),
+        aspect_ratio_range=tuple(float(value) for value in data.crop_aspect_range),
+        area_range=tuple(float(value) for value in data.crop_area_range),
         max_attempts=10,  # after 10 misses the whole image is used
         use_image_if_no_bounding_boxes=True,
     )
     # Decoding only the window skips the rows below it: cheaper than decoding the whole JPEG.
     image = tf.image.decode_and_crop_jpeg(encoded, tf.stack([begin[0], begin[1], extent[0], extent[1]]), channels=3)
-    image = _to_uint8(image, int(data_cfg.image_size))
-    if data_cfg.flip:
+    image = _to_uint8(image, int(data.image_size))
+    if data.flip:
         image = tf.image.stateless_random_flip_left_right(image, flip_key)
     return image, tf.cast(features["image/class/label"], tf.int32)
 
 
-def _eval_example(record: tf.Tensor, data_cfg: DictConfig) -> tuple[tf.Tensor, tf.Tensor]:
+def _eval_example(record: tf.Tensor, data: DataConfig) -> tuple[tf.Tensor, tf.Tensor]:
     """Central square crop of `eval_crop_fraction` of the shorter side, resized to image_size."""
     features = tf.io.parse_single_example(record, FEATURES)
     encoded = features["image/encoded"]
     shape = tf.image.extract_jpeg_shape(encoded)
     height, width = shape[0], shape[1]
     shorter = tf.cast(tf.minimum(height, width), tf.float64)
-    side = tf.maximum(1, tf.cast(float(data_cfg.eval_crop_fraction) * shorter, tf.int32))
+    side = tf.maximum(1, tf.cast(float(data.eval_crop_fraction) * shorter, tf.int32))
     window = tf.stack([(height - side + 1) // 2, (width - side + 1) // 2, side, side])
-    image = _to_uint8(tf.image.decode_and_crop_jpeg(encoded, window, channels=3), int(data_cfg.image_size))
+    image = _to_uint8(tf.image.decode_and_crop_jpeg(encoded, window, channels=3), int(data.image_size))
     return image, tf.cast(features["image/class/label"], tf.int32)
 
 
-def _train_dataset(split: ShardSplit, data_cfg: DictConfig, batch_size: int, seed: int,
+def _train_dataset(split: ShardSplit, data: DataConfig, batch_size: int, seed: int,
                    epoch: tf.Variable) -> tuple[tf.data.Dataset, int]:
     """Training batches in an order fixed by (seed, epoch); returns (dataset, steps per epoch)."""
-    takes = _first_records(split.counts, data_cfg.train_limit)
+    takes = _first_records(split.counts, data.train_limit)
     kept = [index for index, take in enumerate(takes) if take > 0]
     files = tf.constant([split.files[index] for index in kept])
     counts = tf.constant([takes[index] for index in kept], tf.int64)
@@ -167,15 +167,15 @@ def _train_dataset(split: ShardSplit, data_cfg: DictConfig, batch_size: int, see
 
     def interleaved(shards: tf.data.Dataset) -> tf.data.Dataset:
         return shards.interleave(lambda file, take: tf.data.TFRecordDataset(file).take(take),
-                                 cycle_length=int(data_cfg.read_parallelism), num_parallel_calls=AUTOTUNE,
+                                 cycle_length=int(data.read_parallelism), num_parallel_calls=AUTOTUNE,
                                  deterministic=True)
 
     cached = None
-    if data_cfg.cache is not None:
+    if data.cache is not None:
         # One cache of the raw records in canonical order, built outside the per-epoch function so
         # that every epoch's iterator shares it. The shuffle buffer alone then mixes, which is
         # enough because the ingest shuffled the training images across shards once.
-        prefix = "" if data_cfg.cache == "memory" else str(data_cfg.cache)
+        prefix = "" if data.cache == "memory" else str(data.cache)
         if prefix:
             Path(prefix).parent.mkdir(parents=True, exist_ok=True)
         cached = interleaved(tf.data.Dataset.from_tensor_slices((files, counts))).cache(prefix)
@@ -192,14 +192,14 @@ def _train_dataset(split: ShardSplit, data_cfg: DictConfig, batch_size: int, see
             records = interleaved(tf.data.Dataset.from_tensor_slices((tf.gather(files, order), tf.gather(counts, order))))
         else:
             records = cached
-        records = records.shuffle(int(data_cfg.shuffle_buffer), seed=shuffle_key[0])
+        records = records.shuffle(int(data.shuffle_buffer), seed=shuffle_key[0])
         # Each record travels with its index and the epoch's augmentation key, zipped rather than
         # mapped: a map per record cost about 10% of the pipeline's CPU (benchmarks/pipeline_throughput.py).
         return tf.data.Dataset.zip(records.enumerate(), tf.data.Dataset.from_tensors(augment_key).repeat())
 
     def example(indexed: tuple[tf.Tensor, tf.Tensor], augment_key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         index, record = indexed  # the element index makes per-image keys: an epoch crops and flips alike each time
-        return _train_example(record, tf.random.experimental.stateless_fold_in(augment_key, index, alg="philox"), data_cfg)
+        return _train_example(record, tf.random.experimental.stateless_fold_in(augment_key, index, alg="philox"), data)
 
     examples = tf.data.Dataset.range(1).flat_map(epoch_records).map(example, num_parallel_calls=AUTOTUNE,
                                                                      deterministic=True)
@@ -207,30 +207,30 @@ def _train_dataset(split: ShardSplit, data_cfg: DictConfig, batch_size: int, see
     return batches.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(AUTOTUNE).with_options(_options()), steps
 
 
-def _eval_dataset(split: ShardSplit, limit: int | None, data_cfg: DictConfig,
+def _eval_dataset(split: ShardSplit, limit: int | None, data: DataConfig,
                   batch_size: int) -> tuple[tf.data.Dataset, int]:
     """Eval batches in manifest order (remainder kept); returns (dataset, images)."""
     images = sum(split.counts) if limit is None else min(int(limit), sum(split.counts))
     # One file after the other (not interleaved), so the order is the manifest's; decoding,
     # not reading, is the cost, and that runs in parallel below.
     records = tf.data.TFRecordDataset(list(split.files)).take(images)
-    examples = records.map(lambda record: _eval_example(record, data_cfg), num_parallel_calls=AUTOTUNE,
+    examples = records.map(lambda record: _eval_example(record, data), num_parallel_calls=AUTOTUNE,
                            deterministic=True)
     batches = examples.batch(batch_size).apply(tf.data.experimental.assert_cardinality(math.ceil(images / batch_size)))
     return batches.prefetch(AUTOTUNE).with_options(_options()), images
 
 
-def load_shards(data_cfg: DictConfig, batch_size: int, seed: int) -> DataSplits:
-    """Build the train/val/test pipelines over the shards in `data_cfg.path`.
+def load_shards(data: DataConfig, batch_size: int, seed: int) -> DataSplits:
+    """Build the train/val/test pipelines over the shards in `data.path`.
 
     `val` (every epoch, and through val_accuracy the choice of winners) reads the split
-    named by `data_cfg.val_split`, `test` (once at the end) the one named by
-    `data_cfg.test_split`, each up to its own limit. ImageNet has no public test labels, so
+    named by `data.val_split`, `test` (once at the end) the one named by
+    `data.test_split`, each up to its own limit. ImageNet has no public test labels, so
     the official `val` is the test, and validation needs the ingest's `holdout`; when both
     keys name one split, one warning line says that winners are chosen on the test split.
 
     Args:
-        data_cfg: The `data` config group (`conf/data/imagenet.yaml`).
+        data: The `data` config group (`conf/data/imagenet.yaml`).
         batch_size: Global batch size.
         seed: Shuffling and augmentation seed (the run's `train.seed`).
 
@@ -238,32 +238,32 @@ def load_shards(data_cfg: DictConfig, batch_size: int, seed: int) -> DataSplits:
         ValueError: One line naming the problem and the fix (missing shards, wrong
             `data.num_classes`, too few training images, unknown val or test split).
     """
-    folder = Path(data_cfg.path)
+    folder = Path(data.path)
     manifest = read_manifest(folder)
     classes = len(manifest["labels"])
-    if int(data_cfg.num_classes) != classes:
-        raise ValueError(f"data.num_classes={data_cfg.num_classes} but the manifest in {folder} has {classes} labels: "
+    if int(data.num_classes) != classes:
+        raise ValueError(f"data.num_classes={data.num_classes} but the manifest in {folder} has {classes} labels: "
                          f"pass data.num_classes={classes}")
-    val_name, test_name = str(data_cfg.val_split), str(data_cfg.test_split)
+    val_name, test_name = str(data.val_split), str(data.test_split)
     train_split = shard_split(manifest, folder, "train", "the training split")
     val_split = shard_split(manifest, folder, val_name, "data.val_split")
     test_split = shard_split(manifest, folder, test_name, "data.test_split")
-    train_images = sum(_first_records(train_split.counts, data_cfg.train_limit))
+    train_images = sum(_first_records(train_split.counts, data.train_limit))
     if train_images < batch_size:
         raise ValueError(f"train.batch_size={batch_size} exceeds the {train_images} training images in {folder}")
-    if data_cfg.cache is not None and int(data_cfg.shuffle_buffer) <= batch_size:
+    if data.cache is not None and int(data.shuffle_buffer) <= batch_size:
         # A cache is only kept once an epoch reads its input to the end; the buffer must reach
         # past the dropped remainder or every epoch would read the shards again.
-        raise ValueError(f"data.shuffle_buffer={data_cfg.shuffle_buffer} must exceed train.batch_size={batch_size} "
+        raise ValueError(f"data.shuffle_buffer={data.shuffle_buffer} must exceed train.batch_size={batch_size} "
                          f"when data.cache is set")
     if val_name == test_name:
         log.warning(SAME_SPLIT_WARNING.format(split=val_name))
 
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
-    train, steps = _train_dataset(train_split, data_cfg, batch_size, seed, epoch)
-    val, val_images = _eval_dataset(val_split, data_cfg.val_limit, data_cfg, batch_size)
-    test, test_images = _eval_dataset(test_split, data_cfg.test_limit, data_cfg, batch_size)
-    size = int(data_cfg.image_size)
+    train, steps = _train_dataset(train_split, data, batch_size, seed, epoch)
+    val, val_images = _eval_dataset(val_split, data.val_limit, data, batch_size)
+    test, test_images = _eval_dataset(test_split, data.test_limit, data, batch_size)
+    size = int(data.image_size)
     if val_name == test_name:
         tested = "" if test_images == val_images else f" ({test_images:,} for test)"
         counts = f"{train_images:,} train / {val_images:,} {val_name} images{tested}"
@@ -272,6 +272,7 @@ def load_shards(data_cfg: DictConfig, batch_size: int, seed: int) -> DataSplits:
         counts = f"{train_images:,} train / {val_images:,} {val_name} / {test_images:,} {test_name} images"
         shards = f"{len(train_split.files)} + {len(val_split.files)} + {len(test_split.files)}"
         roles = f"validates on {val_name}, tests on {test_name}"
-    summary = (f"data {data_cfg.name}: {counts}, {classes} classes, {shards} shards, {size}x{size}; {roles} "
+    summary = (f"data {data.name}: {counts}, {classes} classes, {shards} shards, {size}x{size}; {roles} "
                f"(from {folder})")
-    return DataSplits(train=train, val=val, test=test, steps_per_epoch=steps, summary=summary, epoch=epoch)
+    return DataSplits(train=train, val=val, test=test, steps_per_epoch=steps, summary=summary,
+                      epoch=EpochCounter(epoch))

@@ -32,11 +32,6 @@ class EarlyStop:
     test_loss: float
     test_accuracy: float
 
-    def metrics(self) -> dict[str, float]:
-        """The MLflow metrics of this point."""
-        return {"early_stop_epoch": float(self.epoch), "early_stop_val_loss": self.val_loss,
-                "early_stop_test_loss": self.test_loss, "early_stop_test_accuracy": self.test_accuracy}
-
 
 class EarlyStopPoint(keras.callbacks.Callback):
     """Keeps the weights of the epoch with the lowest finite `val_loss` (the first, on a tie).

@@ -1,7 +1,7 @@
 """Array inputs as Keras PyDatasets, for backends other than TensorFlow (no tf.data there).
 
-Same contract as the tf.data path of `lth.data`: uint8 images, int32 labels, full
-training batches in the order `lth.splits.epoch_order(seed, epoch)`, with the epoch read
+Same contract as the tf.data path of `lth.data.load`: uint8 images, int32 labels, full
+training batches in the order `lth.data.splits.epoch_order(seed, epoch)`, with the epoch read
 when each epoch's pass starts, and evaluation in array order.
 
 Why the prefetching is not Keras' own: Keras' `OrderedEnqueuer` (PyDataset workers > 1)
@@ -20,22 +20,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import keras
 import numpy as np
 
-from lth.datasets import Arrays
-from lth.splits import epoch_order
+from lth.data.arrays import Arrays
+from lth.data.splits import EpochCounter, epoch_order
 
 PREFETCH_WORKERS = 4  # threads gathering batches ahead; NumPy's fancy indexing releases the GIL
 PREFETCH_BATCHES = 8  # batches gathered ahead of the one the step takes (Keras' JAX trainer copies one more to the device)
-
-
-class EpochCounter:
-    """The epoch whose order the training input yields; `fitting.EpochOrder` assigns it."""
-
-    def __init__(self) -> None:
-        self.value = 0
-
-    def assign(self, value: int) -> None:
-        """Set the 0-based epoch that the next pass over the data belongs to."""
-        self.value = int(value)
 
 
 class EpochOrderedBatches(keras.utils.PyDataset):

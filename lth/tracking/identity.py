@@ -5,17 +5,21 @@ every ticket of a sweep shares one dense run. A ticket additionally depends on t
 prune and reset groups. Cluster, tracking and the `lth` runtime knobs never change a
 result and are never hashed; neither is a key that the rest of the config makes
 irrelevant (the step schedule's milestones under cosine, momentum under AdamW, ...),
-nor where the data lies (`data.path` is hashed as its content, lth.data_identity).
+nor where the data lies (`data.path` is hashed as its content, lth.data.fingerprint).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+# A composed Hydra config, or `lth.cell.Cell.groups` (the same groups, resolved once).
+Config = DictConfig | Mapping[str, Any]
 
 DENSE_KEYS: tuple[str, ...] = ("model", "data", "train")
 TICKET_PARAM_GROUPS: tuple[str, ...] = (*DENSE_KEYS, "prune", "reset")  # logged as a ticket's params
@@ -76,15 +80,21 @@ def _data_identity(data: dict[str, Any]) -> dict[str, Any]:
     if data.get("channels", 3) == 3:  # added later: every run trained before it had 3 channels
         data.pop("channels", None)
     if data.get("path") is not None:
-        from lth.data_identity import content_fingerprint
-        from lth.datasets import FILES_READ
+        from lth.data.arrays import FILES_READ
+        from lth.data.fingerprint import content_fingerprint
 
         data["content"] = content_fingerprint(str(data.pop("path")), FILES_READ.get(str(data.get("name"))))
     return data
 
 
-def _resolved(cfg: DictConfig, keys: tuple[str, ...]) -> dict[str, Any]:
-    resolved = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in keys}
+def _group(cfg: Config, key: str) -> Any:
+    """One group as plain, resolved data that the identity functions may change."""
+    group = cfg[key]
+    return OmegaConf.to_container(group, resolve=True) if isinstance(group, DictConfig) else copy.deepcopy(group)
+
+
+def _resolved(cfg: Config, keys: tuple[str, ...]) -> dict[str, Any]:
+    resolved = {key: _group(cfg, key) for key in keys}
     if "train" in resolved:
         resolved["train"] = _train_identity(resolved["train"])
     if "data" in resolved:
@@ -109,21 +119,21 @@ def stable_hash(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]
 
 
-def dense_hash(cfg: DictConfig) -> str:
+def dense_hash(cfg: Config) -> str:
     """Identity of the dense parent a config needs."""
     return stable_hash(_resolved(cfg, DENSE_KEYS))
 
 
-def family_hash(cfg: DictConfig) -> str:
+def family_hash(cfg: Config) -> str:
     """Identity of a dense parent up to its seed: replicates over `train.seed` share it."""
     resolved = _resolved(cfg, DENSE_KEYS)
     resolved["train"].pop("seed", None)
     return stable_hash(resolved)
 
 
-def _prune_identity(cfg: DictConfig) -> dict[str, Any]:
+def _prune_identity(cfg: Config) -> dict[str, Any]:
     """The prune keys that matter for this method: IMP ignores `threshold`, one-shot `levels`/`rate`."""
-    prune = OmegaConf.to_container(cfg.prune, resolve=True)
+    prune = _group(cfg, "prune")
     unused = ("threshold",) if prune.get("method") == "imp" else ("levels", "rate", "layer_rates")
     if not prune.get("layer_rates"):  # added later: every run before it had no per-layer rate
         unused += ("layer_rates",)
@@ -135,20 +145,20 @@ def _prune_identity(cfg: DictConfig) -> dict[str, Any]:
     return relevant
 
 
-def ticket_key(cfg: DictConfig) -> str:
+def ticket_key(cfg: Config) -> str:
     """Identity of one ticket job: its dense parent plus how it is pruned and rewound."""
-    reset = OmegaConf.to_container(cfg.reset, resolve=True)
+    reset = _group(cfg, "reset")
     return stable_hash({"dense": dense_hash(cfg), "prune": _prune_identity(cfg), "reset": reset})
 
 
-def imp_level_key(cfg: DictConfig, level: int) -> str:
+def imp_level_key(cfg: Config, level: int) -> str:
     """Identity of one IMP level; independent of `prune.levels`, so a longer run reuses earlier levels."""
     prune = {key: value for key, value in _prune_identity(cfg).items() if key != "levels"}
-    reset = OmegaConf.to_container(cfg.reset, resolve=True)
+    reset = _group(cfg, "reset")
     return stable_hash({"dense": dense_hash(cfg), "prune": prune, "reset": reset, "level": level})
 
 
-def cell_key(cfg: DictConfig) -> str:
+def cell_key(cfg: Config) -> str:
     """Identity of a cell of the report (tag `lth.cell`): the ticket minus what varies across its replicates.
 
     A ticket and its reinit / random-mask controls share a cell, as do its seeds; runs
@@ -156,7 +166,7 @@ def cell_key(cfg: DictConfig) -> str:
     do not. An IMP job's cell leaves out `levels`: level l is the same run in every job.
     """
     prune = {key: value for key, value in _prune_identity(cfg).items() if key not in (*REPLICATE_KEYS, "levels")}
-    reset = OmegaConf.to_container(cfg.reset, resolve=True)
+    reset = _group(cfg, "reset")
     return stable_hash({"family": family_hash(cfg), "prune": prune, "reset": reset})
 
 

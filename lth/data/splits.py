@@ -1,6 +1,6 @@
 """What an input pipeline hands the training loop, and the one order of its training examples.
 
-Both backends' pipelines (lth.data for arrays, lth.shard_input for TFRecord shards) return
+Both backends' pipelines (lth.data.load for arrays, lth.data.shards for TFRecord shards) return
 `DataSplits`; the array pipelines of both backends visit the training examples in
 `epoch_order(seed, epoch)`. Nothing here imports TensorFlow or Keras.
 """
@@ -8,7 +8,7 @@ Both backends' pipelines (lth.data for arrays, lth.shard_input for TFRecord shar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -26,10 +26,22 @@ def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
     return np.random.default_rng([int(seed), int(epoch)]).permutation(count)
 
 
-class EpochCounter(Protocol):
-    """What `fitting.EpochOrder` sets at each epoch start: a `tf.Variable`, or `array_input.EpochCounter`."""
+class EpochCounter:
+    """The 0-based epoch whose example order the training input yields.
 
-    def assign(self, value: int) -> Any: ...
+    The PyDataset path reads `value`; a tf.data graph cannot read Python state when an
+    iterator starts, so the tf.data paths hand in a `tf.Variable` that `assign` keeps equal.
+    """
+
+    def __init__(self, variable: Any = None) -> None:
+        self.value = 0
+        self.variable = variable  # a tf.Variable(int64) read by the tf.data graph, or None
+
+    def assign(self, value: int) -> None:
+        """Set the epoch that the next pass over the training data belongs to."""
+        self.value = int(value)
+        if self.variable is not None:
+            self.variable.assign(self.value)
 
 
 @dataclass(frozen=True)
@@ -45,4 +57,11 @@ class DataSplits:
     test: Any
     steps_per_epoch: int
     summary: str
-    epoch: EpochCounter  # 0-based epoch whose example order `train` yields; set by fitting.EpochOrder
+    epoch: EpochCounter  # 0-based epoch whose example order `train` yields (begin_epoch sets it)
+
+    def begin_epoch(self, epoch: int) -> None:
+        """The training loop calls this before epoch `epoch` (0-based) starts, like a sampler's set_epoch.
+
+        This is the pipeline's one input from the loop: the order of the epoch's batches.
+        """
+        self.epoch.assign(epoch)

@@ -11,17 +11,16 @@ constraints read them as variables, and they are attached before `compile()`.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping
 
 import keras
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
-from lth.devices import data_parallel
-from lth.fitting import build_optimizer, weight_decay_mode
-from lth.masks import PRUNABLE_LAYER_TYPES, attach_masks, prunable_layer_names
-from lth.models import Weights, build_model, restore, snapshot
+from lth.cell import ModelConfig, TrainConfig
+from lth.pruning.masks import PRUNABLE_LAYER_TYPES, attach_masks, prunable_layer_names
+from lth.training.devices import data_parallel
+from lth.training.fitting import build_optimizer
+from lth.training.models import Weights, build_model, restore, snapshot
 
 
 def attach_kernel_l2(model: keras.Model, weight_decay: float) -> list[keras.Variable]:
@@ -51,23 +50,23 @@ class MaskedNetwork:
         replicas: How many devices train it data-parallel (1: plain training).
     """
 
-    def __init__(self, model_cfg: DictConfig, train_cfg: DictConfig, steps_per_epoch: int) -> None:
+    def __init__(self, model: ModelConfig, train: TrainConfig, steps_per_epoch: int) -> None:
         # Variables, masks and the optimizer are created under the run's distribution, so
         # every replica holds them and the constraints run in every replica's step.
-        with data_parallel(train_cfg) as self.replicas:
-            self.model = build_model(model_cfg, int(train_cfg.seed), str(train_cfg.precision), bool(train_cfg.sync_bn))
+        with data_parallel(train) as self.replicas:
+            self.model = build_model(model, train.seed, train.precision, train.sync_bn)
             self.initial_weights = snapshot(self.model)
             self.steps_per_epoch = steps_per_epoch
             names = prunable_layer_names(self.model)
             ones = {name: np.ones(self.model.get_layer(name).kernel.shape, dtype=bool) for name in names}
             self.mask_variables = attach_masks(self.model, ones)
-            if weight_decay_mode(train_cfg) == "l2":  # else the optimizer decays (build_optimizer)
-                attach_kernel_l2(self.model, float(train_cfg.weight_decay))
+            if train.weight_decay_mode == "l2":  # else the optimizer decays (build_optimizer)
+                attach_kernel_l2(self.model, float(train.weight_decay))
             self.model.compile(
-                optimizer=build_optimizer(train_cfg, steps_per_epoch, start_epoch=0),
+                optimizer=build_optimizer(train, steps_per_epoch, start_epoch=0),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"],
-                steps_per_execution=int(train_cfg.steps_per_execution),
+                steps_per_execution=train.steps_per_execution,
             )
             # Built here, under the distribution, rather than at the first step: load() sets its state.
             self.model.optimizer.build(self.model.trainable_variables)
@@ -115,13 +114,9 @@ class MaskedNetwork:
 
 
 @functools.lru_cache(maxsize=1)
-def _cached(model_json: str, train_json: str, steps_per_epoch: int) -> MaskedNetwork:
-    model_cfg, train_cfg = OmegaConf.create(json.loads(model_json)), OmegaConf.create(json.loads(train_json))
-    return MaskedNetwork(model_cfg, train_cfg, steps_per_epoch)
+def network_for(model: ModelConfig, train: TrainConfig, steps_per_epoch: int) -> MaskedNetwork:
+    """The process's compiled network for this architecture and schedule (built on first use).
 
-
-def network_for(model_cfg: DictConfig, train_cfg: DictConfig, steps_per_epoch: int) -> MaskedNetwork:
-    """The process's compiled network for this architecture and schedule (built on first use)."""
-    model_json = json.dumps(OmegaConf.to_container(model_cfg, resolve=True), sort_keys=True)
-    train_json = json.dumps(OmegaConf.to_container(train_cfg, resolve=True), sort_keys=True)
-    return _cached(model_json, train_json, steps_per_epoch)
+    The pieces are frozen and hashable, so they are the cache key themselves.
+    """
+    return MaskedNetwork(model, train, steps_per_epoch)

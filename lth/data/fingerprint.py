@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lth.validate import ConfigError
+from lth.cell import ConfigError
 
 MANIFEST = "manifest.json"
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import keras
-from omegaconf import DictConfig
 
-from lth.datasets import LOADERS, Arrays
-from lth.splits import DataSplits, epoch_order
+from lth.cell import IMAGENET_NEEDS_TENSORFLOW, DataConfig
+from lth.data.arrays import LOADERS, Arrays
+from lth.data.splits import DataSplits, EpochCounter, epoch_order
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -52,41 +52,41 @@ def _tf_splits(train: Arrays, val: Arrays, test: Arrays, batch_size: int, seed: 
         return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
-    return _epoch_ordered(train, batch_size, seed, epoch), evaluation(val), evaluation(test), epoch
+    return _epoch_ordered(train, batch_size, seed, epoch), evaluation(val), evaluation(test), EpochCounter(epoch)
 
 
 def _py_splits(train: Arrays, val: Arrays, test: Arrays, batch_size: int, seed: int) -> tuple[Any, Any, Any, Any]:
-    from lth.array_input import EpochCounter, EpochOrderedBatches, OrderedBatches
+    from lth.data.pydataset import EpochOrderedBatches, OrderedBatches
 
     epoch = EpochCounter()
     return (EpochOrderedBatches(train, batch_size, seed, epoch), OrderedBatches(val, batch_size),
             OrderedBatches(test, batch_size), epoch)
 
 
-def load_data(data_cfg: DictConfig, batch_size: int, seed: int) -> DataSplits:
+def load_data(data: DataConfig, batch_size: int, seed: int) -> DataSplits:
     """Build the train/val/test pipelines for the configured dataset and the active Keras backend.
 
     Args:
-        data_cfg: The `data` config group.
+        data: The `data` config group.
         batch_size: Global batch size.
         seed: Shuffling seed (the run's `train.seed`).
     """
-    if data_cfg.name == "imagenet":  # TFRecord shards from tools/ingest.py, streamed rather than held in memory
+    if data.name == "imagenet":  # TFRecord shards from tools/ingest.py, streamed rather than held in memory
         if keras.backend.backend() != "tensorflow":
-            raise ValueError("data=imagenet reads TFRecord shards with tf.data: it needs train.backend=tensorflow")
-        from lth.shard_input import load_shards  # imported here: it imports TensorFlow
+            raise ValueError(IMAGENET_NEEDS_TENSORFLOW)
+        from lth.data.shards import load_shards  # imported here: it imports TensorFlow
 
-        return load_shards(data_cfg, batch_size, seed)
-    if data_cfg.name not in LOADERS:
-        raise ValueError(f"data.name must be one of {sorted([*LOADERS, 'imagenet'])}, got {data_cfg.name!r}")
-    train, val, test = LOADERS[data_cfg.name](data_cfg)
+        return load_shards(data, batch_size, seed)
+    if data.name not in LOADERS:
+        raise ValueError(f"data.name must be one of {sorted([*LOADERS, 'imagenet'])}, got {data.name!r}")
+    train, val, test = LOADERS[data.name](data)
     if len(train[0]) < batch_size:
-        raise ValueError(f"train.batch_size={batch_size} exceeds the {len(train[0])} training images of {data_cfg.name}")
+        raise ValueError(f"train.batch_size={batch_size} exceeds the {len(train[0])} training images of {data.name}")
     splits = _tf_splits if keras.backend.backend() == "tensorflow" else _py_splits
     train_input, val_input, test_input, epoch = splits(train, val, test, batch_size, seed)
     summary = (
-        f"data {data_cfg.name}: {len(train[0])} train / {len(val[0])} val / {len(test[0])} test images, "
-        f"{int(data_cfg.num_classes)} classes, {train[0].shape[1]}x{train[0].shape[2]}"
+        f"data {data.name}: {len(train[0])} train / {len(val[0])} val / {len(test[0])} test images, "
+        f"{int(data.num_classes)} classes, {train[0].shape[1]}x{train[0].shape[2]}"
     )
     return DataSplits(train=train_input, val=val_input, test=test_input,
                       steps_per_epoch=len(train[0]) // batch_size, summary=summary, epoch=epoch)

@@ -16,33 +16,31 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
-from omegaconf import DictConfig
 
-from lth.early_stop import EarlyStop, EarlyStopPoint
-from lth.splits import DataSplits
+from lth.cell import TrainConfig
+from lth.data.splits import DataSplits
+from lth.training.early_stop import EarlyStopPoint
+from lth.training.result import FitResult
 
 log = logging.getLogger("lth")
 
 
-def learning_rate(train_cfg: DictConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+def learning_rate(train: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """The configured learning rate as a function of the optimizer step."""
-    peak, epochs = float(train_cfg.learning_rate), int(train_cfg.epochs)
-    if train_cfg.lr_scaling == "linear":  # Goyal et al. 2017: the rate grows with the global batch
-        peak *= int(train_cfg.batch_size) / int(train_cfg.lr_reference_batch)
-    elif train_cfg.lr_scaling != "none":
-        raise ValueError(f"train.lr_scaling must be none or linear, got {train_cfg.lr_scaling!r}")
-    if train_cfg.lr_schedule == "constant":
+    peak, epochs = float(train.learning_rate), train.epochs
+    if train.lr_scaling == "linear":  # Goyal et al. 2017: the rate grows with the global batch
+        peak *= train.batch_size / train.lr_reference_batch
+    if train.lr_schedule == "constant":
         return peak
-    if train_cfg.lr_schedule == "step":
-        boundaries = [int(epoch) * steps_per_epoch for epoch in train_cfg.step_milestones]
-        values = [peak * float(train_cfg.step_gamma) ** i for i in range(len(boundaries) + 1)]
+    if train.lr_schedule == "step":
+        boundaries = [int(epoch) * steps_per_epoch for epoch in train.step_milestones]
+        values = [peak * float(train.step_gamma) ** i for i in range(len(boundaries) + 1)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-    warmup = int(train_cfg.warmup_epochs) * steps_per_epoch
+    warmup = train.warmup_epochs * steps_per_epoch
     total = epochs * steps_per_epoch
     if warmup:
         return keras.optimizers.schedules.CosineDecay(
@@ -51,33 +49,19 @@ def learning_rate(train_cfg: DictConfig, steps_per_epoch: int) -> float | keras.
     return keras.optimizers.schedules.CosineDecay(peak, decay_steps=max(total, 1))
 
 
-WEIGHT_DECAY_MODES: tuple[str, ...] = ("decoupled", "l2")
-
-
-def weight_decay_mode(train_cfg: DictConfig) -> str:
-    """`train.weight_decay_mode`: `decoupled` (the optimizer's own decay of every variable) or `l2`.
-
-    `l2` is TF-slim's `l2_regularizer(weight_decay)`: (weight_decay / 2) * sum(w^2) of the
-    conv, depthwise and dense kernels in the loss (see `lth.network.attach_kernel_l2`).
-    Configs written before the key existed mean `decoupled`.
-    """
-    mode = str(train_cfg.get("weight_decay_mode", "decoupled"))
-    if mode not in WEIGHT_DECAY_MODES:
-        raise ValueError(f"train.weight_decay_mode must be one of {list(WEIGHT_DECAY_MODES)}, got {mode!r}")
-    return mode
-
-
-def build_optimizer(train_cfg: DictConfig, steps_per_epoch: int, start_epoch: int) -> keras.optimizers.Optimizer:
+def build_optimizer(train: TrainConfig, steps_per_epoch: int, start_epoch: int) -> keras.optimizers.Optimizer:
     """The configured optimizer, its step counter set to the start of `start_epoch`.
 
-    Under `weight_decay_mode=l2` the decay is a loss term, so the optimizer decays nothing.
+    `train.weight_decay_mode`: under `decoupled` the optimizer decays every variable; under
+    `l2` the decay is TF-slim's loss term on the kernels (lth.training.network.attach_kernel_l2),
+    so the optimizer decays nothing.
     """
-    rate = learning_rate(train_cfg, steps_per_epoch)
-    decoupled = weight_decay_mode(train_cfg) == "decoupled"
-    decay = float(train_cfg.weight_decay) if decoupled else 0.0
-    if train_cfg.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(rate, momentum=float(train_cfg.momentum), weight_decay=decay or None)
-    elif train_cfg.optimizer == "adam":  # Frankle & Carbin's LeNet recipe: Adam, no weight decay
+    rate = learning_rate(train, steps_per_epoch)
+    decoupled = train.weight_decay_mode == "decoupled"
+    decay = float(train.weight_decay) if decoupled else 0.0
+    if train.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(rate, momentum=float(train.momentum), weight_decay=decay or None)
+    elif train.optimizer == "adam":  # Frankle & Carbin's LeNet recipe: Adam, no weight decay
         optimizer = keras.optimizers.Adam(rate, weight_decay=decay or None)
     elif decoupled:
         optimizer = keras.optimizers.AdamW(rate, weight_decay=decay)
@@ -115,7 +99,7 @@ class EpochEnd(keras.callbacks.Callback):
 
 
 class EpochOrder(keras.callbacks.Callback):
-    """Tells the training pipeline which epoch starts, and says when a run resumed from a backup."""
+    """Tells the input which epoch begins (`DataSplits.begin_epoch`), and says when a run resumed from a backup."""
 
     def __init__(self, data: DataSplits, start_epoch: int, epochs: int) -> None:
         super().__init__()
@@ -123,7 +107,7 @@ class EpochOrder(keras.callbacks.Callback):
         self.first = True
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.data.epoch.assign(epoch)
+        self.data.begin_epoch(epoch)
         if self.first and epoch > self.start_epoch:  # BackupAndRestore moved the start
             log.info("resumed from the backup of epoch %d; training epochs %d..%d", epoch, epoch + 1, self.epochs)
         self.first = False
@@ -163,20 +147,6 @@ class SignalSafeBackup(keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         with signals_deferred():
             super().on_epoch_end(epoch, logs)
-
-
-@dataclass(frozen=True)
-class FitResult:
-    """What a training run measured."""
-
-    test_loss: float
-    test_accuracy: float
-    epochs_trained: int
-    seconds: float
-    diverged: bool  # the loss became NaN/inf; training was stopped there
-    diverged_epoch: int | None  # first epoch (1-based, absolute) whose loss was not finite
-    last_train_loss: float | None  # training loss of the last epoch trained
-    early_stop: EarlyStop | None = None  # the epoch of minimum val_loss and the test figures there
 
 
 def _verbosity(setting: Any) -> int:

@@ -6,21 +6,21 @@ import json
 import tempfile
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig, OmegaConf
 
-from lth import tracking
-from lth.identity import flatten
-from lth.masks import save_masks, sparsity_report
-from lth.models import load_weights, save_weights
+from lth.pruning.masks import save_masks, sparsity_report
+from lth.tracking import client, schema
+from lth.tracking.identity import flatten
+from lth.training.models import load_weights, save_weights
 
 
 def device_count() -> tuple[str, int]:
     """(kind, count) of the accelerators this job sees; CPU counts as one."""
-    from lth.devices import device_kind_and_count
+    from lth.training.devices import device_kind_and_count
 
     return device_kind_and_count()
 
@@ -32,20 +32,25 @@ def log_hydra_config() -> None:
     if HydraConfig.initialized():
         folder = Path(HydraConfig.get().runtime.output_dir) / ".hydra"
         if folder.is_dir():
-            mlflow.log_artifacts(str(folder), "hydra")
+            mlflow.log_artifacts(str(folder), schema.HYDRA_FOLDER)
 
 
-def log_config(cfg: DictConfig, groups: Iterable[str]) -> None:
-    """Log the given config groups as flattened params (only those the run lacks) and the job context as tags.
+def log_config(groups: Mapping[str, Any], names: Iterable[str], cluster: str) -> None:
+    """Log config groups as flattened params (only those the run lacks) and the job context as tags.
 
     A resumed run may run under another cluster or tracking spelling; those go to tags,
     which may change, while params may not.
+
+    Args:
+        groups: The resolved config groups (`lth.cell.Cell.groups`).
+        names: The groups to log, e.g. `lth.tracking.identity.DENSE_KEYS`.
+        cluster: `cluster.name`, tagged.
     """
     run = mlflow.active_run()
     existing = MlflowClient().get_run(run.info.run_id).data.params if run is not None else {}
-    params = flatten({group: OmegaConf.to_container(cfg[group], resolve=True) for group in groups})
+    params = flatten({name: groups[name] for name in names})
     mlflow.log_params({key: value for key, value in params.items() if key not in existing})
-    mlflow.set_tags({"lth.device_kind": device_count()[0], "lth.cluster": str(cfg.cluster.name)})
+    mlflow.set_tags({schema.DEVICE_KIND: device_count()[0], schema.CLUSTER: cluster})
     log_hydra_config()
 
 
@@ -66,7 +71,7 @@ def log_masks(masks: Mapping[str, np.ndarray], depthwise_layers: Collection[str]
     """
     report = sparsity_report(masks, depthwise_layers)
     with tempfile.TemporaryDirectory(prefix="lth-") as scratch:
-        table = Path(scratch) / "densities.csv"  # per-layer density table, network order, for a spreadsheet
+        table = Path(scratch) / schema.DENSITIES  # per-layer density table, network order, for a spreadsheet
         table.write_text("layer,weights,kept,density,channels,dead_channels\n" + "".join(
             f"{layer['layer']},{layer['weights']},{layer['kept']},{layer['density']:.6f},{layer['channels']},"
             f"{layer['dead_channels']}\n" for layer in report["layers"]))
@@ -74,12 +79,10 @@ def log_masks(masks: Mapping[str, np.ndarray], depthwise_layers: Collection[str]
         report_path.write_text(json.dumps(report, indent=2))  # the report with the depthwise layers as given
         for path in (mask_path, report_path, table):
             mlflow.log_artifact(str(path))
-    mlflow.log_metrics({"sparsity": report["sparsity"], "weights_remaining": report["weights_remaining"],
-                        "dead_channels": report["dead_channels"]})
-    mlflow.log_metrics({f"sparsity.{layer['layer']}": layer["sparsity"] for layer in report["layers"]})
+    mlflow.log_metrics(schema.sparsity_metrics(report))
     return report
 
 
 def run_weights(run_id: str, artifact: str) -> dict[str, np.ndarray]:
     """Read a weight snapshot artifact of any run."""
-    return tracking.fetch(run_id, artifact, load_weights)
+    return client.fetch(run_id, artifact, load_weights)

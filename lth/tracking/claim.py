@@ -11,17 +11,16 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig
 
-from lth import tracking
-from lth.locking import exclusive
+from lth.cell import StateConfig
+from lth.tracking import client
+from lth.tracking.lock import exclusive
+from lth.tracking.schema import ROLE_LABELS
 
 log = logging.getLogger("lth")
-ROLE_LABELS = {"dense": "dense parent", "ticket": "ticket", "imp_level": "IMP level"}  # for messages
 
 
 @dataclass(frozen=True)
@@ -33,12 +32,12 @@ class Claim:
 
 
 @contextlib.contextmanager
-def claim(cfg: DictConfig, experiment_id: str, role: str, key: str, name: str,
+def claim(state: StateConfig, experiment_id: str, role: str, key: str, name: str,
           tags: dict[str, str], dense_run_id: str | None = None) -> Iterator[Claim]:
     """Hold the stage's lock and yield the run to reuse, resume or start.
 
     Args:
-        cfg: The job config (for `lth.state_dir` and `lth.lock_timeout_min`).
+        state: Where the locks are (`lth.state_dir`) and how long to wait (`lth.lock_timeout_min`).
         experiment_id: MLflow experiment of the search.
         role: `lth.role` tag of the stage (dense, ticket, imp_level).
         key: Identity hash of the stage.
@@ -47,26 +46,25 @@ def claim(cfg: DictConfig, experiment_id: str, role: str, key: str, name: str,
         dense_run_id: For a sparse stage, the dense run it rewinds from; runs of the same
             identity rewound from another dense run are neither reused nor resumed.
     """
-    state_dir, timeout = Path(cfg.lth.state_dir), float(cfg.lth.lock_timeout_min)
     label = ROLE_LABELS.get(role, role)
-    with exclusive(state_dir, f"{role}-{key}", timeout, f"{label} '{name}'"):
-        every = tracking.find_runs(experiment_id, role, key)
-        runs = tracking.rewound_from(every, dense_run_id)
+    with exclusive(state.state_dir, f"{role}-{key}", state.lock_timeout_min, f"{label} '{name}'"):
+        every = client.find_runs(experiment_id, role, key)
+        runs = client.rewound_from(every, dense_run_id)
         if len(runs) < len(every):  # e.g. the tickets of a dense parent that was deleted and trained again
             log.info("ignoring %d %s run(s) of this identity rewound from another dense run than %s",
                      len(every) - len(runs), label, dense_run_id)
-        done = tracking.finished_run(runs)
+        done = client.finished_run(runs)
         if done is not None:
             log.info("reusing finished %s %s (%s): no retraining", label, done.info.run_id, name)
             yield Claim(done.info.run_id, MlflowClient().get_run(done.info.run_id))
             return
         if runs:
             run_id = runs[-1].info.run_id
-            tracking.resume_cleanly(run_id)
+            client.resume_cleanly(run_id)
             log.info("resuming unfinished %s %s (%s)", label, run_id, name)
         else:
-            run_id = tracking.create_run(experiment_id, role, key, name, tags)
+            run_id = client.create_run(experiment_id, role, key, name, tags)
             log.info("starting %s %s (%s)", label, run_id, name)
-        for tag, value in tracking.cluster_job_tags().items():  # the job that trains it (the latest, if requeued)
+        for tag, value in client.cluster_job_tags().items():  # the job that trains it (the latest, if requeued)
             MlflowClient().set_tag(run_id, tag, value)
         yield Claim(run_id, None)

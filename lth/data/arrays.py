@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
+
+from lth.cell import DataConfig
 
 Arrays = tuple[np.ndarray, np.ndarray]
 FASHION_MNIST_FILES: tuple[str, ...] = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -34,15 +35,15 @@ def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[n
     return np.sort(rest), np.sort(held_out)
 
 
-def channels_of(cfg: DictConfig) -> int:
+def channels_of(cfg: DataConfig) -> int:
     """`data.channels`: 1 (grey) or 3 (grey copied to RGB; configs written before the key existed)."""
-    channels = int(cfg.get("channels", 3))
+    channels = cfg.channels
     if channels not in (1, 3):
         raise ValueError(f"data.channels must be 1 or 3, got {channels}")
     return channels
 
 
-def _digits(cfg: DictConfig) -> tuple[Arrays, Arrays, Arrays]:
+def _digits(cfg: DataConfig) -> tuple[Arrays, Arrays, Arrays]:
     """scikit-learn's bundled digits, upscaled to RGB at the model's input size."""
     import tensorflow as tf  # its bilinear resize defines the digits images that earlier runs were trained on
     from sklearn.datasets import load_digits
@@ -73,7 +74,7 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def _fashion_mnist(cfg: DictConfig) -> tuple[Arrays, Arrays, Arrays]:
+def _fashion_mnist(cfg: DataConfig) -> tuple[Arrays, Arrays, Arrays]:
     """Fashion-MNIST from Debian's IDX files, padded from 28x28 to the model's input, grey to `data.channels`."""
     folder = Path(cfg.path)
     names = {"train": FASHION_MNIST_FILES[:2], "t10k": FASHION_MNIST_FILES[2:]}
@@ -96,7 +97,7 @@ def _fashion_mnist(cfg: DictConfig) -> tuple[Arrays, Arrays, Arrays]:
     return (images[train], labels[train]), (images[val], labels[val]), (test[0][:limit], test[1][:limit])
 
 
-def _synthetic(cfg: DictConfig) -> tuple[Arrays, Arrays, Arrays]:
+def _synthetic(cfg: DataConfig) -> tuple[Arrays, Arrays, Arrays]:
     """Seeded random images and labels (for throughput measurements only)."""
     rng = np.random.default_rng(int(cfg.split_seed))
     size, classes = int(cfg.image_size), int(cfg.num_classes)
@@ -108,7 +109,7 @@ def _synthetic(cfg: DictConfig) -> tuple[Arrays, Arrays, Arrays]:
     return make(int(cfg.train_size)), make(int(cfg.val_size)), make(int(cfg.test_size))
 
 
-LOADERS: dict[str, Callable[[DictConfig], tuple[Arrays, Arrays, Arrays]]] = {
+LOADERS: dict[str, Callable[[DataConfig], tuple[Arrays, Arrays, Arrays]]] = {
     "digits": _digits,
     "fashion_mnist": _fashion_mnist,
     "synthetic": _synthetic,

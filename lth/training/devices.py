@@ -15,12 +15,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from omegaconf import DictConfig
-
-from lth.validate import ConfigError
-
-BACKENDS = ("tensorflow", "jax")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+from lth.cell import BACKENDS, PRECISIONS, ConfigError, TrainConfig
 
 
 def select_backend(backend: str) -> None:
@@ -97,7 +92,7 @@ def tensorflow_strategy(devices: list[str]) -> Any:
 
 
 @contextlib.contextmanager
-def data_parallel(train_cfg: DictConfig) -> Iterator[int]:
+def data_parallel(train: TrainConfig) -> Iterator[int]:
     """Build (and later train) the network inside this block; yields the number of replicas.
 
     On TensorFlow the strategy is captured by the model built here, so `fit` outside
@@ -106,9 +101,9 @@ def data_parallel(train_cfg: DictConfig) -> Iterator[int]:
     """
     import keras
 
-    devices = replica_devices(train_cfg.devices)
+    devices = replica_devices(train.devices)
     if keras.backend.backend() == "tensorflow":
-        if len(devices) > 1 and bool(train_cfg.get("sync_bn", False)) and "GPU" not in devices[0].upper():
+        if len(devices) > 1 and train.sync_bn and "GPU" not in devices[0].upper():
             # Measured: synchronized BatchNorm across logical CPU devices fails in TF's collectives
             # (a shape mismatch with the default all-reduce, a hang with ReductionToOneDevice).
             raise ConfigError("train.sync_bn on TensorFlow needs GPU replicas; on CPU devices use "
@@ -166,17 +161,16 @@ def seed_everything(seed: int) -> None:
         del sys.modules["tensorflow"]
 
 
-def normalises_per_replica(train_cfg: DictConfig, replicas: int) -> bool:
+def normalises_per_replica(train: TrainConfig, replicas: int) -> bool:
     """Whether BatchNorm sees each replica's slice of the batch (TensorFlow without sync_bn on several devices).
 
     Then the numbers depend on the replica count: measured, 4 replicas vs 1 move one
     MobileNetV2 update by 27%. JAX's DataParallel normalises over the global batch.
     """
-    backend = str(train_cfg.get("backend", "tensorflow"))
-    return replicas > 1 and backend == "tensorflow" and not bool(train_cfg.get("sync_bn", False))
+    return replicas > 1 and train.backend == "tensorflow" and not train.sync_bn
 
 
-def check_replica_reuse(train_cfg: DictConfig, run_id: str, trained_replicas: int, replicas: int) -> None:
+def check_replica_reuse(train: TrainConfig, run_id: str, trained_replicas: int, replicas: int) -> None:
     """Refuse to rewind tickets on `replicas` devices into a dense parent trained on another count,
     where BatchNorm is per replica on either side (a ticket would not train like its parent).
 
@@ -185,7 +179,7 @@ def check_replica_reuse(train_cfg: DictConfig, run_id: str, trained_replicas: in
     """
     if trained_replicas == replicas:
         return
-    if normalises_per_replica(train_cfg, trained_replicas) or normalises_per_replica(train_cfg, replicas):
+    if normalises_per_replica(train, trained_replicas) or normalises_per_replica(train, replicas):
         raise ConfigError(
             f"dense parent {run_id} was trained on {trained_replicas} replica(s) and this job has {replicas}; "
             f"with per-replica BatchNorm (TensorFlow, train.sync_bn=false) its tickets would not train like it: "

@@ -1,9 +1,4 @@
-"""MLflow bookkeeping: the experiment, finding finished runs by identity, run lifecycle.
-
-Runs are found by tags, not params: `lth.role` (dense or ticket) and `lth.key` (the
-identity hash of lth.identity). Tickets carry `mlflow.parentRunId` = their dense
-parent, which is how the MLflow UI groups them under it.
-"""
+"""MLflow bookkeeping: the experiment, finding finished runs by identity, run lifecycle (names: lth.tracking.schema)."""
 
 from __future__ import annotations
 
@@ -20,17 +15,9 @@ import mlflow
 from mlflow.entities import Run, ViewType
 from mlflow.tracking import MlflowClient
 
-from lth.validate import http_environment
+from lth.tracking import schema
+from lth.tracking.http import http_environment
 
-ROLE_TAG = "lth.role"
-KEY_TAG = "lth.key"
-DENSE_HASH_TAG = "lth.dense_hash"
-FAMILY_TAG = "lth.family"  # dense identity without the seed: groups replicates in the report
-DENSE_RUN_TAG = "lth.dense_run"  # the dense run a sparse run was rewound from: another one's runs are never reused
-CELL_TAG = "lth.cell"  # ticket identity without seed and control: one cell of the report (lth.identity.cell_key)
-PARENT_TAG = "mlflow.parentRunId"
-RUN_NAME_TAG = "mlflow.runName"
-FINISHED = "FINISHED"
 T = TypeVar("T")
 
 
@@ -39,7 +26,7 @@ def retry_transient_errors(tracking_cfg: Mapping[str, Any]) -> None:
     briefly down or overloaded is retried with exponential backoff, not fatal).
 
     Raises:
-        ConfigError: As `lth.validate.http_environment`.
+        ConfigError: As `lth.tracking.http.http_environment`.
     """
     os.environ.update(http_environment(tracking_cfg))
 
@@ -77,7 +64,7 @@ def find_runs(experiment_id: str, role: str, key: str, dense_run_id: str | None 
     """
     runs = MlflowClient().search_runs(
         [experiment_id],
-        filter_string=f"tags.`{ROLE_TAG}` = '{role}' and tags.`{KEY_TAG}` = '{key}'",
+        filter_string=f"tags.`{schema.ROLE}` = '{role}' and tags.`{schema.KEY}` = '{key}'",
         run_view_type=ViewType.ACTIVE_ONLY,
         order_by=["attributes.start_time ASC"],
     )
@@ -86,17 +73,17 @@ def find_runs(experiment_id: str, role: str, key: str, dense_run_id: str | None 
 
 def rewound_from(runs: list[Run], dense_run_id: str | None) -> list[Run]:
     """The runs tagged as rewound from `dense_run_id` (all of them when it is None)."""
-    return [run for run in runs if dense_run_id is None or run.data.tags.get(DENSE_RUN_TAG) == dense_run_id]
+    return [run for run in runs if dense_run_id is None or run.data.tags.get(schema.DENSE_RUN) == dense_run_id]
 
 
 def finished_run(runs: list[Run]) -> Run | None:
     """The oldest FINISHED run of a list, if any."""
-    return next((run for run in runs if run.info.status == FINISHED), None)
+    return next((run for run in runs if run.info.status == schema.FINISHED), None)
 
 
 def create_run(experiment_id: str, role: str, key: str, name: str, tags: dict[str, str]) -> str:
     """Create a run with the identity tags and return its id (not yet active)."""
-    all_tags = {ROLE_TAG: role, KEY_TAG: key, RUN_NAME_TAG: name, **tags}
+    all_tags = {schema.ROLE: role, schema.KEY: key, schema.RUN_NAME: name, **tags}
     return MlflowClient().create_run(experiment_id, tags=all_tags, run_name=name).info.run_id
 
 
@@ -112,8 +99,8 @@ def active_run(run_id: str, nested: bool = False) -> Iterator[mlflow.ActiveRun]:
         try:
             yield run
         except BaseException as error:
-            mlflow.set_tag("lth.error", f"{type(error).__name__}: {error}"[:4000])
-            mlflow.log_text(traceback.format_exc(), "error.txt")
+            mlflow.set_tag(schema.ERROR, f"{type(error).__name__}: {error}"[:4000])
+            mlflow.log_text(traceback.format_exc(), schema.ERROR_TEXT)
             raise
 
 
@@ -127,8 +114,8 @@ def fetch(run_id: str, artifact_path: str, loader: Callable[[Path], T]) -> T:
 def resume_cleanly(run_id: str) -> None:
     """Drop the error a resumed run carried from its failed attempt."""
     client = MlflowClient()
-    if "lth.error" in client.get_run(run_id).data.tags:
-        client.delete_tag(run_id, "lth.error")
+    if schema.ERROR in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, schema.ERROR)
 
 
 def cluster_job_tags() -> dict[str, str]:
@@ -137,4 +124,4 @@ def cluster_job_tags() -> dict[str, str]:
         return {}
     array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     job = f"{array}_{task}" if array and task else os.environ["SLURM_JOB_ID"]
-    return {"lth.slurm_job_id": job, "lth.slurm_restarts": os.environ.get("SLURM_RESTART_COUNT", "0")}
+    return {schema.SLURM_JOB: job, schema.SLURM_RESTARTS: os.environ.get("SLURM_RESTART_COUNT", "0")}

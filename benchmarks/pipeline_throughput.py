@@ -36,9 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from lth.cell import DataConfig, piece  # noqa: E402
 from lth.data.shards import load_shards  # noqa: E402
 from lth.ingest.images import EncodedImage  # noqa: E402
 from lth.ingest.shards import serialize_example  # noqa: E402
@@ -86,10 +87,11 @@ def write_shards(folder: Path, images: int) -> float:
     return float(np.mean(sizes))
 
 
-def data_config(folder: Path, cache: str | None) -> DictConfig:
+def data_config(folder: Path, cache: str | None) -> DataConfig:
     """conf/data/imagenet.yaml as a run would use it, on the benchmark's shards."""
     cfg = OmegaConf.load(REPO / "conf" / "data" / "imagenet.yaml")
-    return OmegaConf.merge(cfg, {"path": str(folder), "num_classes": CLASSES, "image_size": IMAGE_SIZE, "cache": cache})
+    merged = OmegaConf.merge(cfg, {"path": str(folder), "num_classes": CLASSES, "image_size": IMAGE_SIZE, "cache": cache})
+    return piece(DataConfig, merged, "data")
 
 
 class Rate:
@@ -114,7 +116,7 @@ def epoch_rates(folder: Path, cache: str | None, batch_size: int, epochs: list[i
     return rates
 
 
-def pil_rate(folder: Path, cfg: DictConfig) -> tuple[float, float]:
+def pil_rate(folder: Path, cfg: DataConfig) -> tuple[float, float]:
     """(images/s, images per CPU-second) of one process doing the training pipeline's per-image work with PIL and NumPy."""
     records = [bytes(record.numpy()) for record in tf.data.TFRecordDataset(sorted(map(str, folder.glob("train-*"))))]
     area_range, aspect_range = tuple(cfg.crop_area_range), tuple(cfg.crop_aspect_range)

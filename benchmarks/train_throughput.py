@@ -86,14 +86,16 @@ def measure(model: str, batch: int, steps: int, epochs: int, precision: str, spa
     """Time dense and masked training of one compiled network at one batch size."""
     import keras
 
+    from lth.cell import DataConfig, ModelConfig, TrainConfig, piece
     from lth.data import load_data
     from lth.pruning.scopes import prune_masks
     from lth.training.models import kernel_path
     from lth.training.network import MaskedNetwork
 
     cfg = _config(model, batch, steps, precision, steps_per_execution)
-    data = load_data(cfg.data, batch, 0)
-    network = MaskedNetwork(cfg.model, cfg.train, data.steps_per_epoch)
+    data = load_data(piece(DataConfig, cfg.data, "data"), batch, 0)
+    network = MaskedNetwork(piece(ModelConfig, cfg.model, "model"), piece(TrainConfig, cfg.train, "train"),
+                            data.steps_per_epoch)
     names = list(network.mask_variables)
     results = []
     for sparsity in sparsity_levels:

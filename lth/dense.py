@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import mlflow
 import numpy as np
-from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
 
 from lth import tracking
 from lth.cell import Cell, ConfigError, StateConfig
@@ -16,6 +13,7 @@ from lth.data.splits import DATA_ORDER_VERSION, DataSplits
 from lth.tracking import schema
 from lth.tracking.artifacts import log_config, log_weights, run_weights
 from lth.tracking.claim import claim
+from lth.tracking.client import Run
 from lth.tracking.identity import DENSE_KEYS, dense_hash, family_hash
 from lth.training.devices import check_replica_reuse
 from lth.training.fitting import fit_and_evaluate, optimizer_state
@@ -76,29 +74,29 @@ def _train(cell: Cell, run_id: str, data: DataSplits) -> float:
     keep = _kept(cell.state, epochs)
     with tracking.active_run(run_id):
         log_config(cell.groups, DENSE_KEYS, cell.cluster.name)
-        mlflow.set_tags({**schema.keep_epochs_tag(keep), schema.DATA_ORDER: DATA_ORDER_VERSION})
+        tracking.set_tags({**schema.keep_epochs_tag(keep), schema.DATA_ORDER: DATA_ORDER_VERSION})
         network = network_for(cell.model, cell.train, data.steps_per_epoch)
-        resumed_on = MlflowClient().get_run(run_id).data.tags.get(schema.REPLICAS)
+        resumed_on = tracking.get_run(run_id).data.tags.get(schema.REPLICAS)
         if resumed_on is not None:  # a requeued run: its epochs so far (and checkpoints) used that many replicas
             check_replica_reuse(cell.train, run_id, int(resumed_on), network.replicas)
-        mlflow.set_tag(schema.REPLICAS, str(network.replicas))
+        tracking.set_tags({schema.REPLICAS: str(network.replicas)})
         network.load(network.initial_weights, masks=None, start_epoch=0)
         if 0 in keep:
             log_weights(network.initial_weights, schema.checkpoint(0))
-        mlflow.log_metrics(optimizer_state(network.model.optimizer), step=0)  # where a k=0 ticket starts
+        tracking.log_metrics(optimizer_state(network.model.optimizer), step=0)  # where a k=0 ticket starts
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
-            mlflow.log_metrics(metrics, step=epoch)
+            tracking.log_metrics(metrics, step=epoch)
             if epoch in keep and epoch < epochs:
                 log_weights(network.snapshot(), schema.checkpoint(epoch))
 
         result = fit_and_evaluate(network.model, data, epochs, 0, cell.state.state_dir / "backup" / run_id,
                                   on_epoch_end, cell.state.verbose)
         if result.diverged:  # every ticket would inherit NaN weights; fail loudly instead
-            mlflow.set_tag(schema.DIVERGED, "true")
+            tracking.set_tags({schema.DIVERGED: "true"})
             raise RuntimeError(f"dense parent {run_id} diverged (loss became NaN/inf); lower train.learning_rate")
         log_weights(network.snapshot(), schema.FINAL_WEIGHTS)
-        mlflow.log_metrics(schema.outcome_metrics(result.test_accuracy, result.test_loss, epochs,
+        tracking.log_metrics(schema.outcome_metrics(result.test_accuracy, result.test_loss, epochs,
                                                   epochs * network.replicas, result.seconds, result.early_stop))
     return result.test_accuracy
 
@@ -125,9 +123,8 @@ def _trained_replicas(run: Run) -> int:
 
 def _optimizer_history(run_id: str) -> tuple[dict[int, int], dict[int, float]]:
     """The logged `optimizer_iterations` and `loss_scale` of a dense run, by epoch."""
-    client = MlflowClient()
-    iterations = {m.step: int(m.value) for m in client.get_metric_history(run_id, schema.OPTIMIZER_ITERATIONS)}
-    return iterations, {m.step: float(m.value) for m in client.get_metric_history(run_id, schema.LOSS_SCALE)}
+    iterations = {step: int(value) for step, value in tracking.metric_history(run_id, schema.OPTIMIZER_ITERATIONS).items()}
+    return iterations, tracking.metric_history(run_id, schema.LOSS_SCALE)
 
 
 def ensure_dense(cell: Cell, experiment_id: str, data: DataSplits) -> DenseParent:
@@ -136,7 +133,7 @@ def ensure_dense(cell: Cell, experiment_id: str, data: DataSplits) -> DenseParen
     tags = schema.dense_tags(key, family_hash(cell.groups), cell.train.seed, DATA_ORDER_VERSION)
     epochs = cell.train.epochs
     with claim(cell.state, experiment_id, schema.DENSE_ROLE, key, f"dense {key[:8]}", tags) as stage:
-        run = stage.finished or MlflowClient().get_run(stage.run_id)
+        run = stage.finished or tracking.get_run(stage.run_id)
         _require_data_order(run, stage.finished is not None)
         if stage.finished is not None:
             replicas = network_for(cell.model, cell.train, data.steps_per_epoch).replicas

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import keras
 import yaml
-from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from lth import tracking
@@ -53,8 +52,7 @@ def _files_run(run_id: str) -> str:
     from a longer job is that job's child, not this one's. Jobs from before the tag, and
     unfinished ones, fall back to their own last finished child.
     """
-    client = MlflowClient()
-    run = client.get_run(run_id)
+    run = tracking.get_run(run_id)
     if run.data.tags.get(schema.METHOD) != "imp" or run.data.tags.get(schema.ROLE) != schema.TICKET_ROLE:
         return run_id
     key = run.data.tags.get(schema.LAST_LEVEL_KEY)
@@ -62,8 +60,7 @@ def _files_run(run_id: str) -> str:
         tracking.find_runs(run.info.experiment_id, schema.LEVEL_ROLE, key, run.data.tags.get(schema.DENSE_RUN)))
     if last is not None:
         return last.info.run_id
-    levels = client.search_runs([run.info.experiment_id],
-                                f"tags.`{schema.PARENT}` = '{run_id}' and attributes.status = 'FINISHED'")
+    levels = tracking.finished_children(run.info.experiment_id, run_id)
     if not levels:
         raise ValueError(f"IMP run {run_id} has no finished level")
     return max(levels, key=lambda r: int(r.data.tags[schema.LEVEL])).info.run_id
@@ -82,7 +79,7 @@ def load_ticket(run_id: str, tracking_uri: str | None = None, weights: str = "fi
     if tracking_uri is not None:
         tracking.connect_uri(tracking_uri)
     files_run = _files_run(run_id)
-    config = _config_from_params(MlflowClient().get_run(run_id).data.params)  # IMP levels log no params
+    config = _config_from_params(tracking.get_run(run_id).data.params)  # IMP levels log no params
     masks = tracking.fetch(files_run, schema.MASK, load_masks)
     start = tracking.fetch(files_run, schema.START_WEIGHTS, load_weights)
     final = tracking.fetch(files_run, schema.FINAL_WEIGHTS, load_weights)

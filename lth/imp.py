@@ -21,10 +21,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import mlflow
-from mlflow.entities import Run, RunData
-from mlflow.tracking import MlflowClient
-
 from lth import sparse, tracking
 from lth.cell import Cell, ConfigError
 from lth.data.splits import DataSplits
@@ -34,6 +30,7 @@ from lth.tickets import CellResult, cell_result, ticket_tags
 from lth.tracking import schema
 from lth.tracking.artifacts import log_config, run_weights
 from lth.tracking.claim import claim
+from lth.tracking.client import Run, RunData
 from lth.tracking.identity import TICKET_PARAM_GROUPS, imp_level_key, ticket_key
 from lth.training.models import Weights
 
@@ -122,7 +119,7 @@ class ImpJob:
             outcome = self.level(level, done[-1] if done else None, ticket_masks)
             done.append(outcome)
             accuracy = outcome.metrics.get(schema.TEST_ACCURACY)
-            mlflow.log_metrics({schema.LEVEL_WEIGHTS_REMAINING: outcome.metrics[schema.WEIGHTS_REMAINING],
+            tracking.log_metrics({schema.LEVEL_WEIGHTS_REMAINING: outcome.metrics[schema.WEIGHTS_REMAINING],
                                 **({schema.LEVEL_TEST_ACCURACY: accuracy} if accuracy is not None else {})}, step=level)
             if outcome.verdict is not None:  # its weights are NaN or learned nothing: no next level can come from them
                 log.warning("IMP level %d diverged (%s): the job ends there", level, outcome.verdict)
@@ -175,9 +172,9 @@ def ensure_imp(cell: Cell, experiment_id: str, data: DataSplits, dense: DensePar
         with tracking.active_run(job.run_id):
             log_config(cell.groups, TICKET_PARAM_GROUPS, cell.cluster.name)
             if ticket is not None:
-                mlflow.set_tag(schema.TICKET_RUN, ticket.ticket_run_id)
+                tracking.set_tags({schema.TICKET_RUN: ticket.ticket_run_id})
             done = ImpJob(cell, experiment_id, data, dense, job.run_id, sizes, ticket_cell).levels()
             metrics, end_tags = _summary(cell, dense, done)
-            mlflow.set_tags(end_tags)
-            mlflow.log_metrics(metrics)
-        return _job_result(cell, dense, sizes, job.run_id, MlflowClient().get_run(job.run_id).data, False)
+            tracking.set_tags(end_tags)
+            tracking.log_metrics(metrics)
+        return _job_result(cell, dense, sizes, job.run_id, tracking.get_run(job.run_id).data, False)

@@ -11,14 +11,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lth.tracking import schema
+
 Record = Mapping[str, Any]
 
 
 def kind(record: Record) -> str:
-    """ticket, imp, or the control's name."""
-    if record.get("control", "none") != "none":
-        return str(record["control"])
-    return "imp" if record.get("method") == "imp" else "ticket"
+    """ticket, imp, or the control's name (lth.tracking.schema.kind, as the report reads runs)."""
+    return schema.kind(str(record.get("method", "magnitude")), str(record.get("control", "none")))
 
 
 def job_line(record: Record) -> str:

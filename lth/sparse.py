@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
-import mlflow
 import numpy as np
-from mlflow.entities import Run
 
+from lth import tracking
 from lth.cell import Cell, PruneConfig
 from lth.data.splits import DataSplits
 from lth.dense import DenseParent
@@ -26,6 +25,7 @@ from lth.pruning.masks import Masks, prunable_layer_names, random_masks_like
 from lth.pruning.scopes import imp_level_threshold, imp_masks, prune_masks
 from lth.tracking import schema
 from lth.tracking.artifacts import log_masks, log_weights
+from lth.tracking.client import Run
 from lth.training.fitting import fit_and_evaluate
 from lth.training.models import Weights, build_model, kernel_path, snapshot
 from lth.training.network import network_for
@@ -106,7 +106,7 @@ def check_collapse(prune: PruneConfig, report: Mapping[str, Any]) -> list[str]:
         The collapsed (emptied) layers.
     """
     verdict = judge(report, prune.min_density)
-    mlflow.set_tags(schema.collapse_tags(verdict.collapsed, verdict.floor))  # tagged even when refused
+    tracking.set_tags(schema.collapse_tags(verdict.collapsed, verdict.floor))  # tagged even when refused
     verdict.refuse_or_warn(prune.on_collapse, prune.min_density)
     return verdict.collapsed
 
@@ -147,10 +147,10 @@ def train_masked(cell: Cell, data: DataSplits, dense: DenseParent, masks: Masks,
                  loss_scale=dense.loss_scale_at(reset_epoch))
     log_weights(network.snapshot(), schema.START_WEIGHTS)
     result = fit_and_evaluate(network.model, data, epochs, reset_epoch, cell.state.state_dir / "backup" / run_id,
-                              lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch), cell.state.verbose)
+                              lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch), cell.state.verbose)
     verdict = divergence(result, dense.test_accuracy, cell.data.num_classes)
     if verdict is not None:
-        mlflow.set_tags(schema.divergence_tags(verdict, result.diverged_epoch or epochs))
+        tracking.set_tags(schema.divergence_tags(verdict, result.diverged_epoch or epochs))
         log.warning("run %s diverged (%s): its accuracy is not a result", run_id,
                     "loss became NaN/inf" if verdict == "nan" else "training loss stayed at chance")
     final = network.snapshot()
@@ -159,7 +159,7 @@ def train_masked(cell: Cell, data: DataSplits, dense: DenseParent, masks: Masks,
         raise RuntimeError(f"{leaked} masked weights became non-zero during training")
     log_weights(final, schema.FINAL_WEIGHTS)
     epochs_trained = result.epochs_trained if result.diverged else epochs - reset_epoch
-    mlflow.log_metrics({
+    tracking.log_metrics({
         **schema.outcome_metrics(result.test_accuracy, result.test_loss, epochs_trained,
                                  (epochs - reset_epoch) * network.replicas, result.seconds, result.early_stop,
                                  diverged=verdict is not None),

@@ -20,6 +20,7 @@ from lth.report.plot import density_figure, lottery_figure
 from lth.report.selection import selection_of
 from lth.report.summary import missing_cells, write_csv
 from lth.report.winners import mark_winners
+from lth.tracking import schema
 
 log = logging.getLogger("lth")
 
@@ -53,7 +54,7 @@ def density_choices(family: Family, rows: Sequence[Row]) -> dict[str, dict[str, 
 def _density_panels(family: Family, rows: Sequence[Row]) -> dict[str, dict[str, list[tuple[str, float]]]]:
     """Per-layer densities (from each chosen run's sparsity.json), by scope and line label."""
     def densities(point: Point) -> list[tuple[str, float]]:
-        report = tracking.fetch(point.run_id, "sparsity.json", lambda path: json.loads(path.read_text()))
+        report = tracking.fetch(point.run_id, schema.SPARSITY_REPORT, lambda path: json.loads(path.read_text()))
         return [(layer["layer"], float(layer["density"])) for layer in report["layers"]]
 
     return {scope: {label: densities(point) for label, point in sorted(chosen.items(), key=lambda i: i[1].threshold)}

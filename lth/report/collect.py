@@ -2,7 +2,8 @@
 
 A family is every dense parent that differs only in `train.seed` (tag `lth.family`),
 with its tickets, controls and IMP levels. Runs that did not finish are kept, so the
-report can say which cells are missing and why.
+report can say which cells are missing and why. Every tag and metric is read through
+lth.tracking.schema, next to the code that writes it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from mlflow.tracking import MlflowClient
 from lth import tracking
 from lth.tracking import schema
 
-CELL_TAG = schema.CELL  # the run's ticket identity minus train.seed, prune.control and prune.control_seed
 SETTING_PREFIXES = ("prune.", "reset.")  # the params that tell the experiments of one family apart
 Settings = tuple[tuple[str, str], ...]
 
@@ -120,13 +120,6 @@ class Family:
         return [float(d.test_accuracy) for d in self.finished_dense if d.test_accuracy is not None]
 
 
-def _kind(run: Run) -> str:
-    tags = run.data.tags
-    if tags.get("lth.control", "none") != "none":
-        return tags["lth.control"]
-    return "imp" if tags.get("lth.method") == "imp" else "ticket"
-
-
 def _settings(params: dict[str, str]) -> Settings:
     return tuple(sorted((k, v) for k, v in params.items() if k.startswith(SETTING_PREFIXES)))
 
@@ -137,12 +130,11 @@ def _emptied_and_floor(run: Run) -> tuple[bool, bool]:
     Runs logged before `lth.floor_layers` existed (they lack the `dead_channels` metric logged
     with it) tagged floor layers as collapsed too; their sparsity.json tells which were empty.
     """
-    tags = run.data.tags
-    listed = [name for name in tags.get("lth.collapsed_layers", "").split(",") if name]
-    if not listed or "dead_channels" in run.data.metrics:
-        return bool(listed), bool(tags.get("lth.floor_layers"))
+    listed, floor = schema.collapse_lists(run.data.tags)
+    if not listed or schema.DEAD_CHANNELS in run.data.metrics:
+        return bool(listed), bool(floor)
     try:
-        report = tracking.fetch(run.info.run_id, "sparsity.json", lambda path: json.loads(path.read_text()))
+        report = tracking.fetch(run.info.run_id, schema.SPARSITY_REPORT, lambda path: json.loads(path.read_text()))
     except Exception:  # noqa: BLE001 - no mask logged (or unreadable): keep the tag's word for it
         return True, False
     kept = {layer["layer"]: int(layer["kept"]) for layer in report["layers"]}
@@ -151,44 +143,39 @@ def _emptied_and_floor(run: Run) -> tuple[bool, bool]:
 
 
 def _point(run: Run, kind: str, settings: Settings) -> Point:
-    tags, metrics = run.data.tags, run.data.metrics
+    tags = run.data.tags
+    where, outcome = schema.SparseTags.read(tags), schema.Outcome.read(run.data.metrics)
     emptied, floor = _emptied_and_floor(run)
     return Point(
         kind=kind,
-        seed=int(tags.get("lth.seed", 0)),
-        threshold=float(tags["lth.threshold"]),
-        reset_epoch=int(tags["lth.reset_epoch"]),
+        seed=where.seed,
+        threshold=where.threshold,
+        reset_epoch=where.reset_epoch,
         status=run.info.status,
-        weights_remaining=metrics.get("weights_remaining"),
-        test_accuracy=metrics.get("test_accuracy"),
-        diverged=bool(tags.get("lth.diverged")),
+        weights_remaining=outcome.weights_remaining,
+        test_accuracy=outcome.test_accuracy,
+        diverged=schema.divergence(tags) is not None,
         empty_layers=emptied,
         run_id=run.info.run_id,
-        scope=tags.get("lth.scope", "global"),
-        val_accuracy=metrics.get("val_accuracy"),
-        cell=tags.get(CELL_TAG),
-        level=int(tags["lth.level"]) if "lth.level" in tags else None,
+        scope=where.scope,
+        val_accuracy=outcome.val_accuracy,
+        cell=tags.get(schema.CELL),
+        level=where.level,
         settings=settings,
-        divergence=tags.get("lth.diverged", ""),
+        divergence=schema.divergence(tags) or "",
         floor_layers=floor,
-        dead_channels=metrics.get("dead_channels"),
-        **_early_stop(metrics),
+        dead_channels=outcome.dead_channels,
+        early_stop_epoch=outcome.early_stop_epoch,
+        early_stop_test_accuracy=outcome.early_stop_test_accuracy,
     )
 
 
-def _early_stop(metrics: dict[str, float]) -> dict[str, object]:
-    """The early-stop fields of a run's metrics (absent from runs logged before they existed)."""
-    epoch = metrics.get("early_stop_epoch")
-    return {"early_stop_epoch": None if epoch is None else int(epoch),
-            "early_stop_test_accuracy": metrics.get("early_stop_test_accuracy")}
-
-
 def _dense(run: Run) -> DenseRun:
-    metrics = run.data.metrics
-    return DenseRun(int(run.data.tags.get("lth.seed", 0)), run.info.status, metrics.get("test_accuracy"),
-                    metrics.get("val_accuracy"), run.info.run_id, run.data.tags.get(schema.RUN_NAME, ""),
+    outcome = schema.Outcome.read(run.data.metrics)
+    return DenseRun(int(run.data.tags.get(schema.SEED, 0)), run.info.status, outcome.test_accuracy,
+                    outcome.val_accuracy, run.info.run_id, run.data.tags.get(schema.RUN_NAME, ""),
                     tuple(sorted((k, v) for k, v in run.data.params.items() if k.startswith("data."))),
-                    **_early_stop(metrics))
+                    outcome.early_stop_epoch, outcome.early_stop_test_accuracy)
 
 
 def families_of(experiment_id: str, dense_run_id: str | None = None) -> list[str]:
@@ -196,7 +183,7 @@ def families_of(experiment_id: str, dense_run_id: str | None = None) -> list[str
     client = MlflowClient()
     if dense_run_id is not None:
         return [client.get_run(dense_run_id).data.tags[schema.FAMILY]]
-    runs = client.search_runs([experiment_id], f"tags.`{schema.ROLE}` = 'dense'", max_results=10000)
+    runs = client.search_runs([experiment_id], f"tags.`{schema.ROLE}` = '{schema.DENSE_ROLE}'", max_results=10000)
     return sorted({r.data.tags[schema.FAMILY] for r in runs if schema.FAMILY in r.data.tags})
 
 
@@ -207,13 +194,13 @@ def collect(experiment_id: str, family: str) -> Family:
     params = {run.info.run_id: run.data.params for run in runs}  # IMP levels log none: their job's run holds them
     result = Family(family)
     for run in sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id)):
-        role = run.data.tags.get(schema.ROLE)
-        if role == "dense":
+        tags = run.data.tags
+        role, kind = tags.get(schema.ROLE), schema.kind(tags.get(schema.METHOD, ""), tags.get(schema.CONTROL, "none"))
+        if role == schema.DENSE_ROLE:
             result.dense.append(_dense(run))
-        elif role == "ticket" and run.data.tags.get("lth.method") != "imp":  # IMP jobs (and their controls) via levels
-            result.points.append(_point(run, _kind(run), _settings(run.data.params)))
-        elif role == "imp_level":  # IMP is drawn level by level; the job run only summarises its last level
-            job_params = run.data.params or params.get(run.data.tags.get(schema.PARENT, ""), {})
-            kind = "imp" if _kind(run) == "imp" else f"imp_{_kind(run)}"
-            result.points.append(_point(run, kind, _settings(job_params)))
+        elif role == schema.TICKET_ROLE and tags.get(schema.METHOD) != "imp":  # IMP jobs are drawn via their levels
+            result.points.append(_point(run, kind, _settings(run.data.params)))
+        elif role == schema.LEVEL_ROLE:  # IMP is drawn level by level; the job run only summarises its last level
+            job_params = run.data.params or params.get(tags.get(schema.PARENT, ""), {})
+            result.points.append(_point(run, "imp" if kind == "imp" else f"imp_{kind}", _settings(job_params)))
     return result

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import mlflow
-from mlflow.entities import Run, ViewType
+from mlflow.entities import Run, RunData, ViewType
 from mlflow.tracking import MlflowClient
 
 from lth.tracking import schema
 from lth.tracking.http import http_environment
 
 T = TypeVar("T")
+__all__ = ["Run", "RunData"]  # MLflow's run types, for the stages' signatures (they import no MLflow themselves)
 
 
 def retry_transient_errors(tracking_cfg: Mapping[str, Any]) -> None:
@@ -125,3 +126,30 @@ def cluster_job_tags() -> dict[str, str]:
     array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     job = f"{array}_{task}" if array and task else os.environ["SLURM_JOB_ID"]
     return {schema.SLURM_JOB: job, schema.SLURM_RESTARTS: os.environ.get("SLURM_RESTART_COUNT", "0")}
+
+
+def get_run(run_id: str) -> Run:
+    """A run as the store has it now (tags, params, metrics' last values)."""
+    return MlflowClient().get_run(run_id)
+
+
+def set_tags(tags: Mapping[str, str]) -> None:
+    """Tag the active run (nothing to do for no tags)."""
+    if tags:
+        mlflow.set_tags(dict(tags))
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Log metrics of the active run, at `step` (epochs completed, or an IMP level) if given."""
+    mlflow.log_metrics(dict(metrics), step=step)
+
+
+def metric_history(run_id: str, key: str) -> dict[int, float]:
+    """Every logged value of one metric of a run, by step."""
+    return {metric.step: metric.value for metric in MlflowClient().get_metric_history(run_id, key)}
+
+
+def finished_children(experiment_id: str, parent_run_id: str) -> list[Run]:
+    """The FINISHED runs nested under `parent_run_id` (an IMP job's levels)."""
+    return list(MlflowClient().search_runs(
+        [experiment_id], f"tags.`{schema.PARENT}` = '{parent_run_id}' and attributes.status = '{schema.FINISHED}'"))

@@ -53,8 +53,11 @@ def _batches(size: int, classes: int) -> Any:
 
 def toy(devices: int) -> dict[str, np.ndarray | int]:
     """A BN-free Conv2D -> DepthwiseConv2D -> Dense model, half of each kernel masked, 16 SGD steps."""
-    train_cfg = OmegaConf.create({"devices": devices})
-    with data_parallel(train_cfg) as replicas:
+    from lth.cell import TrainConfig, piece
+
+    train = piece(TrainConfig, {"epochs": 1, "batch_size": GLOBAL_BATCH, "learning_rate": 0.1, "seed": 0,
+                                "devices": devices}, "train")
+    with data_parallel(train) as replicas:
         keras.utils.set_random_seed(0)
         model = keras.Sequential([
             keras.Input((8, 8, 3), dtype="uint8"),
@@ -87,8 +90,11 @@ def mobilenet(devices: int, sync_bn: bool = False) -> dict[str, np.ndarray | int
         "data": {"name": "synthetic", "num_classes": 10, "image_size": 32, "train_size": GLOBAL_BATCH * BN_STEPS,
                  "val_size": 32, "test_size": 32, "split_seed": 0},
     })
-    data = load_data(cfg.data, GLOBAL_BATCH, 0)
-    network = MaskedNetwork(cfg.model, cfg.train, data.steps_per_epoch)
+    from lth.cell import DataConfig, ModelConfig, TrainConfig, piece
+
+    model, train = piece(ModelConfig, cfg.model, "model"), piece(TrainConfig, cfg.train, "train")
+    data = load_data(piece(DataConfig, cfg.data, "data"), GLOBAL_BATCH, 0)
+    network = MaskedNetwork(model, train, data.steps_per_epoch)
     names = list(network.mask_variables)
     masks = prune_masks({name: network.initial_weights[kernel_path(name)] for name in names}, 0.8, "layer")
     network.load(network.initial_weights, masks, start_epoch=0)

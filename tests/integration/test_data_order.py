@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from tests.integration.helpers import lth_env
 
@@ -39,10 +38,12 @@ sys.meta_path.insert(0, NoTensorFlow())
 from pathlib import Path
 import keras, numpy as np
 from omegaconf import OmegaConf
+from lth.cell import DataConfig, piece
 from lth.data import load_data
 from lth.training.fitting import fit_and_evaluate
 
-data_cfg, seed, batch, epochs, out = OmegaConf.create(json.loads(sys.argv[1])), *map(int, sys.argv[2:5]), sys.argv[5]
+data_cfg = piece(DataConfig, json.loads(sys.argv[1]), "data")
+seed, batch, epochs, out = *map(int, sys.argv[2:5]), sys.argv[5]
 data = load_data(data_cfg, batch, seed)
 index_of = {image.tobytes(): index for index, image in enumerate(data.train.images)}
 
@@ -101,9 +102,10 @@ def test_tensorflow_pipeline_yields_the_same_seed_epoch_order() -> None:
 
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the tf.data pipeline is the TensorFlow backend's")
+    from lth.cell import DataConfig, piece
     from lth.data import load_data
 
-    data = load_data(OmegaConf.create(DATA), BATCH, SEED)
+    data = load_data(piece(DataConfig, DATA, "data"), BATCH, SEED)
     index_of = {image.tobytes(): index for index, image in enumerate(_train_images())}
     steps = data.steps_per_epoch
     orders = {}
@@ -116,9 +118,10 @@ def test_tensorflow_pipeline_yields_the_same_seed_epoch_order() -> None:
 
 
 def _train_images() -> np.ndarray:
+    from lth.cell import DataConfig, piece
     from lth.data.arrays import LOADERS
 
-    return LOADERS["synthetic"](OmegaConf.create(DATA))[0][0]
+    return LOADERS["synthetic"](piece(DataConfig, DATA, "data"))[0][0]
 
 
 @pytest.mark.parametrize("tag", [None, "1"])
@@ -127,9 +130,11 @@ def test_a_finished_dense_run_of_another_data_order_is_not_reused(compose, tmp_p
     from mlflow.tracking import MlflowClient
 
     from lth import tracking
+    from lth.cell import Cell
     from lth.data.splits import DATA_ORDER_VERSION, DataSplits
-    from lth.dense import DATA_ORDER_TAG, ensure_dense
+    from lth.dense import ensure_dense
     from lth.tracking.identity import dense_hash
+    from lth.tracking.schema import DATA_ORDER as DATA_ORDER_TAG
     from lth.validate import ConfigError
 
     cfg = compose(f"lth.state_dir={tmp_path / 'state'}")
@@ -142,13 +147,13 @@ def test_a_finished_dense_run_of_another_data_order_is_not_reused(compose, tmp_p
         MlflowClient().log_metric(old, "test_accuracy", 0.9)
         MlflowClient().set_terminated(old, "FINISHED")
         with pytest.raises(ConfigError) as refused:
-            ensure_dense(cfg, experiment, splits)
+            ensure_dense(Cell.of(cfg), experiment, splits)
         message = str(refused.value)
         assert "\n" not in message and old in message and "tracking.experiment" in message and "delete" in message
         assert f"lth.data_order={DATA_ORDER_VERSION}" in message
 
         MlflowClient().set_tag(old, DATA_ORDER_TAG, DATA_ORDER_VERSION)  # trained under this order: reused
-        dense = ensure_dense(cfg, experiment, splits)
+        dense = ensure_dense(Cell.of(cfg), experiment, splits)
         assert dense.reused and dense.run_id == old
         assert dense.iterations_at(3) == 12  # no optimizer_iterations logged: epoch * steps_per_epoch
     finally:

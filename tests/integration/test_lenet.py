@@ -202,12 +202,14 @@ def test_the_random_mask_control_moves_each_levels_survivors_and_starts_from_the
 
 
 def test_the_reinit_control_trains_the_tickets_masks_from_a_fresh_init(study: dict[str, object]) -> None:
-    from lth.tickets import control_seed
+    from lth.cell import Cell
+    from lth.sparse import control_seed
     from lth.training.models import build_model, snapshot
 
     store, cfg = study["store"], study["configs"]["reinit"]
     ticket, control = _levels(study, "none"), _levels(study, "reinit")
-    fresh = snapshot(build_model(cfg.model, control_seed(cfg)))
+    cell = Cell.of(cfg)
+    fresh = snapshot(build_model(cell.model, control_seed(cell.train.seed, cell.prune)))
     dense_init = artifact(store, _role(study, "dense"), "checkpoints/epoch_000.npz")
     for level in range(1, LEVELS + 1):
         ours, theirs = artifact(store, control[level], "mask.npz"), artifact(store, ticket[level], "mask.npz")
@@ -235,6 +237,7 @@ def test_the_dense_early_stop_point_is_the_val_loss_minimum_evaluated_at_its_che
         study: dict[str, object]) -> None:
     import keras
 
+    from lth.cell import Cell
     from lth.data import load_data
     from lth.training.models import build_model, restore
 
@@ -246,10 +249,11 @@ def test_the_dense_early_stop_point_is_the_val_loss_minimum_evaluated_at_its_che
     metrics = dense.data.metrics
     assert metrics["early_stop_test_loss"] != metrics["test_loss"]
 
-    model = build_model(cfg.model, int(cfg.train.seed))
+    cell = Cell.of(cfg)
+    model = build_model(cell.model, cell.train.seed)
     restore(model, artifact(store, dense, f"checkpoints/epoch_{best:03d}.npz"))
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    test = load_data(cfg.data, int(cfg.train.batch_size), int(cfg.train.seed)).test
+    test = load_data(cell.data, cell.train.batch_size, cell.train.seed).test
     test_loss, test_accuracy = model.evaluate(test, verbose=0)
     assert abs(metrics["early_stop_test_accuracy"] - test_accuracy) <= 1e-6
     assert abs(metrics["early_stop_test_loss"] - test_loss) <= 1e-6

@@ -75,6 +75,7 @@ def test_k1_ticket_with_the_dense_optimizer_state_restored_ends_exactly_at_the_d
     """What a k>0 ticket lacks is the optimizer state: given it back, it is the dense run."""
     from hydra import compose, initialize_config_dir
 
+    from lth.cell import Cell
     from lth.data import load_data
     from lth.training.fitting import fit_and_evaluate
     from lth.training.network import MaskedNetwork
@@ -82,8 +83,9 @@ def test_k1_ticket_with_the_dense_optimizer_state_restored_ends_exactly_at_the_d
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["data.train_limit=128", "train.epochs=3"])
-    data = load_data(cfg.data, int(cfg.train.batch_size), 0)
-    network = MaskedNetwork(cfg.model, cfg.train, data.steps_per_epoch)
+    cell = Cell.of(cfg)
+    data = load_data(cell.data, cell.train.batch_size, 0)
+    network = MaskedNetwork(cell.model, cell.train, data.steps_per_epoch)
     optimizer = network.model.optimizer
     at_epoch_1: dict[str, object] = {}
 

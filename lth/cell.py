@@ -200,6 +200,8 @@ def piece(kind: type[Piece], group: Mapping[str, Any], name: str) -> Piece:
             value = {}
         elif value is not None and hints[key] is Path:
             value = Path(value)
+        elif hints[key] is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # `model.alpha=1` on a command line is an int; the piece promises a float
         built[key] = value
     return kind(**built)
 

@@ -14,22 +14,17 @@ drawn from keys derived from it, so a resumed job sees the batches it would have
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import tensorflow as tf
 
 from lth.cell import DataConfig
+from lth.data.manifest import ShardSplit, first_records, read_manifest, shard_split
 from lth.data.splits import DataSplits, EpochCounter
 
-MANIFEST_FORMAT = "lth-shards/1"
-INGEST_HINT = "write the shards with `python tools/ingest.py`"
-HOLDOUT_HINT = "ingest with `python tools/ingest.py holdout_per_class=10` (or validate on another split)"
 SAME_SPLIT_WARNING = ("data.val_split and data.test_split are both {split!r}: winners will be chosen on the test split; "
                       "ingest with holdout_per_class>0 and set data.val_split=holdout")
 FEATURES = {
@@ -54,63 +49,6 @@ def _options() -> tf.data.Options:
     options.autotune.initial_parallelism = len(os.sched_getaffinity(0))
     options.threading.max_intra_op_parallelism = 1
     return options
-
-
-@dataclass(frozen=True)
-class ShardSplit:
-    """One split's shard files (full paths, in manifest order) and their image counts."""
-
-    files: tuple[str, ...]
-    counts: tuple[int, ...]
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The parsed `manifest.json` of a shard folder.
-
-    Raises:
-        ValueError: If the manifest is missing or not an lth shard manifest.
-    """
-    path = folder / "manifest.json"
-    if not path.is_file():
-        raise ValueError(f"no shard manifest at {path} (data.path={folder}): {INGEST_HINT}")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{path} has format {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}: {INGEST_HINT}")
-    return manifest
-
-
-def shard_split(manifest: dict[str, Any], folder: Path, name: str, key: str) -> ShardSplit:
-    """The shards of split `name`, checked to exist on disk.
-
-    Args:
-        manifest: The parsed manifest.
-        folder: The shard folder (`data.path`).
-        name: Split name in the manifest (`train`, `val`, `holdout`).
-        key: The config key that asked for this split, named in errors.
-
-    Raises:
-        ValueError: If the split is not in the manifest or one of its shard files is missing.
-    """
-    splits = manifest.get("splits", {})
-    if name not in splits:
-        hint = f": {HOLDOUT_HINT}" if name == "holdout" else ""
-        raise ValueError(f"{key}={name!r} is not a split of {folder / 'manifest.json'} (it has {sorted(splits)}){hint}")
-    shards = splits[name]["shards"]
-    files = tuple(str(folder / shard["file"]) for shard in shards)
-    missing = [file for file in files if not Path(file).is_file()]
-    if missing:
-        raise ValueError(f"{len(missing)} shard file(s) of the manifest are missing, e.g. {missing[0]}: {INGEST_HINT}")
-    return ShardSplit(files, tuple(int(shard["images"]) for shard in shards))
-
-
-def _first_records(counts: tuple[int, ...], limit: int | None) -> list[int]:
-    """Records to read from each file so that the files in order hold the first `limit` ones."""
-    remaining = sum(counts) if limit is None else int(limit)
-    takes = []
-    for count in counts:
-        takes.append(max(0, min(count, remaining)))
-        remaining -= takes[-1]
-    return takes
 
 
 def _to_uint8(image: tf.Tensor, size: int) -> tf.Tensor:
@@ -158,7 +96,7 @@ def _eval_example(record: tf.Tensor, data: DataConfig) -> tuple[tf.Tensor, tf.Te
 def _train_dataset(split: ShardSplit, data: DataConfig, batch_size: int, seed: int,
                    epoch: tf.Variable) -> tuple[tf.data.Dataset, int]:
     """Training batches in an order fixed by (seed, epoch); returns (dataset, steps per epoch)."""
-    takes = _first_records(split.counts, data.train_limit)
+    takes = first_records(split.counts, data.train_limit)
     kept = [index for index, take in enumerate(takes) if take > 0]
     files = tf.constant([split.files[index] for index in kept])
     counts = tf.constant([takes[index] for index in kept], tf.int64)
@@ -248,7 +186,7 @@ def load_shards(data: DataConfig, batch_size: int, seed: int) -> DataSplits:
     train_split = shard_split(manifest, folder, "train", "the training split")
     val_split = shard_split(manifest, folder, val_name, "data.val_split")
     test_split = shard_split(manifest, folder, test_name, "data.test_split")
-    train_images = sum(_first_records(train_split.counts, data.train_limit))
+    train_images = sum(first_records(train_split.counts, data.train_limit))
     if train_images < batch_size:
         raise ValueError(f"train.batch_size={batch_size} exceeds the {train_images} training images in {folder}")
     if data.cache is not None and int(data.shuffle_buffer) <= batch_size:

@@ -50,20 +50,20 @@ def build_model(model: ModelConfig, seed: int, precision: str = "float32", sync_
     return network
 
 
-def _mobilenet_v2(model_cfg: ModelConfig, seed: int) -> keras.Model:
+def _mobilenet_v2(config: ModelConfig, seed: int) -> keras.Model:
     """MobileNetV2 with uint8 input, float32 logits and the configured BatchNorm momentum."""
     from lth.training.devices import seed_everything
 
     seed_everything(seed)
-    size = int(model_cfg.input_size)
+    size = config.input_size
     inputs = keras.Input((size, size, 3), dtype="uint8", name="image")
     scaled = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(inputs)
     backbone = keras.applications.MobileNetV2(
         input_tensor=scaled,
-        alpha=float(model_cfg.alpha),
+        alpha=config.alpha,
         include_top=True,
         weights=None,  # never download: every network starts from its own seeded init
-        classes=int(model_cfg.num_classes),
+        classes=config.num_classes,
         classifier_activation=None,
     )
     logits = backbone.output
@@ -73,11 +73,11 @@ def _mobilenet_v2(model_cfg: ModelConfig, seed: int) -> keras.Model:
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             # Read at trace time, so setting it before compile() is enough.
-            layer.momentum = float(model_cfg.bn_momentum)
+            layer.momentum = config.bn_momentum
     return model
 
 
-def _lenet_300_100(model_cfg: ModelConfig, seed: int) -> keras.Model:
+def _lenet_300_100(config: ModelConfig, seed: int) -> keras.Model:
     """LeNet-300-100 of Frankle & Carbin (2019): 784-300-100-10, ReLU, Gaussian Glorot init, zero biases.
 
     Grey uint8 images of `input_size` x `input_size` x `input_channels` are scaled to [0, 1]
@@ -87,13 +87,13 @@ def _lenet_300_100(model_cfg: ModelConfig, seed: int) -> keras.Model:
     from lth.training.devices import seed_everything
 
     seed_everything(seed)
-    size, channels = model_cfg.input_size, model_cfg.input_channels
+    size, channels = config.input_size, config.input_channels
     init = keras.initializers.GlorotNormal(seed=seed)  # the paper's Gaussian Glorot (Glorot & Bengio 2010)
     inputs = keras.Input((size, size, channels), dtype="uint8", name="image")
     hidden = keras.layers.Flatten(name="flatten")(keras.layers.Rescaling(1.0 / 255.0, name="normalize")(inputs))
-    for index, width in enumerate(model_cfg.hidden_units, start=1):
+    for index, width in enumerate(config.hidden_units, start=1):
         hidden = keras.layers.Dense(int(width), activation="relu", kernel_initializer=init, name=f"fc{index}")(hidden)
-    logits = keras.layers.Dense(int(model_cfg.num_classes), kernel_initializer=init, name="predictions",
+    logits = keras.layers.Dense(config.num_classes, kernel_initializer=init, name="predictions",
                                 dtype="float32")(hidden)  # float32 logits whatever the precision
     return keras.Model(inputs, logits, name="lenet_300_100")
 

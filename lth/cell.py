@@ -43,16 +43,20 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message names the key and the fix."""
 
 
+# The fields mirror conf/<group>/*.yaml, where each key's meaning is written. A default is
+# what a config written before the key existed meant, so old configs still build.
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The `model` group: which network, at which size."""
 
-    name: str
-    input_size: int
-    num_classes: int
-    input_channels: int = 3
+    name: str  # a key of lth.training.models.ARCHITECTURES
+    input_size: int  # square input side in pixels
+    num_classes: int  # classifier width
+    input_channels: int = 3  # 1 for LeNet's grey images
     alpha: float = 1.0  # MobileNetV2's width multiplier
-    bn_momentum: float = 0.999  # MobileNetV2's BatchNorm momentum
+    bn_momentum: float = 0.999  # MobileNetV2's BatchNorm momentum (Keras' default)
     hidden_units: tuple[int, ...] = ()  # LeNet's hidden widths
 
 
@@ -60,109 +64,109 @@ class ModelConfig:
 class DataConfig:
     """The `data` group: one dataset's loader and split; each loader reads the keys it declares."""
 
-    name: str
-    num_classes: int
-    image_size: int | None = None
-    channels: int = 3
-    path: str | None = None
-    split_seed: int = 0
-    test_fraction: float | None = None
-    val_fraction: float | None = None
-    train_limit: int | None = None
-    val_limit: int | None = None
-    test_limit: int | None = None
-    train_size: int | None = None
-    val_size: int | None = None
-    test_size: int | None = None
-    val_split: str | None = None
-    test_split: str | None = None
-    read_parallelism: int = 8
-    shuffle_buffer: int = 10000
-    cache: str | None = None
-    crop_area_range: tuple[float, ...] = (0.08, 1.0)
-    crop_aspect_range: tuple[float, ...] = (0.75, 4 / 3)
-    flip: bool = True
-    eval_crop_fraction: float = 0.875
+    name: str  # digits, fashion_mnist, synthetic (lth.data.arrays) or imagenet (lth.data.shards)
+    num_classes: int  # labels in the dataset
+    image_size: int | None = None  # images are brought to this side (the model's input)
+    channels: int = 3  # 1: grey; 3: grey copied to RGB
+    path: str | None = None  # folder of the files (hashed as their content, never as the path)
+    split_seed: int = 0  # fixes the splits independently of train.seed
+    test_fraction: float | None = None  # digits: held-out test share
+    val_fraction: float | None = None  # digits, fashion_mnist: validation share of the training part
+    train_limit: int | None = None  # keep the first N training images
+    val_limit: int | None = None  # shards: validate on the first N images
+    test_limit: int | None = None  # test on the first N images
+    train_size: int | None = None  # synthetic: generated training images
+    val_size: int | None = None  # synthetic: generated validation images
+    test_size: int | None = None  # synthetic: generated test images
+    val_split: str | None = None  # shards: the manifest split validated every epoch
+    test_split: str | None = None  # shards: the manifest split tested once at the end
+    read_parallelism: int = 8  # shards: training files read at once
+    shuffle_buffer: int = 10000  # shards: records mixed per epoch
+    cache: str | None = None  # shards: null, memory or a file prefix
+    crop_area_range: tuple[float, ...] = (0.08, 1.0)  # shards: random-resized crop area
+    crop_aspect_range: tuple[float, ...] = (0.75, 4 / 3)  # shards: random-resized crop aspect ratio
+    flip: bool = True  # shards: random left-right flips
+    eval_crop_fraction: float = 0.875  # shards: central crop of the shorter side
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """The `train` group: schedule, optimizer, seed, and where and how precisely the run computes."""
 
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    seed: int
-    optimizer: Optimizer = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    lr_schedule: Schedule = "cosine"
-    warmup_epochs: int = 0
-    step_milestones: tuple[int, ...] = ()
-    step_gamma: float = 0.1
-    backend: Backend = "tensorflow"
-    devices: int | Literal["auto"] = "auto"
-    precision: Precision = "float32"
-    sync_bn: bool = False
-    lr_scaling: LrScaling = "none"
-    lr_reference_batch: int = 256
-    steps_per_execution: int = 1
-    weight_decay_mode: WeightDecayMode = "decoupled"  # configs written before the key existed mean decoupled
+    epochs: int  # E: the dense run trains 0..E, a ticket k..E
+    batch_size: int  # global batch size
+    learning_rate: float  # peak rate
+    seed: int  # initial weights and data order
+    optimizer: Optimizer = "sgd"  # sgd with momentum, adamw or adam
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.0  # see weight_decay_mode
+    lr_schedule: Schedule = "cosine"  # a function of the optimizer step, resumed at epoch k
+    warmup_epochs: int = 0  # cosine only
+    step_milestones: tuple[int, ...] = ()  # step only: epochs where the rate is multiplied by step_gamma
+    step_gamma: float = 0.1  # step only
+    backend: Backend = "tensorflow"  # Keras backend
+    devices: int | Literal["auto"] = "auto"  # devices of one run's data parallelism
+    precision: Precision = "float32"  # Keras dtype policy; masks act on float32 master weights
+    sync_bn: bool = False  # TensorFlow data parallel: BatchNorm over the global batch
+    lr_scaling: LrScaling = "none"  # linear: learning_rate * batch_size / lr_reference_batch
+    lr_reference_batch: int = 256  # the batch learning_rate refers to under linear scaling
+    steps_per_execution: int = 1  # optimizer steps per call into the compiled step
+    weight_decay_mode: WeightDecayMode = "decoupled"  # decoupled (the optimizer's) or l2 (TF-slim's loss term)
 
 
 @dataclass(frozen=True)
 class PruneConfig:
     """The `prune` group: how the mask is built, and which control replaces one ingredient."""
 
-    method: Method
-    threshold: float
-    scope: str
-    min_density: float = 0.0
-    on_collapse: OnCollapse = "warn"
-    ignore: tuple[str, ...] = ()
-    control: Control = "none"
-    control_seed: int = 0
-    levels: int = 1
-    rate: float = 0.2
-    layer_rates: Mapping[str, float] = field(default_factory=dict)  # configs before the key existed have none
+    method: Method  # magnitude (one-shot at threshold) or imp (levels of rate)
+    threshold: float  # one-shot: fraction of prunable weights removed
+    scope: str  # a key of lth.pruning.scopes.SCOPES
+    min_density: float = 0.0  # floor on every layer's kept fraction
+    on_collapse: OnCollapse = "warn"  # an emptied layer: warn and train, or refuse before training
+    ignore: tuple[str, ...] = ()  # layers kept dense
+    control: Control = "none"  # none = the ticket
+    control_seed: int = 0  # the control's randomness
+    levels: int = 1  # imp: prune-rewind-retrain rounds
+    rate: float = 0.2  # imp: fraction of the survivors removed per level
+    layer_rates: Mapping[str, float] = field(default_factory=dict)  # imp: layers with a rate of their own
 
 
 @dataclass(frozen=True)
 class ResetConfig:
     """The `reset` group: the dense epoch k the survivors are rewound to (0 = the initialisation)."""
 
-    epoch: int
+    epoch: int  # k, at most train.epochs
 
 
 @dataclass(frozen=True)
 class StateConfig:
     """The `lth` group: shared state, locks, kept epochs and what a sweep writes at its end."""
 
-    state_dir: Path
-    keep_epochs: tuple[int, ...] | Literal["all"] = "all"
-    lock_timeout_min: float = 720.0
-    verbose: str | int = "auto"
-    report_dir: Path = Path("reports")
-    report_tolerance: float = 0.01
+    state_dir: Path  # locks and backups, shared by every job of a sweep
+    keep_epochs: tuple[int, ...] | Literal["all"] = "all"  # dense epochs kept as reset candidates
+    lock_timeout_min: float = 720.0  # how long a job waits for another working on the same run
+    verbose: str | int = "auto"  # Keras progress
+    report_dir: Path = Path("reports")  # where a sweep writes its report
+    report_tolerance: float = 0.01  # a winner's mean validation accuracy is at most this below dense
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
     """The `tracking` group: where runs are logged, and MLflow's HTTP retries (None: MLflow's default)."""
 
-    uri: str
-    experiment: str
-    http_retries: int | None = None
-    http_backoff_factor: float | None = None
-    http_backoff_jitter_s: float | None = None
-    http_timeout_s: float | None = None
+    uri: str  # MLflow tracking URI
+    experiment: str  # the experiment of dense parents and tickets
+    http_retries: int | None = None  # retries of one request
+    http_backoff_factor: float | None = None  # seconds, a whole number
+    http_backoff_jitter_s: float | None = None  # random extra wait per retry
+    http_timeout_s: float | None = None  # a request without an answer by then is retried
 
 
 @dataclass(frozen=True)
 class ClusterConfig:
     """The `cluster` group as a run sees it (the launcher's own keys live under `hydra.launcher`)."""
 
-    name: str = "local"
+    name: str = "local"  # tagged on every run
 
 
 Piece = TypeVar("Piece")

@@ -108,7 +108,7 @@ def epoch_rates(folder: Path, cache: str | None, batch_size: int, epochs: list[i
     """(images/s, images per CPU-second) of each listed epoch of a freshly built training pipeline."""
     data, rates = load_shards(data_config(folder, cache), batch_size, seed=0), []
     for epoch in epochs:
-        data.epoch.assign(epoch)
+        data.begin_epoch(epoch)
         rate, count = Rate(), 0
         for images, _ in data.train:
             count += int(images.shape[0])

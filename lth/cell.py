@@ -9,13 +9,14 @@ identity hash is computed from `Cell.groups`, the resolved config, exactly as be
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 Backend = Literal["tensorflow", "jax"]
 Precision = Literal["float32", "mixed_bfloat16", "mixed_float16"]
@@ -84,7 +85,7 @@ class DataConfig:
     shuffle_buffer: int = 10000  # shards: records mixed per epoch
     cache: str | None = None  # shards: null, memory or a file prefix
     crop_area_range: tuple[float, ...] = (0.08, 1.0)  # shards: random-resized crop area
-    crop_aspect_range: tuple[float, ...] = (0.75, 4 / 3)  # shards: random-resized crop aspect ratio
+    crop_aspect_range: tuple[float, ...] = (0.75, 1.3333333)  # shards: random-resized crop aspect ratio
     flip: bool = True  # shards: random left-right flips
     eval_crop_fraction: float = 0.875  # shards: central crop of the shorter side
 
@@ -172,41 +173,65 @@ class ClusterConfig:
 Piece = TypeVar("Piece")
 
 
-def piece(kind: type[Piece], group: Mapping[str, Any], name: str) -> Piece:
+def _plain(value: Any) -> Any:
+    """OmegaConf containers inside a plain mapping as plain lists and dicts."""
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+def _typed(value: Any, hint: Any, key: str) -> Any:
+    """`value` as the field's type: lists as tuples, paths as `Path`, whole numbers as the int or float declared."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
+        raise ConfigError(f"{key} must be one of {list(typing.get_args(hint))}, got {value!r}")
+    if isinstance(value, list):
+        return tuple(value)
+    if value is None or isinstance(value, bool):
+        return value
+    if Path in options:
+        return Path(value)
+    if isinstance(value, float) and int in options and float not in options:
+        if not value.is_integer():  # int() would silently truncate it
+            raise ConfigError(f"{key} must be a whole number, got {value!r}")
+        return int(value)
+    if isinstance(value, int) and float in options:
+        return float(value)  # `model.alpha=1` on a command line is an int; the piece promises a float
+    return value
+
+
+def piece(kind: type[Piece], group: Mapping[str, Any], name: str, known_only: bool = False) -> Piece:
     """Build one typed piece from a config group (a DictConfig or a plain mapping).
 
     Lists become tuples and paths `Path`s, so a piece is hashable where its fields are.
-    A field typed as a `Literal` takes only its values.
+    A field typed as a `Literal` takes only its values, an int field only whole numbers.
+
+    Args:
+        kind: The piece's dataclass.
+        group: The group's keys and values.
+        name: The group's name, for messages.
+        known_only: Drop keys the piece does not declare instead of refusing them (params logged
+            by an older version, read back from MLflow).
 
     Raises:
         ConfigError: For a key the piece does not declare, a missing required key, or a
-            value outside a field's vocabulary.
+            value outside a field's type or vocabulary.
     """
-    values = OmegaConf.to_container(group, resolve=True) if isinstance(group, DictConfig) else dict(group)
+    if not isinstance(group, Mapping):
+        raise ConfigError(f"{name} must be a group of keys, got {group!r}")
+    values = {str(key): _plain(value) for key, value in group.items()} if not isinstance(group, DictConfig) \
+        else OmegaConf.to_container(group, resolve=True)
     assert isinstance(values, dict)
     fields = {f.name: f for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - set(fields))
-    if unknown:
+    if unknown and not known_only:
         raise ConfigError(f"{name}.{unknown[0]} is not a key of the {name} group (known: {sorted(fields)})")
     missing = [key for key, f in fields.items() if key not in values and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:
         raise ConfigError(f"{name}.{missing[0]} is missing")
     hints = typing.get_type_hints(kind)
-    built = {}
-    for key, value in values.items():
-        allowed = typing.get_args(hints[key]) if typing.get_origin(hints[key]) is Literal else None
-        if allowed is not None and value not in allowed:
-            raise ConfigError(f"{name}.{key} must be one of {list(allowed)}, got {value!r}")
-        if isinstance(value, list):
-            value = tuple(value)
-        elif value is None and key == "layer_rates":
-            value = {}
-        elif value is not None and hints[key] is Path:
-            value = Path(value)
-        elif hints[key] is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)  # `model.alpha=1` on a command line is an int; the piece promises a float
-        built[key] = value
+    built = {key: _typed(value, hints[key], f"{name}.{key}") for key, value in values.items() if key in fields}
+    if "layer_rates" in built and built["layer_rates"] is None:
+        built["layer_rates"] = {}  # null in the config: no layer has a rate of its own
     return kind(**built)
 
 
@@ -227,6 +252,9 @@ class Cell:
     @classmethod
     def of(cls, cfg: DictConfig) -> Cell:
         """The typed cell of a composed job config (validate it first: lth.validate.validate_config)."""
+        absent = [name for name in (*HASHED_GROUPS, "lth", "tracking", "cluster") if name not in cfg]
+        if absent:
+            raise ConfigError(f"the config has no {absent[0]} group (compose it from conf/train.yaml)")
         groups = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in HASHED_GROUPS}
         return cls(piece(ModelConfig, cfg.model, "model"), piece(DataConfig, cfg.data, "data"),
                    piece(TrainConfig, cfg.train, "train"), piece(PruneConfig, cfg.prune, "prune"),

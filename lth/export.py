@@ -83,7 +83,7 @@ def load_ticket(run_id: str, tracking_uri: str | None = None, weights: str = "fi
     masks = tracking.fetch(files_run, schema.MASK, load_masks)
     start = tracking.fetch(files_run, schema.START_WEIGHTS, load_weights)
     final = tracking.fetch(files_run, schema.FINAL_WEIGHTS, load_weights)
-    model = build_model(piece(ModelConfig, config.model, "model"), int(config.train.seed))
+    model = build_model(piece(ModelConfig, config.model, "model", known_only=True), int(config.train.seed))
     restore(model, final if weights == "final" else start)
     attach_masks(model, masks)
     model.compile(

@@ -14,6 +14,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from lth import results
+from lth.cell import StateConfig, TrackingConfig, piece
 from lth.validate import ConfigError, validate_config
 
 
@@ -48,7 +49,8 @@ class SweepSummary(Callback):
     """
 
     def __init__(self) -> None:
-        self._pending: tuple[Path, int, DictConfig] | None = None  # (sweep dir, jobs, config) until summarised
+        # (sweep dir, jobs, where runs are logged, where the report goes) until summarised
+        self._pending: tuple[Path, int, TrackingConfig, StateConfig] | None = None
         self._ended = 0  # jobs that ended in this process (all of them with the local launcher)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -59,7 +61,8 @@ class SweepSummary(Callback):
             except ConfigError as error:
                 raise SystemExit(f"lth: error in sweep cell [{' '.join(cell)}]: {error}") from None
         print(f"lth: sweep of {len(cells)} jobs, outputs in {config.hydra.sweep.dir}", flush=True)
-        self._pending = (Path(config.hydra.sweep.dir), len(cells), config)
+        tracking, state = piece(TrackingConfig, config.tracking, "tracking"), piece(StateConfig, config.lth, "lth")
+        self._pending = (Path(config.hydra.sweep.dir), len(cells), tracking, state)
         atexit.register(self._summarise, at_exit=True)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
@@ -76,14 +79,14 @@ class SweepSummary(Callback):
         self._summarise()
 
     @staticmethod
-    def _report(config: DictConfig, dense_run_ids: set[str]) -> None:
+    def _report(tracking: TrackingConfig, state: StateConfig, dense_run_ids: set[str]) -> None:
         """Write the lottery-ticket report of every family this sweep touched."""
         from lth.report import write_reports  # matplotlib only when a sweep produced something
 
         written: set[Path] = set()
         for dense_run_id in sorted(dense_run_ids):
-            for files in write_reports(str(config.tracking.uri), str(config.tracking.experiment),
-                                       Path(config.lth.report_dir), float(config.lth.report_tolerance), dense_run_id):
+            for files in write_reports(tracking.uri, tracking.experiment, state.report_dir, state.report_tolerance,
+                                       dense_run_id):
                 if files.folder not in written:
                     written.add(files.folder)
                     gaps = f" ({files.missing} cells missing, listed there)" if files.missing else ""
@@ -92,16 +95,16 @@ class SweepSummary(Callback):
     def _summarise(self, at_exit: bool = False) -> None:
         if self._pending is None:
             return
-        sweep_dir, jobs, config = self._pending
+        sweep_dir, jobs, tracking, state = self._pending
         self._pending = None
-        uri = str(config.tracking.uri)
+        uri = tracking.uri
         records = results.collect(sweep_dir)
         if records:
             print("\n" + results.table(records), flush=True)
             if at_exit:  # MLflow's download threads refuse work once the interpreter is shutting down
                 print("lth: no report (the sweep ended abnormally); run `python -m lth.report`", flush=True)
             else:
-                self._report(config, {str(record["dense_run_id"]) for record in records})
+                self._report(tracking, state, {str(record["dense_run_id"]) for record in records})
         missing = f" ({jobs - len(records)} of {jobs} jobs did not finish; see their logs)" if len(records) < jobs else ""
         print(
             f"\nlth: {len(records)} tickets finished{missing}. Browse every run with `mlflow ui` "

@@ -96,7 +96,8 @@ def validate_config(cfg: DictConfig) -> Cell:
     _check(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
            f"train.seed must be a non-negative integer (it seeds the weights and the data order), got {seed!r}")
     _one_of(cfg.train.optimizer, OPTIMIZERS, "train.optimizer")
-    _one_of(cfg.train.get("weight_decay_mode", "decoupled"), WEIGHT_DECAY_MODES, "train.weight_decay_mode")
+    # Listed l2 first, as this message always has (the vocabulary itself is cell.WEIGHT_DECAY_MODES).
+    _one_of(cfg.train.get("weight_decay_mode", "decoupled"), WEIGHT_DECAY_MODES[::-1], "train.weight_decay_mode")
     _one_of(cfg.train.lr_schedule, SCHEDULES, "train.lr_schedule")
     _one_of(cfg.train.backend, BACKENDS, "train.backend")
     _one_of(cfg.train.precision, PRECISIONS, "train.precision")

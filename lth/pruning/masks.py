@@ -109,10 +109,11 @@ def sparsity_report(masks: Mapping[str, np.ndarray], depthwise_layers: Collectio
     }
 
 
-def save_masks(masks: Mapping[str, np.ndarray], directory: Path) -> tuple[Path, Path]:
-    """Write `mask.npz` and `sparsity.json` into `directory`; returns both paths."""
+def save_masks(masks: Mapping[str, np.ndarray], directory: Path, mask_name: str,
+               report_name: str) -> tuple[Path, Path]:
+    """Write the masks (`.npz`) and their sparsity report (`.json`) into `directory`; returns both paths."""
     directory.mkdir(parents=True, exist_ok=True)
-    mask_path, report_path = directory / "mask.npz", directory / "sparsity.json"
+    mask_path, report_path = directory / mask_name, directory / report_name
     np.savez_compressed(mask_path, **{name: np.asarray(m, dtype=bool) for name, m in masks.items()})
     report_path.write_text(json.dumps(sparsity_report(masks), indent=2))
     return mask_path, report_path

@@ -85,7 +85,7 @@ def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: f
     client = MlflowClient()
     for dense in runs.dense:
         for path in (files.figure, files.markdown, files.csv, files.densities):
-            client.log_artifact(dense.run_id, str(path), "report")
+            client.log_artifact(dense.run_id, str(path), schema.REPORT_FOLDER)
     return files
 
 

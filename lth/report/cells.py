@@ -19,10 +19,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lth.cell import CONTROLS as ALL_CONTROLS
 from lth.report.collect import Family, Point, Settings
+from lth.tracking import schema
 
 TICKET_KINDS = ("ticket", "imp")  # what can win; controls only calibrate
-CONTROLS = ("reinit", "random_mask")
+CONTROLS: tuple[str, ...] = tuple(control for control in ALL_CONTROLS if control != "none")
 # Settings never shown as a label: they are columns (scope, threshold, reset epoch), the kind itself
 # (method, control), a replicate axis (control_seed), or shared by IMP levels reused across job lengths (levels).
 UNLABELLED = ("prune.threshold", "prune.scope", "reset.epoch", "prune.method", "prune.control", "prune.control_seed",
@@ -194,7 +196,7 @@ def _labelled(rows: list[Row]) -> list[Row]:
             for r in labelled]
 
 
-def aggregate(family: Family, metric: str = "val_accuracy") -> list[Row]:
+def aggregate(family: Family, metric: str = schema.VAL_ACCURACY) -> list[Row]:
     """Every cell of the family (also those where no seed learned), sorted by kind, series, reset, sparsity.
 
     Args:

@@ -72,7 +72,7 @@ class Point:
 
     def accuracy(self, metric: str) -> float | None:
         """`val_accuracy` or `test_accuracy` of this run."""
-        return self.val_accuracy if metric == "val_accuracy" else self.test_accuracy
+        return self.val_accuracy if metric == schema.VAL_ACCURACY else self.test_accuracy
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class DenseRun:
         """`val_accuracy` or `test_accuracy` of this parent (None unless FINISHED)."""
         if self.status != schema.FINISHED:
             return None
-        return self.val_accuracy if metric == "val_accuracy" else self.test_accuracy
+        return self.val_accuracy if metric == schema.VAL_ACCURACY else self.test_accuracy
 
 
 @dataclass
@@ -107,7 +107,7 @@ class Family:
     @property
     def finished_dense(self) -> list[DenseRun]:
         """Dense parents that finished with a test accuracy, by seed."""
-        return sorted((d for d in self.dense if d.accuracy("test_accuracy") is not None), key=lambda d: d.seed)
+        return sorted((d for d in self.dense if d.accuracy(schema.TEST_ACCURACY) is not None), key=lambda d: d.seed)
 
     @property
     def seeds(self) -> list[int]:

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lth.report.collect import Family
+from lth.tracking import schema
 
-VAL, TEST = "val_accuracy", "test_accuracy"
+VAL, TEST = schema.VAL_ACCURACY, schema.TEST_ACCURACY
 
 
 @dataclass(frozen=True)

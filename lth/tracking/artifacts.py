@@ -75,7 +75,7 @@ def log_masks(masks: Mapping[str, np.ndarray], depthwise_layers: Collection[str]
         table.write_text("layer,weights,kept,density,channels,dead_channels\n" + "".join(
             f"{layer['layer']},{layer['weights']},{layer['kept']},{layer['density']:.6f},{layer['channels']},"
             f"{layer['dead_channels']}\n" for layer in report["layers"]))
-        mask_path, report_path = save_masks(masks, Path(scratch))
+        mask_path, report_path = save_masks(masks, Path(scratch), schema.MASK, schema.SPARSITY_REPORT)
         report_path.write_text(json.dumps(report, indent=2))  # the report with the depthwise layers as given
         for path in (mask_path, report_path, table):
             mlflow.log_artifact(str(path))

@@ -56,13 +56,15 @@ ERROR = "lth.error"  # the exception that ended an attempt (dropped when the run
 DEVICE_KIND, CLUSTER = "lth.device_kind", "lth.cluster"
 SLURM_JOB, SLURM_RESTARTS = "lth.slurm_job_id", "lth.slurm_restarts"
 
-# Metrics. Per epoch (step = epochs completed): Keras' logs (loss, accuracy, val_loss,
-# val_accuracy), learning_rate, OPTIMIZER_ITERATIONS and LOSS_SCALE; the rest once at the end.
+# Metrics. Per epoch (step = epochs completed): Keras' logs (loss, accuracy, val_loss, val_accuracy)
+# and the fit loop's own LEARNING_RATE, OPTIMIZER_ITERATIONS and LOSS_SCALE; the rest once at the end.
+# The fit loop knows no tracker, so lth.training.fitting spells those three itself; tests/unit/test_schema.py
+# holds them equal to these.
 TEST_ACCURACY, TEST_LOSS, VAL_ACCURACY = "test_accuracy", "test_loss", "val_accuracy"
 DIVERGED_TEST_ACCURACY = "diverged_test_accuracy"  # a diverged run's accuracy: a status, not a result
 DENSE_TEST_ACCURACY = "dense_test_accuracy"
 EPOCHS_TRAINED, DEVICE_EPOCHS, TRAIN_SECONDS = "epochs_trained", "device_epochs", "train_seconds"
-OPTIMIZER_ITERATIONS, LOSS_SCALE = "optimizer_iterations", "loss_scale"
+OPTIMIZER_ITERATIONS, LOSS_SCALE, LEARNING_RATE = "optimizer_iterations", "loss_scale", "learning_rate"
 SPARSITY, WEIGHTS_REMAINING, DEAD_CHANNELS = "sparsity", "weights_remaining", "dead_channels"
 LAYER_SPARSITY_PREFIX = "sparsity."  # + layer name
 LEVEL_WEIGHTS_REMAINING, LEVEL_TEST_ACCURACY = "level_weights_remaining", "level_test_accuracy"  # IMP job, step=level
@@ -73,6 +75,7 @@ EARLY_STOP_TEST_LOSS, EARLY_STOP_TEST_ACCURACY = "early_stop_test_loss", "early_
 MASK, SPARSITY_REPORT, DENSITIES = "mask.npz", "sparsity.json", "densities.csv"
 START_WEIGHTS, FINAL_WEIGHTS = "weights/start.npz", "weights/final.npz"
 ERROR_TEXT, HYDRA_FOLDER = "error.txt", "hydra"
+REPORT_FOLDER = "report"  # on every dense parent of a family: the lottery-ticket report (lth.report)
 
 
 def checkpoint(epoch: int) -> str:

@@ -110,7 +110,7 @@ def test_tensorflow_pipeline_yields_the_same_seed_epoch_order() -> None:
     steps = data.steps_per_epoch
     orders = {}
     for epoch in (0, 1, 2, 0):  # read again at every iterator start: epoch 0 twice gives the same batches
-        data.epoch.assign(epoch)
+        data.begin_epoch(epoch)
         batches = [[index_of[image.tobytes()] for image in images.numpy()] for images, _ in data.train]
         orders.setdefault(epoch, []).append(np.array(batches))
         assert np.array_equal(orders[epoch][-1], _expected(epoch, steps)), f"epoch {epoch} is not epoch_order's"

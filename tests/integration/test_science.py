@@ -93,7 +93,7 @@ def test_load_ticket_loads_exactly_the_logged_mask_and_weights(searched: Path) -
         assert sorted(ticket.masks) == sorted(mask)
         assert [n for n in mask if not np.array_equal(ticket.masks[n], mask[n])] == []
         assert _differing(snapshot(ticket.model), artifact(cwd, files, "weights/final.npz")) == []
-        data = load_data(piece(DataConfig, ticket.config.data, "data"), int(ticket.config.train.batch_size),
+        data = load_data(piece(DataConfig, ticket.config.data, "data", known_only=True), int(ticket.config.train.batch_size),
                          int(ticket.config.train.seed))
         _, accuracy = ticket.model.evaluate(data.test, verbose=0)
         assert accuracy == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
-from omegaconf import OmegaConf
 
+from lth.cell import Cell, TrainConfig, piece
 from lth.training.devices import replica_devices, select_backend
 from lth.training.fitting import learning_rate
 from lth.validate import ConfigError, validate_config
@@ -34,10 +35,10 @@ def test_a_second_backend_in_one_process_is_refused() -> None:
 
 
 def test_linear_scaling_multiplies_the_rate_by_batch_over_reference() -> None:
-    train = OmegaConf.create({"learning_rate": 0.1, "epochs": 90, "lr_schedule": "constant", "batch_size": 1024,
-                              "lr_scaling": "linear", "lr_reference_batch": 256})
+    train = piece(TrainConfig, {"seed": 0, "learning_rate": 0.1, "epochs": 90, "lr_schedule": "constant",
+                                "batch_size": 1024, "lr_scaling": "linear", "lr_reference_batch": 256}, "train")
     assert learning_rate(train, 100) == pytest.approx(0.4)
-    train.lr_scaling = "none"
+    train = dataclasses.replace(train, lr_scaling="none")
     assert learning_rate(train, 100) == pytest.approx(0.1)
 
 
@@ -68,6 +69,6 @@ def test_reusing_a_dense_parent_across_replica_counts(compose, overrides: tuple[
     cfg = compose(*overrides)
     if refused:
         with pytest.raises(ConfigError, match=f"trained on {trained} replica.*this job has {now}"):
-            check_replica_reuse(cfg.train, "run-1", trained, now)
+            check_replica_reuse(Cell.of(cfg).train, "run-1", trained, now)
     else:
-        check_replica_reuse(cfg.train, "run-1", trained, now)
+        check_replica_reuse(Cell.of(cfg).train, "run-1", trained, now)

@@ -99,7 +99,7 @@ def test_sparsity_report_counts_dead_output_channels_per_layer_type() -> None:
 
 def test_masks_round_trip_through_npz_in_order(tmp_path: Path) -> None:
     masks = magnitude_masks(_kernels(), 0.6, "global")
-    mask_path, report_path = save_masks(masks, tmp_path)
+    mask_path, report_path = save_masks(masks, tmp_path, "mask.npz", "sparsity.json")
     loaded = load_masks(mask_path)
     assert list(loaded) == list(masks)
     assert all(np.array_equal(loaded[n], masks[n]) for n in masks)

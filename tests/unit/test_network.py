@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from lth.cell import Cell
 from lth.data import load_data
 from lth.pruning.scopes import prune_masks as magnitude_masks
 from lth.training.models import kernel_path
@@ -20,7 +21,8 @@ def small() -> tuple[object, object]:
     from tests.conftest import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["data.train_limit=128", "train.batch_size=32", "train.epochs=4"])
+        cfg = Cell.of(compose(config_name="train", overrides=["data.train_limit=128", "train.batch_size=32",
+                                                             "train.epochs=4"]))
     data = load_data(cfg.data, 32, 0)
     return cfg, data
 

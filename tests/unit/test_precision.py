@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
+from lth.cell import ModelConfig, piece
 from lth.data import load_data
 from lth.pruning.scopes import prune_masks
 from lth.training.models import build_model, kernel_path
@@ -58,7 +58,7 @@ def test_mixed_precision_trains_float32_masked_weights_to_exact_zeros(precision:
 
 
 def test_sync_bn_is_set_at_construction_with_the_same_initial_weights() -> None:
-    model_cfg = OmegaConf.create(TINY)
+    model_cfg = piece(ModelConfig, TINY, "model")
     plain, synced = build_model(model_cfg, 0), build_model(model_cfg, 0, sync_bn=True)
     batch_norms = [layer for layer in synced.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert batch_norms and all(layer.synchronized for layer in batch_norms)

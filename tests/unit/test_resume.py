@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from lth.cell import Cell
 from lth.data import load_data
 from lth.training.fitting import fit_and_evaluate
 from lth.training.network import MaskedNetwork
@@ -32,13 +33,14 @@ def setup() -> tuple[object, object, MaskedNetwork]:
     from tests.conftest import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["data.train_limit=96", "train.batch_size=32", "train.epochs=3"])
+        cfg = Cell.of(compose(config_name="train", overrides=["data.train_limit=96", "train.batch_size=32",
+                                                             "train.epochs=3"]))
     data = load_data(cfg.data, 32, 0)
     return cfg, data, MaskedNetwork(cfg.model, cfg.train, data.steps_per_epoch)
 
 
 def _batches(data: object, epoch: int) -> np.ndarray:
-    data.epoch.assign(epoch)
+    data.begin_epoch(epoch)
     return np.concatenate([labels.numpy() for _, labels in data.train])
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 import tensorflow as tf
-from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
+from lth.cell import DataConfig, piece
 from lth.data import load_data
 from lth.data.shards import load_shards
 from lth.data.splits import DataSplits
@@ -66,17 +66,17 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"folder": folder, **written}
 
 
-def _cfg(folder: Path, **overrides: Any) -> DictConfig:
+def _cfg(folder: Path, **overrides: Any) -> DataConfig:
     base = {"name": "imagenet", "path": str(folder), "num_classes": CLASSES, "image_size": IMAGE_SIZE,
             "val_split": "val", "test_split": "val", "read_parallelism": 2, "shuffle_buffer": 16, "cache": None,
             "crop_area_range": [0.08, 1.0], "crop_aspect_range": [0.75, 1.3333333], "flip": True,
             "eval_crop_fraction": 0.875, "train_limit": None, "val_limit": None, "test_limit": None}
-    return OmegaConf.create({**base, **overrides})
+    return piece(DataConfig, {**base, **overrides}, "data")
 
 
 def _epoch(data: DataSplits, epoch: int) -> tuple[np.ndarray, np.ndarray]:
     """All training batches of one epoch, concatenated."""
-    data.epoch.assign(epoch)
+    data.begin_epoch(epoch)
     batches = list(data.train.as_numpy_iterator())
     return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 

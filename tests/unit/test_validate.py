@@ -24,7 +24,7 @@ from lth.validate import ConfigError, validate_config
     ("data.val_fraction=0", "data.val_fraction"),
     ("+data.path=/no/such/folder", "data.path does not exist"),
     ("train.seed=-1", "train.seed must be a non-negative integer"),
-    ("train.weight_decay_mode=l1", "train.weight_decay_mode must be decoupled or l2"),
+    ("train.weight_decay_mode=l1", "train.weight_decay_mode must be l2 or decoupled"),
     ("data.channels=1", "data.channels=1 but model mobilenet_v2 takes 3"),
 ])
 def test_bad_values_are_named_with_their_key(compose: Callable[..., object], override: str, message: str) -> None:

@@ -1,7 +1,6 @@
 """One job's config as frozen, typed pieces: a `Cell`, built once after validation (lth.validate).
 
-Every vocabulary is declared here once, as a `Literal` type with the tuple of its values;
-validation, the devices and the training loop all read these. A stage takes the pieces it
+The fields' vocabularies are declared once, in lth.vocabulary. A stage takes the pieces it
 uses (`claim(state, ...)`, `build_model(model, ...)`), never the raw Hydra config, and an
 identity hash is computed from `Cell.groups`, the resolved config, exactly as before.
 """
@@ -9,39 +8,28 @@ identity hash is computed from `Cell.groups`, the resolved config, exactly as be
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-Backend = Literal["tensorflow", "jax"]
-Precision = Literal["float32", "mixed_bfloat16", "mixed_float16"]
-Optimizer = Literal["sgd", "adamw", "adam"]
-Schedule = Literal["cosine", "step", "constant"]
-LrScaling = Literal["none", "linear"]
-WeightDecayMode = Literal["decoupled", "l2"]
-Method = Literal["magnitude", "imp"]
-Control = Literal["none", "reinit", "random_mask"]
-OnCollapse = Literal["warn", "refuse"]
-BACKENDS: tuple[str, ...] = typing.get_args(Backend)
-PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
-OPTIMIZERS: tuple[str, ...] = typing.get_args(Optimizer)
-SCHEDULES: tuple[str, ...] = typing.get_args(Schedule)
-LR_SCALINGS: tuple[str, ...] = typing.get_args(LrScaling)
-WEIGHT_DECAY_MODES: tuple[str, ...] = typing.get_args(WeightDecayMode)
-METHODS: tuple[str, ...] = typing.get_args(Method)
-CONTROLS: tuple[str, ...] = typing.get_args(Control)
-ON_COLLAPSE: tuple[str, ...] = typing.get_args(OnCollapse)
-IMAGENET_NEEDS_TENSORFLOW = "data=imagenet reads TFRecord shards with tf.data: it needs train.backend=tensorflow"
+from lth.pieces import piece
+from lth.vocabulary import (
+    Backend,
+    ConfigError,
+    Control,
+    LrScaling,
+    Method,
+    OnCollapse,
+    Optimizer,
+    Precision,
+    Schedule,
+    WeightDecayMode,
+)
+
 HASHED_GROUPS: tuple[str, ...] = ("model", "data", "train", "prune", "reset")  # what identities are computed from
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key and the fix."""
 
 
 # The fields mirror conf/<group>/*.yaml, where each key's meaning is written. A default is
@@ -170,71 +158,6 @@ class ClusterConfig:
     name: str = "local"  # tagged on every run
 
 
-Piece = TypeVar("Piece")
-
-
-def _plain(value: Any) -> Any:
-    """OmegaConf containers inside a plain mapping as plain lists and dicts."""
-    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
-
-
-def _typed(value: Any, hint: Any, key: str) -> Any:
-    """`value` as the field's type: lists as tuples, paths as `Path`, whole numbers as the int or float declared."""
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    if typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
-        raise ConfigError(f"{key} must be one of {list(typing.get_args(hint))}, got {value!r}")
-    if isinstance(value, list):
-        return tuple(value)
-    if value is None or isinstance(value, bool):
-        return value
-    if Path in options:
-        return Path(value)
-    if isinstance(value, float) and int in options and float not in options:
-        if not value.is_integer():  # int() would silently truncate it
-            raise ConfigError(f"{key} must be a whole number, got {value!r}")
-        return int(value)
-    if isinstance(value, int) and float in options:
-        return float(value)  # `model.alpha=1` on a command line is an int; the piece promises a float
-    return value
-
-
-def piece(kind: type[Piece], group: Mapping[str, Any], name: str, known_only: bool = False) -> Piece:
-    """Build one typed piece from a config group (a DictConfig or a plain mapping).
-
-    Lists become tuples and paths `Path`s, so a piece is hashable where its fields are.
-    A field typed as a `Literal` takes only its values, an int field only whole numbers.
-
-    Args:
-        kind: The piece's dataclass.
-        group: The group's keys and values.
-        name: The group's name, for messages.
-        known_only: Drop keys the piece does not declare instead of refusing them (params logged
-            by an older version, read back from MLflow).
-
-    Raises:
-        ConfigError: For a key the piece does not declare, a missing required key, or a
-            value outside a field's type or vocabulary.
-    """
-    if not isinstance(group, Mapping):
-        raise ConfigError(f"{name} must be a group of keys, got {group!r}")
-    values = {str(key): _plain(value) for key, value in group.items()} if not isinstance(group, DictConfig) \
-        else OmegaConf.to_container(group, resolve=True)
-    assert isinstance(values, dict)
-    fields = {f.name: f for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - set(fields))
-    if unknown and not known_only:
-        raise ConfigError(f"{name}.{unknown[0]} is not a key of the {name} group (known: {sorted(fields)})")
-    missing = [key for key, f in fields.items() if key not in values and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise ConfigError(f"{name}.{missing[0]} is missing")
-    hints = typing.get_type_hints(kind)
-    built = {key: _typed(value, hints[key], f"{name}.{key}") for key, value in values.items() if key in fields}
-    if "layer_rates" in built and built["layer_rates"] is None:
-        built["layer_rates"] = {}  # null in the config: no layer has a rate of its own
-    return kind(**built)
-
-
 @dataclass(frozen=True)
 class Cell:
     """One job of a sweep: every group as a typed piece, and the resolved groups that identities hash."""
@@ -252,17 +175,22 @@ class Cell:
     @classmethod
     def of(cls, cfg: DictConfig) -> Cell:
         """The typed cell of a composed job config (validate it first: lth.validate.validate_config)."""
-        absent = [name for name in (*HASHED_GROUPS, "lth", "tracking", "cluster") if name not in cfg]
+        absent = [group for group in PIECES if group not in cfg]
         if absent:
             raise ConfigError(f"the config has no {absent[0]} group (compose it from conf/train.yaml)")
         groups = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in HASHED_GROUPS}
-        return cls(piece(ModelConfig, cfg.model, "model"), piece(DataConfig, cfg.data, "data"),
-                   piece(TrainConfig, cfg.train, "train"), piece(PruneConfig, cfg.prune, "prune"),
-                   piece(ResetConfig, cfg.reset, "reset"), piece(StateConfig, cfg.lth, "lth"),
-                   piece(TrackingConfig, cfg.tracking, "tracking"), piece(ClusterConfig, cfg.cluster, "cluster"),
-                   groups)
+        pieces = {field: piece(kind, cfg[group], group) for group, (field, kind) in PIECES.items()}
+        return cls(**pieces, groups=groups)
 
     def with_control(self, control: Control) -> Cell:
         """The same cell with another `prune.control` (an IMP control's ticket is its cell with none)."""
         groups = {**self.groups, "prune": {**self.groups["prune"], "control": control}}
         return dataclasses.replace(self, prune=dataclasses.replace(self.prune, control=control), groups=groups)
+
+
+# Config group -> (the Cell's field, its piece). The `lth` group is the cell's state.
+PIECES: dict[str, tuple[str, type]] = {
+    "model": ("model", ModelConfig), "data": ("data", DataConfig), "train": ("train", TrainConfig),
+    "prune": ("prune", PruneConfig), "reset": ("reset", ResetConfig), "lth": ("state", StateConfig),
+    "tracking": ("tracking", TrackingConfig), "cluster": ("cluster", ClusterConfig),
+}

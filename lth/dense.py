@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lth import tracking
-from lth.cell import Cell, ConfigError, StateConfig
+from lth.cell import Cell, StateConfig
 from lth.data.splits import DATA_ORDER_VERSION, DataSplits
 from lth.tracking import schema
 from lth.tracking.artifacts import log_config, log_weights, run_weights
@@ -18,6 +18,7 @@ from lth.tracking.identity import DENSE_KEYS, dense_hash, family_hash
 from lth.training.devices import check_replica_reuse
 from lth.training.fitting import fit_and_evaluate, optimizer_state
 from lth.training.network import network_for
+from lth.vocabulary import ConfigError
 
 
 @dataclass(frozen=True)

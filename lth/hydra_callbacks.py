@@ -14,7 +14,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from lth import results
-from lth.cell import StateConfig, TrackingConfig, piece
+from lth.cell import StateConfig, TrackingConfig
+from lth.pieces import piece
 from lth.validate import ConfigError, validate_config
 
 

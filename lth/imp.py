@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lth import sparse, tracking
-from lth.cell import CONTROLS, Cell, ConfigError
+from lth.cell import Cell
 from lth.data.splits import DataSplits
 from lth.dense import DenseParent
 from lth.pruning.masks import Masks, load_masks
@@ -33,6 +33,7 @@ from lth.tracking.claim import claim
 from lth.tracking.client import Run, RunData
 from lth.tracking.identity import TICKET_PARAM_GROUPS, imp_level_key, ticket_key
 from lth.training.models import Weights
+from lth.vocabulary import CONTROLS, ConfigError
 
 log = logging.getLogger("lth")
 CONTROLS_OF_TICKET_MASKS: tuple[str, ...] = tuple(c for c in CONTROLS if c != "none")  # both train the ticket's masks

@@ -16,7 +16,7 @@ import logging
 from omegaconf import DictConfig
 
 from lth import sparse, tracking
-from lth.cell import Cell, ConfigError
+from lth.cell import Cell
 from lth.data import load_data
 from lth.data.splits import DataSplits
 from lth.dense import DenseParent, ensure_dense
@@ -26,6 +26,7 @@ from lth.tickets import CellResult, ensure_ticket
 from lth.tracking.lock import exclusive
 from lth.training.devices import seed_everything
 from lth.validate import validate_config
+from lth.vocabulary import ConfigError
 
 log = logging.getLogger("lth")
 

@@ -7,7 +7,10 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
-from lth.cell import (
+from lth.cell import Cell
+from lth.pruning.scopes import SCOPES, imp_threshold
+from lth.tracking.http import http_environment
+from lth.vocabulary import (
     BACKENDS,
     CONTROLS,
     IMAGENET_NEEDS_TENSORFLOW,
@@ -18,11 +21,8 @@ from lth.cell import (
     PRECISIONS,
     SCHEDULES,
     WEIGHT_DECAY_MODES,
-    Cell,
     ConfigError,
 )
-from lth.pruning.scopes import SCOPES, imp_threshold
-from lth.tracking.http import http_environment
 
 __all__ = ["Cell", "ConfigError", "http_environment", "validate_config"]
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lth.cell import ConfigError
+from lth.vocabulary import ConfigError
 
 MANIFEST = "manifest.json"
 

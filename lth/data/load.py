@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
-from lth.cell import IMAGENET_NEEDS_TENSORFLOW, DataConfig
+from lth.cell import DataConfig
 from lth.data.arrays import LOADERS, Arrays
 from lth.data.splits import DataSplits, EpochCounter, epoch_order
+from lth.vocabulary import IMAGENET_NEEDS_TENSORFLOW
 
 if TYPE_CHECKING:
     import tensorflow as tf

@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from lth.cell import CONTROLS as ALL_CONTROLS
 from lth.report.collect import Family, Point, Settings
 from lth.tracking import schema
+from lth.vocabulary import CONTROLS as ALL_CONTROLS
 
 TICKET_KINDS = ("ticket", "imp")  # what can win; controls only calibrate
 CONTROLS: tuple[str, ...] = tuple(control for control in ALL_CONTROLS if control != "none")

@@ -15,7 +15,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from lth.cell import BACKENDS, PRECISIONS, ConfigError, TrainConfig
+from lth.cell import TrainConfig
+from lth.vocabulary import BACKENDS, PRECISIONS, ConfigError
 
 
 def select_backend(backend: str) -> None:

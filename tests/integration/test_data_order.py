@@ -38,7 +38,8 @@ sys.meta_path.insert(0, NoTensorFlow())
 from pathlib import Path
 import keras, numpy as np
 from omegaconf import OmegaConf
-from lth.cell import DataConfig, piece
+from lth.cell import DataConfig
+from lth.pieces import piece
 from lth.data import load_data
 from lth.training.fitting import fit_and_evaluate
 
@@ -102,8 +103,9 @@ def test_tensorflow_pipeline_yields_the_same_seed_epoch_order() -> None:
 
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the tf.data pipeline is the TensorFlow backend's")
-    from lth.cell import DataConfig, piece
+    from lth.cell import DataConfig
     from lth.data import load_data
+    from lth.pieces import piece
 
     data = load_data(piece(DataConfig, DATA, "data"), BATCH, SEED)
     index_of = {image.tobytes(): index for index, image in enumerate(_train_images())}
@@ -118,8 +120,9 @@ def test_tensorflow_pipeline_yields_the_same_seed_epoch_order() -> None:
 
 
 def _train_images() -> np.ndarray:
-    from lth.cell import DataConfig, piece
+    from lth.cell import DataConfig
     from lth.data.arrays import LOADERS
+    from lth.pieces import piece
 
     return LOADERS["synthetic"](piece(DataConfig, DATA, "data"))[0][0]
 

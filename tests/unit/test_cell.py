@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from lth.cell import BACKENDS, Cell, ConfigError, ModelConfig, PruneConfig, TrainConfig, piece
+from lth.cell import Cell, ModelConfig, PruneConfig, TrainConfig
+from lth.pieces import piece
 from lth.tracking.identity import cell_key, dense_hash, family_hash, imp_level_key, ticket_key
 from lth.validate import validate_config
+from lth.vocabulary import BACKENDS, ConfigError
 
 PRESETS = [
     (),

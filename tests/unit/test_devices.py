@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from lth.cell import Cell, TrainConfig, piece
+from lth.cell import Cell, TrainConfig
+from lth.pieces import piece
 from lth.training.devices import replica_devices, select_backend
 from lth.training.fitting import learning_rate
 from lth.validate import ConfigError, validate_config

@@ -11,7 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from lth.cell import PruneConfig, piece
+from lth.cell import PruneConfig
+from lth.pieces import piece
 from lth.pruning.collapse import CollapsedMaskError, collapsed_layers, floor_layers
 from lth.sparse import check_collapse as check_prune_collapse
 from lth.training.result import FitResult, divergence

@@ -15,12 +15,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from lth.cell import DataConfig, piece
+from lth.cell import DataConfig
 from lth.data import load_data
 from lth.data.shards import load_shards
 from lth.data.splits import DataSplits
 from lth.ingest.images import EncodedImage
 from lth.ingest.shards import serialize_example
+from lth.pieces import piece
 
 IMAGE_SIZE, BATCH, CLASSES = 32, 8, 3
 TRAIN_SIZES = [(40, 48), (48, 40), (36, 36), (44, 52)]  # (height, width): landscape, portrait, square

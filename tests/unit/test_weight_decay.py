@@ -8,12 +8,14 @@ import keras
 import numpy as np
 import pytest
 
-from lth.cell import ConfigError, DataConfig, ModelConfig, TrainConfig, piece
+from lth.cell import DataConfig, ModelConfig, TrainConfig
 from lth.data import load_data
+from lth.pieces import piece
 from lth.pruning.scopes import prune_masks
 from lth.training.fitting import build_optimizer
 from lth.training.models import kernel_path
 from lth.training.network import MaskedNetwork, attach_kernel_l2
+from lth.vocabulary import ConfigError
 
 DECAY, RATE = 0.01, 0.1  # large enough that one step's decay stands far above float32 rounding
 KERNEL_LAYERS = ("conv", "depthwise", "dense")

@@ -1,0 +1,82 @@
+"""Build a typed config piece (a frozen dataclass of lth.cell) from one config group, checking it.
+
+A piece takes only the keys it declares, the values of its `Literal` fields, and whole
+numbers for its ints; lists become tuples (so pieces are hashable) and paths `Path`s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from lth.vocabulary import ConfigError
+
+Piece = TypeVar("Piece")
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers inside a plain mapping as plain lists and dicts."""
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+def _typed(value: Any, hint: Any, key: str) -> Any:
+    """`value` as the field's type: lists as tuples, paths as `Path`, whole numbers as the int or float declared."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
+        raise ConfigError(f"{key} must be one of {list(typing.get_args(hint))}, got {value!r}")
+    if isinstance(value, list):
+        return tuple(value)
+    if value is None or isinstance(value, bool):
+        return value
+    if Path in options:
+        return Path(value)
+    if isinstance(value, float) and int in options and float not in options:
+        if not value.is_integer():  # int() would silently truncate it
+            raise ConfigError(f"{key} must be a whole number, got {value!r}")
+        return int(value)
+    if isinstance(value, int) and float in options:
+        return float(value)  # `model.alpha=1` on a command line is an int; the piece promises a float
+    return value
+
+
+def piece(kind: type[Piece], group: Mapping[str, Any], name: str, known_only: bool = False) -> Piece:
+    """Build one typed piece from a config group (a DictConfig or a plain mapping).
+
+    Lists become tuples and paths `Path`s, so a piece is hashable where its fields are.
+    A field typed as a `Literal` takes only its values, an int field only whole numbers.
+
+    Args:
+        kind: The piece's dataclass.
+        group: The group's keys and values.
+        name: The group's name, for messages.
+        known_only: Drop keys the piece does not declare instead of refusing them (params logged
+            by an older version, read back from MLflow).
+
+    Raises:
+        ConfigError: For a key the piece does not declare, a missing required key, or a
+            value outside a field's type or vocabulary.
+    """
+    if not isinstance(group, Mapping):
+        raise ConfigError(f"{name} must be a group of keys, got {group!r}")
+    values = {str(key): _plain(value) for key, value in group.items()} if not isinstance(group, DictConfig) \
+        else OmegaConf.to_container(group, resolve=True)
+    assert isinstance(values, dict)
+    fields = {f.name: f for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(fields))
+    if unknown and not known_only:
+        raise ConfigError(f"{name}.{unknown[0]} is not a key of the {name} group (known: {sorted(fields)})")
+    missing = [key for key, f in fields.items() if key not in values and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{name}.{missing[0]} is missing")
+    hints = typing.get_type_hints(kind)
+    built = {key: _typed(value, hints[key], f"{name}.{key}") for key, value in values.items() if key in fields}
+    if "layer_rates" in built and built["layer_rates"] is None:
+        built["layer_rates"] = {}  # null in the config: no layer has a rate of its own
+    return kind(**built)

@@ -40,16 +40,19 @@ def connect_uri(uri: str) -> None:
 def connect(uri: str, experiment: str, attempts: int = 5) -> str:
     """Point MLflow at `uri` and return the id of `experiment`, creating it if needed.
 
-    Concurrent jobs may race to create the experiment; the loser simply finds it.
+    Concurrent jobs may race to create the experiment; the loser simply finds it. The
+    experiment is tagged as one of model training, so `mlflow ui` opens on its runs.
     """
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     for attempt in range(attempts):
         found = client.get_experiment_by_name(experiment)
         if found is not None:
+            if schema.EXPERIMENT_KIND not in found.tags:  # an experiment lth created before it tagged its kind
+                client.set_experiment_tag(found.experiment_id, schema.EXPERIMENT_KIND, schema.MODEL_TRAINING)
             return found.experiment_id
         try:
-            return client.create_experiment(experiment)
+            return client.create_experiment(experiment, tags={schema.EXPERIMENT_KIND: schema.MODEL_TRAINING})
         except mlflow.exceptions.MlflowException:
             time.sleep(0.5 * (attempt + 1))  # another job created it meanwhile
     raise RuntimeError(f"could not create or find MLflow experiment {experiment!r} at {uri}")

@@ -87,6 +87,11 @@ def _data_identity(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def data_digest(cfg: Config) -> str:
+    """Identity of the data a run trains on: the `data` group, its path hashed as content (MLflow's dataset digest)."""
+    return stable_hash(_resolved(cfg, ("data",))["data"])
+
+
 def _group(cfg: Config, key: str) -> Any:
     """One group as plain, resolved data that the identity functions may change."""
     group = cfg[key]

@@ -26,6 +26,9 @@ CELL = "lth.cell"  # ticket identity without seed and control: one cell of the r
 PARENT = "mlflow.parentRunId"
 RUN_NAME = "mlflow.runName"
 DENSE_ROLE, TICKET_ROLE, LEVEL_ROLE = "dense", "ticket", "imp_level"
+# On the experiment: MLflow 3's UI opens a `custom_model_development` experiment on its training runs
+# (without the tag it infers a kind and may open on its GenAI overview).
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 ROLE_LABELS = {DENSE_ROLE: "dense parent", TICKET_ROLE: "ticket", LEVEL_ROLE: "IMP level"}  # for messages
 FINISHED = "FINISHED"
 

@@ -80,7 +80,10 @@ def load_ticket(run_id: str, tracking_uri: str | None = None, weights: str = "fi
     if tracking_uri is not None:
         tracking.connect_uri(tracking_uri)
     files_run = _files_run(run_id)
-    config = _config_from_params(tracking.get_run(run_id).data.params)  # IMP levels log no params
+    run = tracking.get_run(run_id)
+    if run.data.tags.get(schema.ROLE) == schema.LEVEL_ROLE:  # IMP levels log no params: their job does
+        run = tracking.get_run(run.data.tags[schema.PARENT])
+    config = _config_from_params(run.data.params)
     masks = tracking.fetch(files_run, schema.MASK, load_masks)
     start = tracking.fetch(files_run, schema.START_WEIGHTS, load_weights)
     final = tracking.fetch(files_run, schema.FINAL_WEIGHTS, load_weights)

@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -22,6 +23,9 @@ from lth.report.summary import missing_cells, write_csv
 from lth.report.winners import mark_winners
 from lth.tracking import schema
 
+if TYPE_CHECKING:
+    from lth.report.models import WinnerModel
+
 log = logging.getLogger("lth")
 
 
@@ -35,6 +39,7 @@ class ReportFiles:
     csv: Path
     densities: Path
     missing: int
+    models: tuple[WinnerModel, ...] = ()  # the winners' MLflow models (lth.report.models)
 
 
 def density_choices(family: Family, rows: Sequence[Row]) -> dict[str, dict[str, Point]]:
@@ -61,8 +66,30 @@ def _density_panels(family: Family, rows: Sequence[Row]) -> dict[str, dict[str, 
             for scope, chosen in density_choices(family, rows).items()}
 
 
-def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: float) -> ReportFiles:
-    """Write the report of one family to `output_dir/<family>/` and log it to its dense parents."""
+def _winner_models(winners: dict[int, Row | None], name: str, family: str, register: bool) -> tuple[WinnerModel, ...]:
+    """Log the winners that have weights as MLflow models; TensorFlow is loaded only if one has."""
+    client = MlflowClient()
+
+    def has_weights(run_id: str) -> bool:
+        names = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "weights")}
+        return {schema.MASK, schema.FINAL_WEIGHTS} <= names
+
+    chosen = {reset: row for reset, row in winners.items()
+              if row is not None and row.run_ids and has_weights(row.run_ids[0])}
+    if not chosen:
+        return ()
+    from lth.report.models import log_winners, registered_name
+
+    return tuple(log_winners(chosen, registered_name(name, family) if register else None))
+
+
+def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: float,
+                 register: bool = False) -> ReportFiles:
+    """Write the report of one family to `output_dir/<family>/`, log it to its dense parents, and log its winners.
+
+    Args:
+        register: Also register each winner's model in the Model Registry (`registered_name`).
+    """
     runs = collect(experiment_id, family)
     selection = selection_of(runs)
     for warning in selection.warnings:
@@ -81,6 +108,7 @@ def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: f
         write_csv(rows, selection, folder / "results.csv"),
         density_figure(_density_panels(runs, rows), f"Per-layer density of the tickets of {name}", folder / "densities.png"),
         len(missing),
+        _winner_models(winners, name, family, register),
     )
     client = MlflowClient()
     for dense in runs.dense:
@@ -90,12 +118,12 @@ def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: f
 
 
 def write_reports(tracking_uri: str, experiment: str, output_dir: Path, tolerance: float,
-                  dense_run_id: str | None = None) -> list[ReportFiles]:
+                  dense_run_id: str | None = None, register: bool = False) -> list[ReportFiles]:
     """Reports of every family of an experiment, or of one dense parent's family."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small file is noise
     mlflow.set_tracking_uri(tracking_uri)
     found = MlflowClient().get_experiment_by_name(experiment)
     if found is None:
         raise ValueError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
-    return [write_report(found.experiment_id, family, output_dir, tolerance)
+    return [write_report(found.experiment_id, family, output_dir, tolerance, register)
             for family in families_of(found.experiment_id, dense_run_id)]

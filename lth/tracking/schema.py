@@ -80,6 +80,10 @@ START_WEIGHTS, FINAL_WEIGHTS = "weights/start.npz", "weights/final.npz"
 ERROR_TEXT, HYDRA_FOLDER = "error.txt", "hydra"
 REPORT_FOLDER = "report"  # on every dense parent of a family: the lottery-ticket report (lth.report)
 
+# A winning ticket (lth.report.models): its run links the MLflow model the report logged of it.
+WINNER_MODEL = "lth.winner_model"  # models:/<model id>, logged once
+REGISTERED_AS = "lth.registered_model"  # <registered name>/<version>, with report.register=true
+
 
 def checkpoint(epoch: int) -> str:
     """The artifact of a dense parent's weights after `epoch` epochs (0 = its initialisation)."""

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure  # no pyplot: no global figure state, no display needed
-from matplotlib.ticker import FuncFormatter
 
 from lth.report.cells import TICKET_KINDS, Row
 from lth.report.collect import Point
+from lth.report.scales import x_cells
 
 STYLES = {  # kind -> (line style, marker, label); tickets solid, IMP dash-dotted, controls dashed (Frankle & Carbin)
     "ticket": ("-", "o", "ticket"),
@@ -40,7 +40,7 @@ def _x(point: Point) -> float:
 
 
 def lottery_plot(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[Point], title: str) -> Figure:
-    """Test accuracy against % of weights remaining (log x, sparser to the right).
+    """Test accuracy against % of weights remaining (log x labelled at the cells, sparser to the right).
 
     Args:
         rows: Aggregated cells; each with a learned seed is a point (mean, min-max bars) on its line.
@@ -95,16 +95,11 @@ def lottery_plot(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[P
                 label="some seeds did not learn (mean of those that did)")
     ax.plot([], [], marker="*", markersize=14, color="white", markeredgecolor="black", linestyle="none",
             label="winning ticket")
-    ax.set_xscale("log")
-    ax.invert_xaxis()  # sparser to the right, as in the lottery-ticket papers
-    percent = FuncFormatter(lambda value, _: f"{value:g}%")
-    ax.xaxis.set_major_formatter(percent)
-    ax.xaxis.set_minor_formatter(percent)
-    ax.tick_params(axis="x", which="minor", labelsize=7)
+    x_cells(ax, [100 * r.weights_remaining for r in rows] + [_x(p) for p in failed])
     ax.set_xlabel("% of weights remaining (log scale)")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(bottom=0.0)
-    ax.grid(True, which="both", alpha=0.3)
+    ax.grid(True, which="major", alpha=0.3)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
@@ -126,7 +121,7 @@ def density_plot(panels: Mapping[str, Profiles], title: str) -> Figure:
         ax.set_xticklabels(layers, rotation=90, fontsize=6)
         ax.set_ylabel("density (kept fraction, log)")
         ax.set_title(f"{title}: scope {scope}")
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig

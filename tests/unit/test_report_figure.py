@@ -1,0 +1,79 @@
+"""lottery.png at the seed's scale: x labels that do not collide.
+
+The figures are drawn with Agg, so what is asserted is where the renderer puts things on the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from lth.report.cells import Row, aggregate
+from lth.report.collect import DenseRun, Family, Point
+from lth.report.plot import lottery_plot
+from lth.report.winners import mark_winners
+
+SEED_GRID = [round(1 - 0.8**n, 6) for n in range(1, 21)]  # conf/experiment/seed_grid.yaml: 80% down to 1.15% kept
+SEED_RESETS = (0, 1, 2, 4, 6)
+DEMO_GRID = [0.5, 0.7, 0.8]  # conf/experiment/demo.yaml
+DENSE = [DenseRun(0, "FINISHED", 0.96, 0.96, "dense-0")]
+
+
+def _point(t: float, k: int, test: float | None, *, seed: int = 0, status: str = "FINISHED", diverged: str = "",
+           empty: bool = False, floor: bool = False) -> Point:
+    return Point("ticket", seed, t, k, status, 1 - t, None if diverged else test, bool(diverged), empty,
+                 f"ticket-{t}-{k}-{seed}", "global", val_accuracy=test, cell=f"c-{t}-{k}", divergence=diverged,
+                 floor_layers=floor)
+
+
+def _rows(points: Sequence[Point], dense: Sequence[DenseRun] = DENSE) -> tuple[Family, list[Row]]:
+    family = Family("f", dense=list(dense), points=list(points))
+    return family, mark_winners(aggregate(family), 0.01)[0]
+
+
+def _drawn(rows: Sequence[Row], failed: Sequence[Point] = ()) -> Figure:
+    figure = lottery_plot(rows, [0.96], failed, "t")
+    FigureCanvasAgg(figure).draw()  # lays out and places the ticks exactly as savefig does
+    return figure
+
+
+def _main(figure: Figure) -> Axes:
+    return next(ax for ax in figure.axes if any(str(x.get_gid()).startswith("series:") for x in ax.get_lines()))
+
+
+def _labels(ax: Axes) -> list[tuple[str, object]]:
+    """(text, box on the page) of every x tick label drawn: in view, visible and not empty."""
+    renderer = ax.figure.canvas.get_renderer()
+    low, high = sorted(ax.get_xlim())
+    ticks = [*zip(ax.xaxis.get_majorticklocs(), ax.xaxis.get_major_ticks(len(ax.xaxis.get_majorticklocs()))),
+             *zip(ax.xaxis.get_minorticklocs(), ax.xaxis.get_minor_ticks(len(ax.xaxis.get_minorticklocs())))]
+    return [(tick.label1.get_text(), tick.label1.get_window_extent(renderer)) for loc, tick in ticks
+            if low <= loc <= high and tick.label1.get_visible() and tick.label1.get_text()]
+
+
+def _grid(thresholds: Sequence[float], resets: Sequence[int]) -> list[Point]:
+    return [_point(t, k, 0.95 - 0.15 * i / len(thresholds) + 0.002 * k)
+            for i, t in enumerate(thresholds) for k in resets]
+
+
+# x ticks ----------------------------------------------------------------------------------------------------------
+
+def test_the_seed_grids_tick_labels_do_not_overlap_and_name_both_ends() -> None:
+    _, rows = _rows(_grid(SEED_GRID, SEED_RESETS))
+    labels = _labels(_main(_drawn(rows)))
+    boxes = sorted((box for _, box in labels), key=lambda box: box.x0)
+    gaps = [right.x0 - left.x1 for left, right in zip(boxes, boxes[1:])]
+    assert min(gaps) >= 2, [text for text, _ in labels]  # pixels between neighbouring labels
+    texts = [text for text, _ in labels]
+    assert "80%" in texts and "1.15%" in texts  # the densest and the sparsest cell are named
+    assert len(texts) >= 6  # thinned, not emptied
+
+
+def test_the_tick_choice_is_deterministic_and_names_the_demos_every_threshold() -> None:
+    _, rows = _rows(_grid(SEED_GRID, SEED_RESETS))
+    assert [t for t, _ in _labels(_main(_drawn(rows)))] == [t for t, _ in _labels(_main(_drawn(rows)))]
+    _, demo = _rows(_grid(DEMO_GRID, (0, 1)))
+    assert sorted(t for t, _ in _labels(_main(_drawn(demo)))) == ["20%", "30%", "50%"]

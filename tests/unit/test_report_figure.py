@@ -1,4 +1,4 @@
-"""lottery.png at the seed's scale: x labels that do not collide.
+"""lottery.png at the seed's scale: x labels that do not collide, a y axis zoomed to what learned.
 
 The figures are drawn with Agg, so what is asserted is where the renderer puts things on the page.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -44,6 +45,10 @@ def _main(figure: Figure) -> Axes:
     return next(ax for ax in figure.axes if any(str(x.get_gid()).startswith("series:") for x in ax.get_lines()))
 
 
+def _line(figure: Figure, gid: str):
+    return next(x for ax in figure.axes for x in ax.get_lines() if x.get_gid() == gid)
+
+
 def _labels(ax: Axes) -> list[tuple[str, object]]:
     """(text, box on the page) of every x tick label drawn: in view, visible and not empty."""
     renderer = ax.figure.canvas.get_renderer()
@@ -77,3 +82,42 @@ def test_the_tick_choice_is_deterministic_and_names_the_demos_every_threshold() 
     assert [t for t, _ in _labels(_main(_drawn(rows)))] == [t for t, _ in _labels(_main(_drawn(rows)))]
     _, demo = _rows(_grid(DEMO_GRID, (0, 1)))
     assert sorted(t for t, _ in _labels(_main(_drawn(demo)))) == ["20%", "30%", "50%"]
+
+
+# y axis -----------------------------------------------------------------------------------------------------------
+
+def _height_share(ax: Axes, low: float, high: float) -> float:
+    """The share of the axes' height that accuracies low..high take on the page."""
+    bottom, top = ax.transData.transform([(10.0, low), (10.0, high)])[:, 1]
+    return float((top - bottom) / ax.bbox.height)
+
+
+def test_the_y_axis_zooms_to_the_learned_runs_with_a_margin() -> None:
+    _, rows = _rows(_grid(SEED_GRID, SEED_RESETS))
+    ax = _main(_drawn(rows))
+    low = min(r.test_low for r in rows)
+    high = max([*(r.test_high for r in rows), 0.96])  # the dense line is a learned run too
+    assert _height_share(ax, low, high) > 0.8  # the differences between tickets get the page
+    bottom, top = ax.transData.transform([(10.0, low), (10.0, high)])[:, 1]
+    assert bottom > ax.bbox.y0 + 2 and top < ax.bbox.y1 - 2  # with a margin: no point sits on the frame
+
+
+def test_failed_runs_stay_visible_in_a_narrow_band_below_the_learned_runs() -> None:
+    points = _grid(SEED_GRID[:10], SEED_RESETS)
+    points += [_point(SEED_GRID[12], 0, None, diverged="chance"), _point(SEED_GRID[13], 0, None, diverged="nan"),
+               _point(SEED_GRID[14], 0, 0.40, empty=True)]
+    _, rows = _rows(points)
+    failed = [p for p in points if not p.learned]
+    figure = _drawn(rows, failed)
+    ax = _main(figure)
+    learned_bottom = ax.transData.transform((10.0, min(r.test_low for r in rows if r.test_low is not None)))[1]
+    for gid, count in (("diverged", 2), ("collapsed", 1)):
+        line = _line(figure, gid)
+        shown = line.axes.transData.transform(np.column_stack([line.get_xdata(), line.get_ydata()]))
+        assert len(shown) == count
+        assert all(line.axes.bbox.y0 <= y < learned_bottom for y in shown[:, 1])  # drawn, below what learned
+        assert all(ax.bbox.x0 < x < ax.bbox.x1 for x in shown[:, 0])
+    share = (learned_bottom - ax.bbox.y0) / ax.bbox.height
+    assert share < 0.25  # the band is narrow: the learned runs keep the page
+    learned = [r for r in rows if r.test_mean is not None]
+    assert _height_share(ax, min(r.test_low for r in learned), max(r.test_high for r in learned)) > 0.6

@@ -116,7 +116,7 @@ def lottery_plot(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[P
     ax.set_xlabel("% of weights remaining (log scale)")
     ax.set_ylabel("test accuracy")
     ax.grid(True, which="major", alpha=0.3)
-    ax.set_title(title)
+    fig.suptitle(title, fontsize=10)  # over the whole figure: a long second line is not cut off
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # off the data
     return fig
 

@@ -1,4 +1,4 @@
-"""lottery.png at the seed's scale: x labels that do not collide, a y axis zoomed to what learned.
+"""lottery.png at the seed's scale: x labels that do not collide, a y axis zoomed to what learned, an honest title.
 
 The figures are drawn with Agg, so what is asserted is where the renderer puts things on the page.
 """
@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from lth.report import summary
 from lth.report.cells import Row, aggregate
 from lth.report.collect import DenseRun, Family, Point
 from lth.report.plot import lottery_plot
@@ -121,3 +122,28 @@ def test_failed_runs_stay_visible_in_a_narrow_band_below_the_learned_runs() -> N
     assert share < 0.25  # the band is narrow: the learned runs keep the page
     learned = [r for r in rows if r.test_mean is not None]
     assert _height_share(ax, min(r.test_low for r in learned), max(r.test_high for r in learned)) > 0.6
+
+
+# title ------------------------------------------------------------------------------------------------------------
+
+def test_the_title_says_what_did_not_learn_and_what_is_missing_and_why() -> None:
+    points = [_point(0.5, 1, 0.95), _point(0.6, 1, 0.95, floor=True), _point(0.7, 1, 0.94, floor=True)]
+    points += [_point(t, 1, None, diverged="chance") for t in (0.9, 0.92)]
+    points += [_point(0.94, 1, None, diverged="nan"), _point(0.95, 1, 0.08, empty=True)]
+    points += [_point(0.96, 1, None, status="FAILED"), _point(0.97, 1, None, status="RUNNING")]
+    points += [_point(t, 0, 0.95) for t in (0.5, 0.6)]  # k=0 has none of the sparser cells: never started
+    family, rows = _rows(points)
+    title = summary.figure_title("seed_grid", family, rows)
+    assert title.splitlines()[0] == "Lottery tickets of seed_grid"
+    assert " ".join(title.splitlines()[1:]) == (  # the second line wraps at the figure's width
+        "18 runs: 5 learned (2 with a layer at the min_density floor), 2 stuck at chance, 1 diverged (NaN), "
+        "1 emptied a layer, 1 failed, 1 running, 7 not started")
+    assert "missing" not in title  # a run at the floor or at chance was trained: it is not missing
+
+
+def test_a_complete_family_says_so_and_an_unfinished_dense_parent_is_named() -> None:
+    family, rows = _rows(_grid(DEMO_GRID, (0, 1)))
+    assert summary.figure_title("demo", family, rows) == "Lottery tickets of demo\n6 runs: 6 learned"
+    dense = [*DENSE, DenseRun(1, "FAILED", None, None, "dense-1")]
+    family, rows = _rows(_grid(DEMO_GRID, (0, 1)), dense)
+    assert summary.figure_title("demo", family, rows).endswith("6 runs: 6 learned; 1 dense parent not finished")

@@ -19,7 +19,7 @@ from lth.report.collect import Family, Point, collect, families_of
 from lth.report.markdown import write_markdown
 from lth.report.plot import density_figure, lottery_figure
 from lth.report.selection import selection_of
-from lth.report.summary import missing_cells, write_csv
+from lth.report.summary import figure_title, missing_cells, write_csv
 from lth.report.winners import mark_winners
 from lth.tracking import schema
 
@@ -100,7 +100,7 @@ def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: f
     folder.mkdir(parents=True, exist_ok=True)
     failed = [p for p in runs.points if p.finished and not p.learned]
     name = next((d.name for d in runs.dense if d.name), family)
-    title = f"Lottery tickets of {name}" + (f" ({len(missing)} cells missing)" if missing else "")
+    title = figure_title(name, runs, rows)  # what became of every run: trained and failed is not missing
     files = ReportFiles(
         folder,
         lottery_figure(rows, runs.dense_accuracies, failed, title, folder / "lottery.png"),

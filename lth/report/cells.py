@@ -30,6 +30,8 @@ CONTROLS: tuple[str, ...] = tuple(control for control in ALL_CONTROLS if control
 UNLABELLED = ("prune.threshold", "prune.scope", "reset.epoch", "prune.method", "prune.control", "prune.control_seed",
               "prune.levels")
 ONE_SHOT_UNUSED = ("prune.rate",)  # one-shot runs log it but never use it (nor lth.tracking.identity)
+NEVER_STARTED = "never started"  # why a replicate with no run at all is missing
+REFUSED = "refused: a layer would be empty"  # why, with the status, a run `prune.on_collapse=refuse` stopped
 
 
 @dataclass(frozen=True)
@@ -107,9 +109,9 @@ def _key(point: Point) -> tuple[str, int | None, int, float]:
 
 def _why_missing(points: Sequence[Point]) -> str:
     if not points:
-        return "never started"
+        return NEVER_STARTED
     refused = any(p.empty_layers for p in points)  # prune.on_collapse=refuse fails a run before it trains
-    return ", ".join(sorted({p.status for p in points})) + (" (refused: a layer would be empty)" if refused else "")
+    return ", ".join(sorted({p.status for p in points})) + (f" ({REFUSED})" if refused else "")
 
 
 def _failures(points: Sequence[Point]) -> str:

@@ -7,16 +7,18 @@ kind, series and reset epoch), `winner`, `partial` (cells where some seed did no
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # no pyplot: no global figure state, no display needed
-from matplotlib.ticker import FuncFormatter
 
 from lth.report.cells import TICKET_KINDS, Row
 from lth.report.collect import Point
+from lth.report.scales import x_cells, y_zoom
 
 STYLES = {  # kind -> (line style, marker, label); tickets solid, IMP dash-dotted, controls dashed (Frankle & Carbin)
     "ticket": ("-", "o", "ticket"),
@@ -39,18 +41,29 @@ def _x(point: Point) -> float:
     return 100 * (point.weights_remaining if point.weights_remaining is not None else 1.0 - point.threshold)
 
 
+def _count_stacked(ax: Axes, where: Sequence[tuple[float, float]], colour: str) -> None:
+    """`×3` over a marker that stands for several runs (reset epochs at one sparsity), so none is lost."""
+    for (x, y), count in sorted(Counter((round(x, 6), round(y, 4)) for x, y in where).items()):
+        if count > 1:
+            ax.annotate(f"×{count}", (x, y), xytext=(6, 5), textcoords="offset points", ha="left", fontsize=7,
+                        color=colour, annotation_clip=False)
+
+
 def lottery_plot(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[Point], title: str) -> Figure:
-    """Test accuracy against % of weights remaining (log x, sparser to the right).
+    """Test accuracy against % of weights remaining (log x labelled at the cells, sparser to the right).
+
+    The y axis zooms to the learned cells and the dense band; runs that did not learn are drawn in
+    a narrow band of their own below (see `lth.report.scales.y_zoom`), so none is hidden.
 
     Args:
         rows: Aggregated cells; each with a learned seed is a point (mean, min-max bars) on its line.
         dense: Dense test accuracies over seeds (a black line and a grey band).
-        failed: FINISHED runs that did not learn: diverged ones are red crosses on the x axis at their
-            weights remaining (never at an accuracy), ones with an emptied layer orange crosses at
-            their accuracy, off the lines.
+        failed: FINISHED runs that did not learn: diverged ones are red crosses at 0 (never at an
+            accuracy) at their weights remaining, ones with an emptied layer orange crosses at their
+            accuracy, off the lines; `×n` counts runs drawn on one spot.
         title: Figure title.
     """
-    fig = Figure(figsize=(9, 5.5), dpi=120)
+    fig = Figure(figsize=(11, 5.5), dpi=120, layout="constrained")  # constrained: room for the outside legend
     ax = fig.subplots()
     if dense:
         mean = float(np.mean(dense))
@@ -86,28 +99,25 @@ def lottery_plot(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[P
     collapsed = [p for p in failed if not p.diverged and p.empty_layers and p.test_accuracy is not None]
     if diverged:
         ax.plot([_x(p) for p in diverged], [0.0] * len(diverged), "x", color="red", markersize=10, gid="diverged",
-                markeredgewidth=2, clip_on=False, linestyle="none", label="diverged (no accuracy)")
+                markeredgewidth=2, clip_on=False, linestyle="none", label="diverged: NaN or chance (no accuracy)")
+        _count_stacked(ax, [(_x(p), 0.0) for p in diverged], "red")
     if collapsed:  # at their accuracy but apart from the lines: a network with an emptied layer is not a ticket
         ax.plot([_x(p) for p in collapsed], [p.test_accuracy for p in collapsed], "X", color="orange",
                 markeredgecolor="black", markersize=9, linestyle="none", gid="collapsed", label="emptied layer(s)")
+        _count_stacked(ax, [(_x(p), float(p.test_accuracy)) for p in collapsed], "darkorange")
     if any(r.seeds_learned < r.seeds_run for r in drawn):
         ax.plot([], [], marker="o", markersize=11, markerfacecolor="none", markeredgecolor="red", linestyle="none",
                 label="some seeds did not learn (mean of those that did)")
     ax.plot([], [], marker="*", markersize=14, color="white", markeredgecolor="black", linestyle="none",
             label="winning ticket")
-    ax.set_xscale("log")
-    ax.invert_xaxis()  # sparser to the right, as in the lottery-ticket papers
-    percent = FuncFormatter(lambda value, _: f"{value:g}%")
-    ax.xaxis.set_major_formatter(percent)
-    ax.xaxis.set_minor_formatter(percent)
-    ax.tick_params(axis="x", which="minor", labelsize=7)
+    x_cells(ax, [100 * r.weights_remaining for r in rows] + [_x(p) for p in failed])
+    learned = [v for r in drawn for v in (r.test_low, r.test_high)] + [*dense]
+    y_zoom(ax, learned, [0.0] * len(diverged) + [p.test_accuracy for p in collapsed])
     ax.set_xlabel("% of weights remaining (log scale)")
     ax.set_ylabel("test accuracy")
-    ax.set_ylim(bottom=0.0)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+    ax.grid(True, which="major", alpha=0.3)
+    fig.suptitle(title, fontsize=10)  # over the whole figure: a long second line is not cut off
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # off the data
     return fig
 
 

@@ -1,13 +1,14 @@
-"""What is missing from a family, and every cell as CSV."""
+"""What is missing from a family, what became of every run (the figure's title), and every cell as CSV."""
 
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from lth.report.cells import CONTROLS, Row, short
-from lth.report.collect import Family
+from lth.report.cells import CONTROLS, NEVER_STARTED, REFUSED, Row, short
+from lth.report.collect import DenseRun, Family, Point
 from lth.report.selection import Selection
 from lth.tracking import schema
 
@@ -19,18 +20,18 @@ def row_name(row: Row, scopes: set[str]) -> str:
     return f"{row.kind}{level}" + (f" [{tags}]" if tags else "")
 
 
-def missing_cells(family: Family, rows: Sequence[Row]) -> list[str]:
-    """Dense parents that did not finish, and replicates with no FINISHED run, with why.
+def missing_replicates(family: Family, rows: Sequence[Row]) -> list[tuple[str, str]]:
+    """(what, why) of each sparse replicate with no FINISHED run.
 
     The grid is observed per series (kind, scope, settings): its thresholds x reset epochs x
     the seeds of the finished dense parents, so a job that never started is listed too.
     """
-    lines = [f"dense seed={d.seed}: {d.status}" for d in family.dense if d.status != schema.FINISHED]
+    found: list[tuple[str, str]] = []
     scopes = {r.scope for r in rows}
     for row in rows:
         for seed, control_seed, why in row.missing:
             replicate = f"seed={seed}" + (f" control_seed={control_seed}" if control_seed else "")
-            lines.append(f"{row_name(row, scopes)} t={short(row.threshold)} k={row.reset_epoch} {replicate}: {why}")
+            found.append((f"{row_name(row, scopes)} t={short(row.threshold)} k={row.reset_epoch} {replicate}", why))
     series: dict[tuple[str, str, str], list[Row]] = {}
     for row in rows:
         series.setdefault((row.kind, row.scope, row.label), []).append(row)
@@ -42,8 +43,72 @@ def missing_cells(family: Family, rows: Sequence[Row]) -> list[str]:
                 if (reset, threshold) in present:
                     continue
                 name = row_name(next(r for r in members if r.level == levels[threshold]), scopes)
-                lines += [f"{name} t={short(threshold)} k={reset} seed={seed}: never started" for seed in family.seeds]
-    return lines
+                found += [(f"{name} t={short(threshold)} k={reset} seed={seed}", NEVER_STARTED)
+                          for seed in family.seeds]
+    return found
+
+
+def missing_cells(family: Family, rows: Sequence[Row]) -> list[str]:
+    """Dense parents that did not finish, then `missing_replicates`, as lines: `ticket t=0.9 k=1 seed=1: FAILED`."""
+    return [f"dense seed={d.seed}: {d.status}" for d in _unfinished(family)] + [
+        f"{what}: {why}" for what, why in missing_replicates(family, rows)]
+
+
+def _unfinished(family: Family) -> list[DenseRun]:
+    """Dense parents with no FINISHED run: no cell waits for their seeds."""
+    return [d for d in family.dense if d.status != schema.FINISHED]
+
+
+TITLE_WIDTH = 110  # characters a title line holds at the figure's width and size, with room to spare
+# What became of a run, in the order the title tells it: trained and failed first, then not trained.
+OUTCOMES = ("learned", "stuck at chance", "diverged (NaN)", "diverged", "emptied a layer", "no accuracy",
+            "failed", "refused (a layer would be empty)", "running", "not started")
+
+
+def _outcome(point: Point) -> str:
+    """What a FINISHED run that counts for its cell came to."""
+    if point.learned:
+        return "learned"
+    if point.diverged:
+        return {"chance": "stuck at chance", "nan": "diverged (NaN)"}.get(point.divergence, "diverged")
+    return "emptied a layer" if point.empty_layers else "no accuracy"
+
+
+def _not_run(why: str) -> str:
+    """Why a replicate has no FINISHED run, as one of OUTCOMES."""
+    if REFUSED in why:
+        return "refused (a layer would be empty)"
+    if why == NEVER_STARTED:
+        return "not started"
+    return "running" if "RUNNING" in why or "SCHEDULED" in why else "failed"  # else FAILED or KILLED
+
+
+def figure_title(name: str, family: Family, rows: Sequence[Row]) -> str:
+    """`Lottery tickets of <name>` over what became of every run, e.g. `100 runs: 75 learned, 22 stuck at chance`.
+
+    A run is one replicate (seed, control seed) of one cell, counted once, whether it ran or not. Runs at
+    the chance floor or with an emptied layer were trained: they are told apart from those never
+    trained, and the learned ones holding a layer at `prune.min_density`'s floor are counted as such.
+    """
+    by_id = {p.run_id: p for p in family.points}
+    counted = [by_id[run_id] for row in rows for run_id in row.run_ids]
+    outcomes = Counter(_outcome(p) for p in counted)
+    outcomes.update(_not_run(why) for _, why in missing_replicates(family, rows))
+    dense = len(_unfinished(family))
+    floor = sum(1 for p in counted if p.learned and p.floor_layers)
+    parts = [f"{outcomes[o]} {o}" + (f" ({floor} with a layer at the min_density floor)"
+                                     if o == "learned" and floor else "")
+             for o in OUTCOMES if outcomes[o] or o == "learned"]
+    told = [f"{sum(outcomes.values())} runs: {parts[0]}", *parts[1:]]
+    told[-1] += f"; {dense} dense parent{'s' * (dense > 1)} not finished" if dense else ""
+    lines = [told[0]]
+    for part in told[1:]:  # wrap between outcomes, never inside one
+        if len(lines[-1]) + 2 + len(part) > TITLE_WIDTH:
+            lines[-1] += ","
+            lines.append(part)
+        else:
+            lines[-1] += f", {part}"
+    return "\n".join([f"Lottery tickets of {name}", *lines])
 
 
 def _number(value: float | None, digits: int = 4) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from omegaconf import DictConfig
 from lth import results
 from lth.cell import StateConfig, TrackingConfig
 from lth.pieces import piece
+from lth.sweep_progress import Counts, ProgressLine, eta_s
 from lth.validate import ConfigError, validate_config
 
 
@@ -53,6 +56,10 @@ class SweepSummary(Callback):
         # (sweep dir, jobs, where runs are logged, where the report goes) until summarised
         self._pending: tuple[Path, int, TrackingConfig, StateConfig] | None = None
         self._ended = 0  # jobs that ended in this process (all of them with the local launcher)
+        self._failed = 0
+        self._job_seconds: list[float] = []  # how long each local job took, for the ETA
+        self._started: float | None = None  # when the running local job started
+        self._progress: ProgressLine | None = None  # local sweeps only: a SLURM launcher shows its own
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         cells = sweep_cells(config)
@@ -64,7 +71,13 @@ class SweepSummary(Callback):
         print(f"lth: sweep of {len(cells)} jobs, outputs in {config.hydra.sweep.dir}", flush=True)
         tracking, state = piece(TrackingConfig, config.tracking, "tracking"), piece(StateConfig, config.lth, "lth")
         self._pending = (Path(config.hydra.sweep.dir), len(cells), tracking, state)
+        if "BasicLauncher" in str(config.hydra.launcher.get("_target_", "")):
+            # Between jobs, on its own line: a line rewritten in place would fight the jobs' own output.
+            self._progress = ProgressLine("jobs", sys.stdout, every_s=0.0, in_place=False)
         atexit.register(self._summarise, at_exit=True)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._started = time.monotonic()
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         number = config.hydra.job.get("num", 0)
@@ -73,6 +86,12 @@ class SweepSummary(Callback):
         elif job_return.status == JobStatus.FAILED:
             print(f"lth: job {number} FAILED: {job_return._return_value!r}", flush=True)
         self._ended += 1
+        self._failed += job_return.status == JobStatus.FAILED
+        if self._progress is not None and self._pending is not None and self._started is not None:
+            self._job_seconds.append(time.monotonic() - self._started)
+            left = self._pending[1] - self._ended
+            counts = Counts(self._ended - self._failed, 0, left, self._failed)
+            self._progress.show(counts, eta_s(counts, self._job_seconds, 1))
         if self._pending is not None and self._ended == self._pending[1]:
             self._summarise()  # before Hydra re-raises a failed job's error and skips on_multirun_end
 

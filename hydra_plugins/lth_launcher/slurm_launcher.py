@@ -8,6 +8,9 @@ submission, same requeue-on-preemption through `checkpoint()`) in two ways:
   and a parent is never trained by a hundred jobs racing for its lock.
 * A task that SLURM cancels or kills does not abort the wait for the others: it comes
   back as a FAILED job naming its state and log, and the sweep's summary lists it.
+
+While it waits, one progress line (lth.sweep_progress) says how many jobs are done,
+running, pending and failed, with an ETA from the finished jobs' times.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from lth.sweep_progress import Counts, ProgressLine, eta_s
 from lth.tracking.identity import dense_hash
 
 log = logging.getLogger("lth")
@@ -50,6 +54,7 @@ class DenseJob:
 
 LOST_AFTER_S = 60.0  # a task SLURM has not known of for this long is reported lost, not awaited forever
 POLL_S = 5.0  # how often the submitting process asks SLURM about unfinished tasks
+RUNNING = ("RUNNING", "COMPLETING")  # SLURM states of a job that has started and not ended
 NOT_DENSE = ("prune.", "reset.", "tracking.", "cluster.", "lth.", "hydra.")  # never part of a dense identity
 
 
@@ -142,6 +147,13 @@ class SlurmLauncher(SubmititSlurmLauncher):
             log.info("dense parent %s: SLURM job %s (log %s)", key[:8], job.job_id, job.paths.stdout)
         print(f"lth: training {len(jobs)} dense parent(s) first, as SLURM job(s) "
               f"{' '.join(job.job_id for job in jobs.values())}", flush=True)
+        progress = ProgressLine("dense parents")
+        while not all(job.done() for job in jobs.values()):
+            running = sum(job.state in RUNNING for job in jobs.values())
+            finished = sum(job.done() for job in jobs.values())
+            progress.show(Counts(finished, running, len(jobs) - finished - running, 0), None)
+            time.sleep(POLL_S)
+        progress.close()
         for key, job in jobs.items():
             try:
                 job.result()
@@ -172,12 +184,18 @@ class SlurmLauncher(SubmititSlurmLauncher):
         assert self.hydra_context is not None
         returns: dict[int, JobReturn] = {}
         unknown_since: dict[int, float] = {}
+        started: dict[int, float] = {}  # when each task was first seen running
+        job_seconds: list[float] = []
+        parallel, polled = 1, time.monotonic()
+        progress = ProgressLine("tickets")
         while len(returns) < len(jobs):
             for index, (job, number, overrides) in enumerate(zip(jobs, numbers, job_overrides)):
                 if index in returns:
                     continue
                 if job.done():
                     returns[index] = _outcome(job, overrides)
+                    # A task never seen running started after the last poll.
+                    job_seconds.append(time.monotonic() - started.get(index, polled))
                 elif _unknown_to_slurm(job):
                     since = unknown_since.setdefault(index, time.monotonic())
                     if time.monotonic() - since < LOST_AFTER_S:
@@ -185,10 +203,25 @@ class SlurmLauncher(SubmititSlurmLauncher):
                     returns[index] = _failure(job, "CANCELLED or lost (SLURM no longer knows it)", overrides)
                 else:
                     unknown_since.pop(index, None)
+                    if job.state in RUNNING:
+                        started.setdefault(index, time.monotonic())
                     continue
                 # The job's own callbacks ran on its node; the submitting side's callbacks hear of it here.
+                progress.clear()
                 self.hydra_context.callbacks.on_job_end(config=self._job_config(number),
                                                         job_return=returns[index])
+            polled = time.monotonic()
+            counts = self._counts(jobs, returns, started)
+            parallel = max(parallel, counts.running)
+            progress.show(counts, eta_s(counts, job_seconds, parallel))
             if len(returns) < len(jobs):
                 time.sleep(POLL_S)
+        progress.close()
         return [returns[index] for index in range(len(jobs))]
+
+    @staticmethod
+    def _counts(jobs: Sequence[submitit.Job], returns: dict[int, JobReturn], started: dict[int, float]) -> Counts:
+        """Done and failed from the tasks' returns; running: started and not returned; the rest pending."""
+        failed = sum(ret.status == JobStatus.FAILED for ret in returns.values())
+        running = sum(index not in returns for index in started)
+        return Counts(len(returns) - failed, running, len(jobs) - len(returns) - running, failed)

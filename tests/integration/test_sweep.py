@@ -85,6 +85,9 @@ def test_runs_carry_config_metrics_and_artifacts(sweep: tuple[Path, str]) -> Non
 def test_sweep_prints_a_line_per_job_and_a_results_table(sweep: tuple[Path, str]) -> None:
     _, output = sweep
     assert output.count("lth: job ") == 6
+    progress = [line for line in output.splitlines() if line.startswith("lth: jobs ")]  # between jobs, one each
+    assert progress[0].startswith("lth: jobs 1/6 done, 0 running, 5 pending, 0 failed; ETA ")
+    assert progress[-1] == "lth: jobs 6/6 done, 0 running, 0 pending, 0 failed" and len(progress) == 6
     assert "threshold  reset epoch  weights remaining  test accuracy  dense accuracy" in output
     assert "mlflow ui" in output
 

@@ -82,6 +82,10 @@ class FlakyProxy:
         with self._lock:
             return list(self._exchanges)
 
+    def forward_to(self, upstream_port: int) -> None:
+        """Forward later requests to this port (the server came back on another one)."""
+        self.upstream_port = upstream_port  # each request reads it once, as it connects upstream
+
     def __enter__(self) -> FlakyProxy:
         self._serving.start()
         self._deadline.start()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,32 @@ def start_lth(cwd: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
     handle = log.open("wb")
     return subprocess.Popen([sys.executable, "-m", "lth.train", *args], cwd=cwd, env=lth_env(),
                             stdout=handle, stderr=subprocess.STDOUT)
+
+
+HALTING = Path(__file__).with_name("halting.py")
+
+
+def kill_lth_at(cwd: Path, *args: str, text: str, log: Path, timeout: float = 600) -> str:
+    """Run `python -m lth.train ARGS` in `cwd` until it prints `text`, SIGKILL it there, and return its log.
+
+    The job halts inside the write of `text` (tests/integration/halting.py), so the kill lands at
+    exactly that point, however busy the machine: polling the log and killing when the line shows
+    up would let the job run on, possibly past the stage the test means to interrupt.
+    """
+    flag = log.with_name(log.name + ".halted")
+    with log.open("wb") as handle:
+        process = subprocess.Popen([sys.executable, str(HALTING), text, str(flag), "lth.train", *args], cwd=cwd,
+                                   env=lth_env(), stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while not flag.exists():
+            assert process.poll() is None, f"the job ended without printing {text!r}:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"the job did not print {text!r} in {timeout} s:\n{log.read_text()[-3000:]}"
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGKILL)  # no handler, no cleanup, as a node crash or the OOM killer
+        process.wait(timeout=60)
+    return log.read_text()
 
 
 def runs(store_dir: Path) -> list:

@@ -8,14 +8,13 @@ learn), and a refusing job reuses the parent.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.integration.helpers import artifact, by_role, run_lth, runs, start_lth
+from tests.integration.helpers import artifact, by_role, kill_lth_at, run_lth, runs
 
 pytestmark = pytest.mark.slow  # three jobs on the full digits: about two minutes on 2 cores
 
@@ -47,16 +46,8 @@ class Resumed:
 @pytest.fixture(scope="module")
 def resumed(tmp_path_factory: pytest.TempPathFactory) -> Resumed:
     cwd = tmp_path_factory.mktemp("claims")
-    log = cwd / "killed.log"
-    process = start_lth(cwd, "-m", *DENSE, *DIVERGING, log=log)
-    deadline = time.monotonic() + 600
-    # Watch the log, not the store (a second client on a SQLite file being created races its migration).
-    # "Epoch 2/E" is printed when epoch 2 begins: epoch 1's metrics and backup are written by then.
-    while time.monotonic() < deadline and process.poll() is None and f"Epoch 2/{EPOCHS}" not in log.read_text():
-        time.sleep(0.1)
-    process.kill()  # SIGKILL: no handler, no cleanup, as a node crash or the OOM killer
-    process.wait(timeout=60)
-    killed_log = log.read_text()
+    # Killed where epoch 2 begins ("Epoch 2/E" is printed then): epoch 1's metrics and backup are written by then.
+    killed_log = kill_lth_at(cwd, "-m", *DENSE, *DIVERGING, text=f"Epoch 2/{EPOCHS}", log=cwd / "killed.log")
     assert f"Epoch 2/{EPOCHS}" in killed_log, killed_log[-3000:]
     assert "starting ticket" not in killed_log, "the job was killed after the dense run, not during it"
     found = re.search(r"starting dense parent (\w+)", killed_log)

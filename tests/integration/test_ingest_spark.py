@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -165,12 +168,73 @@ def test_official_tars_give_identical_shards_and_write_nothing_else(
     assert not list(tmp_path.parent.rglob("escape.JPEG")) and not (REPO_ROOT / "escape.JPEG").exists()
 
 
+def _held_until_closed(connection: socket.socket, limit_s: float) -> bool:
+    """Answer nothing until the client closes `connection` (True) or `limit_s` has passed (False)."""
+    deadline = time.monotonic() + limit_s
+    while (left := deadline - time.monotonic()) > 0:
+        if select.select([connection], [], [], left)[0]:
+            try:
+                if not connection.recv(4096):  # end of stream: the client hung up
+                    return True
+            except ConnectionError:
+                return True
+    return False
+
+
+@dataclass(frozen=True)
+class Stall:
+    """A request the test server held without answering."""
+
+    path: str
+    held_s: float  # from its arrival until the client hung up (or the server's limit)
+    closed_by_client: bool  # False: the server's limit ended it, so the client waited that long
+
+
+@dataclass
+class HttpTree:
+    """The small ImageNet tree over HTTP on 127.0.0.1, with stalls the test chooses and sees.
+
+    Requests under /slow/ and for any path in `stalling` get no answer until the client hangs up,
+    like a stalled server; each is recorded in `stalls` when it ends.
+    """
+
+    url: str = ""
+    stalling: set[str] = field(default_factory=set)
+    stalls: list[Stall] = field(default_factory=list)
+    open_stalls: int = 0  # stalls under way
+    changed: threading.Condition = field(default_factory=threading.Condition)  # notified as a stall begins or ends
+
+    def wait_for_a_stall(self, timeout: float) -> bool:
+        """Whether a stall is under way within `timeout`."""
+        with self.changed:
+            return self.changed.wait_for(lambda: self.open_stalls > 0, timeout)
+
+    def wait_until_no_stall(self, timeout: float) -> bool:
+        """Whether every stall has ended (and is in `stalls`) within `timeout`."""
+        with self.changed:
+            return self.changed.wait_for(lambda: self.open_stalls == 0, timeout)
+
+
 class _Handler(SimpleHTTPRequestHandler):
-    """Serves the tree; /slow/* answers only after a long pause, like a stalled server."""
+    """Serves the tree; stalls where `tree` says."""
+
+    tree: HttpTree
+    STALL_LIMIT_S = 600  # a stall ends by itself after this long, whatever the client does
 
     def do_GET(self) -> None:  # noqa: N802 (the http.server naming)
-        if self.path.startswith("/slow/"):
-            time.sleep(30)
+        tree = self.tree
+        if self.path.startswith("/slow/") or self.path in tree.stalling:
+            arrived = time.monotonic()
+            with tree.changed:
+                tree.open_stalls += 1
+                tree.changed.notify_all()
+            closed = _held_until_closed(self.connection, self.STALL_LIMIT_S)
+            with tree.changed:
+                tree.stalls.append(Stall(self.path, time.monotonic() - arrived, closed))
+                tree.open_stalls -= 1
+                tree.changed.notify_all()
+            self.close_connection = True
+            return
         super().do_GET()
 
     def log_message(self, *args: object) -> None:
@@ -178,34 +242,48 @@ class _Handler(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def http_root(imagenet: SmallImagenet) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(imagenet.tree)))
-    server.daemon_threads = True  # the stalled handler must not hold the test's end
+def http_tree(imagenet: SmallImagenet) -> Iterator[HttpTree]:
+    tree = HttpTree()
+    handler = type("Handler", (_Handler,), {"tree": tree})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(imagenet.tree)))  # the kernel's port
+    server.daemon_threads = True  # a stalled handler must not hold the test's end
+    tree.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield tree
     server.shutdown()
+    server.server_close()
+
+
+def _url_lists(imagenet: SmallImagenet, root: str, folder: Path, *extra_train: str) -> tuple[Path, Path]:
+    """URL lists (train, val) of the tree's files served at `root`, plus `extra_train` lines."""
+    train_lines = [f"{p.parent.name}\t{root}/train/{p.parent.name}/{p.name}"
+                   for p in sorted((imagenet.tree / "train").rglob("*.JPEG"))]
+    labels = {row.split(",")[0] + ".JPEG": row.split(",")[1].split()[0]
+              for row in imagenet.val_labels.read_text().splitlines()[1:]}
+    val_lines = [f"{labels[p.name]}\t{root}/val/{p.name}" for p in sorted((imagenet.tree / "val").iterdir())]
+    (folder / "train.txt").write_text("\n".join([*train_lines, *extra_train]) + "\n")
+    (folder / "val.txt").write_text("\n".join(val_lines) + "\n")
+    return folder / "train.txt", folder / "val.txt"
 
 
 def test_url_lists_download_the_same_shards_and_reject_404s_and_stalls(
-        spark: Any, imagenet: SmallImagenet, tree_manifest: dict[str, Any], http_root: str, tmp_path: Path) -> None:
+        spark: Any, imagenet: SmallImagenet, tree_manifest: dict[str, Any], http_tree: HttpTree, tmp_path: Path) -> None:
     from lth.ingest import run_ingest
 
-    train_lines = [f"{p.parent.name}\t{http_root}/train/{p.parent.name}/{p.name}"
-                   for p in sorted((imagenet.tree / "train").rglob("*.JPEG"))]
-    train_lines += [f"{CLASSES[0]}\t{http_root}/train/{CLASSES[0]}/gone_404.JPEG",
-                    f"{CLASSES[1]}\t{http_root}/slow/stalled.JPEG"]
-    labels = {row.split(",")[0] + ".JPEG": row.split(",")[1].split()[0]
-              for row in imagenet.val_labels.read_text().splitlines()[1:]}
-    val_lines = [f"{labels[p.name]}\t{http_root}/val/{p.name}" for p in sorted((imagenet.tree / "val").iterdir())]
-    (tmp_path / "train.txt").write_text("\n".join(train_lines) + "\n")
-    (tmp_path / "val.txt").write_text("\n".join(val_lines) + "\n")
-    cfg = ingest_config("source=urls", f"source.train_urls={tmp_path / 'train.txt'}",
-                        f"source.val_urls={tmp_path / 'val.txt'}", f"output={tmp_path / 'shards'}", *SMALL_SHARDS,
-                        "download.read_timeout_s=1", "download.retries=1", "download.backoff_s=0.1")
-    started = time.monotonic()
+    root = http_tree.url
+    train, val = _url_lists(imagenet, root, tmp_path, f"{CLASSES[0]}\t{root}/train/{CLASSES[0]}/gone_404.JPEG",
+                            f"{CLASSES[1]}\t{root}/slow/stalled.JPEG")
+    retries = 1
+    cfg = ingest_config("source=urls", f"source.train_urls={train}", f"source.val_urls={val}",
+                        f"output={tmp_path / 'shards'}", *SMALL_SHARDS,
+                        "download.read_timeout_s=1", f"download.retries={retries}", "download.backoff_s=0.1")
     manifest = run_ingest(cfg, spark=spark)
-    assert time.monotonic() - started < 25  # the stalled server (30 s) was cut off, not waited for
+    assert http_tree.wait_until_no_stall(timeout=60)  # the last hang-up may reach the server after the ingest's end
+    # The stalled server would hold each attempt for 10 minutes: the client's read timeout hung up on every
+    # one (the server never answered), and retried as configured.
+    assert [(stall.path, stall.closed_by_client) for stall in http_tree.stalls] == \
+        [("/slow/stalled.JPEG", True)] * (retries + 1), http_tree.stalls
     rejected = {item["key"]: item["reason"] for item in manifest["rejected"]}
     assert sorted(rejected) == sorted([*BAD_TRAIN, f"train/{CLASSES[0]}/gone_404.JPEG", f"train/{CLASSES[1]}/stalled.JPEG"])
     assert rejected[f"train/{CLASSES[0]}/gone_404.JPEG"].startswith("HTTP 404")
@@ -213,36 +291,85 @@ def test_url_lists_download_the_same_shards_and_reject_404s_and_stalls(
     assert _shards(manifest) == _shards(tree_manifest)  # the failures changed no shard
 
 
-def _ingest_command(source_dir: Path, output: Path, sweep_dir: Path) -> list[str]:
-    return [sys.executable, str(REPO_ROOT / "tools" / "ingest.py"), "source=folder", f"source.train={source_dir}",
-            f"output={output}", "shards.train=28", "spark.master='local[1]'",
-            f"hydra.sweep.dir={sweep_dir}"]
+KILLED_SHARDS = 28  # one or a few images each, so a kill leaves complete shards, a partial one and unstarted ones
+
+
+def _ingest_overrides(train_urls: Path, output: Path) -> list[str]:
+    return ["source=urls", f"source.train_urls={train_urls}", f"output={output}", f"shards.train={KILLED_SHARDS}",
+            "spark.master='local[1]'"]
+
+
+def _held_record(cfg: Any) -> tuple[str, str]:
+    """(shard file, key) of the second image of the first shard, from index 2 on, that has two or more.
+
+    With one task at a time Spark runs tasks in index order, so a download held there leaves shards
+    0 and 1 (and any others before it) complete and this one half-written.
+    """
+    from omegaconf import OmegaConf
+
+    from lth.ingest.fetch import DownloadSettings
+    from lth.ingest.images import ImageSettings
+    from lth.ingest.inventory import checked
+    from lth.ingest.shards import plan_shards
+    from lth.ingest.sources import source_inventory
+
+    records, _, labels = checked(source_inventory(cfg.source))
+    tasks = plan_shards(records, labels, dict(cfg.shards), int(cfg.shuffle_seed), Path(str(cfg.output)),
+                        ImageSettings(**OmegaConf.to_container(cfg.image)),
+                        DownloadSettings(**OmegaConf.to_container(cfg.download)))
+    task = next(task for task in tasks if task.index >= 2 and len(task.records) >= 2)
+    return task.file_name, task.records[1].key
+
+
+def _group_gone(group: int, timeout: float) -> bool:
+    """Whether every process of process group `group` has exited (zombies count as gone) within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = False
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (command)": state, ppid, pgrp...
+            except (OSError, IndexError):
+                continue  # exited while we looked
+            alive = alive or (int(fields[2]) == group and fields[0] != "Z")
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def test_a_killed_ingest_resumes_to_the_shards_of_an_uninterrupted_one(
-        spark: Any, imagenet: SmallImagenet, tmp_path: Path) -> None:
+        spark: Any, imagenet: SmallImagenet, http_tree: HttpTree, tmp_path: Path) -> None:
     from lth.ingest import run_ingest
 
-    source_dir = imagenet.tree / "train"
+    train_urls, _ = _url_lists(imagenet, http_tree.url, tmp_path)
     killed = tmp_path / "killed"
+    held_shard, held_key = _held_record(ingest_config(*_ingest_overrides(train_urls, killed)))
+    http_tree.stalling.add(f"/{held_key}")  # the download the job will be killed in
     env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [sys.executable, str(REPO_ROOT / "tools" / "ingest.py"), *_ingest_overrides(train_urls, killed),
+               "download.read_timeout_s=900", f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # never gives up on the stall
     with (tmp_path / "killed.log").open("wb") as log:
-        process = subprocess.Popen(_ingest_command(source_dir, killed, tmp_path / "sweep"), stdout=log,
-                                   stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
         deadline = time.monotonic() + 240
-        while len(list((killed / ".ingest").glob("*.json"))) < 2 and process.poll() is None:
-            assert time.monotonic() < deadline, (tmp_path / "killed.log").read_text()[-3000:]
-            time.sleep(0.05)
+        while not http_tree.wait_for_a_stall(timeout=1):  # then the job waits in that download: the kill cannot race it
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "killed.log").read_text()[-3000:]
+    finally:
         os.killpg(process.pid, signal.SIGKILL)  # the driver, its JVM and the Python workers, mid-shard
-        process.wait()
-    time.sleep(1)
+        process.wait(timeout=60)
+    assert _group_gone(process.pid, timeout=60), "a process of the killed ingest is still running"
+    assert http_tree.wait_until_no_stall(timeout=60)
+    assert [(stall.path, stall.closed_by_client) for stall in http_tree.stalls] == [(f"/{held_key}", True)]
+    http_tree.stalling.clear()  # the server answers again
     done = sorted(path.stem for path in (killed / ".ingest").glob("*.json"))
-    assert 2 <= len(done) < 28 and not (killed / "manifest.json").exists()
+    assert held_shard not in done and len(done) >= 2 and not (killed / "manifest.json").exists()
+    leftovers = [path.name for path in (killed / ".ingest").glob("*.tmp-*")]
+    assert [name.split(".tmp-")[0] for name in leftovers] == [held_shard], leftovers  # killed while writing it
     untouched = {name: (killed / name).stat().st_mtime_ns for name in done}
 
-    resumed = run_ingest(ingest_config(*_ingest_command(source_dir, killed, tmp_path / "sweep")[2:-1]), spark=spark)
-    fresh = run_ingest(ingest_config(*_ingest_command(source_dir, tmp_path / "fresh", tmp_path / "sweep")[2:-1]),
-                       spark=spark)
+    resumed = run_ingest(ingest_config(*_ingest_overrides(train_urls, killed)), spark=spark)
+    fresh = run_ingest(ingest_config(*_ingest_overrides(train_urls, tmp_path / "fresh")), spark=spark)
     assert _shards(resumed) == _shards(fresh) and resumed == fresh
     assert resumed["splits"]["train"]["images"] == imagenet.good_train  # nothing lost, nothing counted twice
     assert {name: (killed / name).stat().st_mtime_ns for name in done} == untouched  # complete shards were skipped

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.integration.helpers import artifact, by_role, run_lth, runs, start_lth
+from tests.integration.helpers import artifact, by_role, kill_lth_at, run_lth, runs
 
 TINY = ["train.epochs=2", "data.train_limit=128", "lth.verbose=0"]
 
@@ -104,16 +103,12 @@ def test_load_ticket_loads_exactly_the_logged_mask_and_weights(searched: Path) -
 
 def test_killed_imp_job_resumes_at_the_first_unfinished_level(tmp_path: Path) -> None:
     args = ("prune.method=imp", "prune.levels=3", "prune.rate=0.3", "reset.epoch=1", *TINY)
-    log = tmp_path / "first.log"
-    process = start_lth(tmp_path, *args, log=log)
-    deadline = time.monotonic() + 600
-    # Watch the log, not the store: a second client on a SQLite file that is still being created races its migration.
-    while time.monotonic() < deadline and process.poll() is None and "IMP level 2 of 3" not in log.read_text():
-        time.sleep(0.2)
-    process.kill()  # level 1 is FINISHED in MLflow before level 2 announces itself
-    process.wait(timeout=60)
-    assert "IMP level 2 of 3" in log.read_text()
-    first_level = next(r for r in runs(tmp_path) if r.data.tags.get("lth.level") == "1")
+    # Killed where level 2 announces itself: level 1 is FINISHED in MLflow by then, level 2 has not trained.
+    killed = kill_lth_at(tmp_path, *args, text="IMP level 2 of 3", log=tmp_path / "first.log")
+    assert "IMP level 1 of 3" in killed and "IMP level 3 of 3" not in killed
+    at_kill = {r.data.tags["lth.level"]: r for r in runs(tmp_path) if r.data.tags.get("lth.role") == "imp_level"}
+    assert {level: r.info.status for level, r in at_kill.items()} == {"1": "FINISHED", "2": "RUNNING"}
+    first_level = at_kill["1"]
     again = run_lth(tmp_path, *args)
     assert again.returncode == 0, again.stderr[-3000:]
     output = again.stdout + again.stderr

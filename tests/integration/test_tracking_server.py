@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import pytest
 from lth.validate import ConfigError
 from tests.integration.flaky_proxy import Exchange, FlakyProxy, log_batch_with_metric
 from tests.integration.helpers import lth_env
+from tests.mlflow_server import MlflowServer, start_mlflow_server
 
 JOB = ["prune.threshold=0.5", "reset.epoch=1", "train.epochs=3", "data.train_limit=128", "lth.verbose=0"]
 FAILURES = 3  # the proxy answers 503 to this many attempts of the first epoch's metrics
@@ -31,40 +30,12 @@ BACKOFF = 1  # seconds; MLflow's default is 2, so a wait of 2 * BACKOFF before t
 SLACK_S = 1.5  # a wait may run this much over its backoff (connecting, sending, a busy CPU), never under; < 2 * BACKOFF
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _start_server(folder: Path, port: int) -> subprocess.Popen:
-    mlflow = Path(sys.executable).with_name("mlflow")
-    server = subprocess.Popen(
-        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "art")],
-        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return server
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
-
-
-def _stop(server: subprocess.Popen, how: signal.Signals = signal.SIGTERM) -> None:
-    os.killpg(server.pid, how)  # the server and its worker processes
-    server.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
-def server_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     """A real `mlflow server` on 127.0.0.1 shared by the tests that never stop it (one experiment each)."""
-    port = _free_port()
-    server = _start_server(tmp_path_factory.mktemp("mlflow-server"), port)
-    yield port
-    _stop(server, signal.SIGKILL)  # nothing left to keep, and a graceful stop takes seconds
+    started = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    yield started
+    started.stop(signal.SIGKILL)  # nothing left to keep, and a graceful stop takes seconds
 
 
 def _job(cwd: Path, uri: str, experiment: str, retries: int) -> list[str]:
@@ -117,10 +88,10 @@ def test_a_fractional_backoff_factor_is_refused_not_truncated(monkeypatch: pytes
         "MAX_RETRIES": "3", "BACKOFF_FACTOR": "1", "BACKOFF_JITTER": "0.25", "TIMEOUT": "30"}
 
 
-def test_a_request_is_retried_as_configured_and_the_job_finishes(server_port: int, tmp_path: Path) -> None:
+def test_a_request_is_retried_as_configured_and_the_job_finishes(server: MlflowServer, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    with FlakyProxy(server_port, log_batch_with_metric("loss"), failures=FAILURES, answer=503, lifetime_s=600) as proxy:
+    with FlakyProxy(server.port, log_batch_with_metric("loss"), failures=FAILURES, answer=503, lifetime_s=600) as proxy:
         done = subprocess.run(_job(tmp_path, proxy.url, "retried", retries=FAILURES), cwd=tmp_path, env=lth_env(),
                               capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -129,7 +100,7 @@ def test_a_request_is_retried_as_configured_and_the_job_finishes(server_port: in
     assert [a.status for a in attempts] == [503] * FAILURES + [200]  # one request, retried until it passed
     waits = _waits(attempts)
     assert _waited_as_configured(waits), f"waits {waits}, configured {_backoffs(len(waits))}"
-    client = MlflowClient(f"http://127.0.0.1:{server_port}")
+    client = MlflowClient(server.uri)
     runs = _runs(client, "retried")
     assert sorted((r.data.tags["lth.role"], r.info.status) for r in runs) == [("dense", "FINISHED"),
                                                                                ("ticket", "FINISHED")]
@@ -137,11 +108,11 @@ def test_a_request_is_retried_as_configured_and_the_job_finishes(server_port: in
     assert [m.step for m in client.get_metric_history(dense.info.run_id, "loss")] == [1, 2, 3]  # each epoch once
 
 
-def test_fewer_retries_than_failures_fail_the_job_on_that_request(server_port: int, tmp_path: Path) -> None:
+def test_fewer_retries_than_failures_fail_the_job_on_that_request(server: MlflowServer, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     retries = FAILURES - 1  # MLflow's default of 7 would ride the failures out
-    with FlakyProxy(server_port, log_batch_with_metric("loss"), failures=FAILURES, answer=503, lifetime_s=600) as proxy:
+    with FlakyProxy(server.port, log_batch_with_metric("loss"), failures=FAILURES, answer=503, lifetime_s=600) as proxy:
         done = subprocess.run(_job(tmp_path, proxy.url, "given_up", retries=retries), cwd=tmp_path, env=lth_env(),
                               capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode != 0
@@ -151,7 +122,7 @@ def test_fewer_retries_than_failures_fail_the_job_on_that_request(server_port: i
     assert [a.status for a in attempts] == [503] * (retries + 1)  # the first try and `retries` retries, then it gave up
     waits = _waits(attempts)
     assert _waited_as_configured(waits), f"waits {waits}, configured {_backoffs(len(waits))}"
-    client = MlflowClient(f"http://127.0.0.1:{server_port}")
+    client = MlflowClient(server.uri)
     [dense] = _runs(client, "given_up")
     assert dense.info.status == "FAILED" and "too many 503 error responses" in dense.data.tags["lth.error"]
     assert client.get_metric_history(dense.info.run_id, "loss") == []
@@ -161,10 +132,9 @@ def test_fewer_retries_than_failures_fail_the_job_on_that_request(server_port: i
 def test_a_job_survives_the_tracking_server_going_down(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    port = _free_port()
-    server = _start_server(tmp_path, port)
+    server = start_mlflow_server(tmp_path / "server")
     # No scripted failure: while the server is down the proxy drops every connection, as a dying server does.
-    with FlakyProxy(port, lifetime_s=900) as proxy:
+    with FlakyProxy(server.port, lifetime_s=900) as proxy:
         job = subprocess.Popen(_job(tmp_path, proxy.url, "outage", retries=8), cwd=tmp_path, env=lth_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
@@ -173,18 +143,20 @@ def test_a_job_survives_the_tracking_server_going_down(tmp_path: Path) -> None:
             while not any(e.status == 200 and epoch_logged(e.method, e.path, e.body) for e in proxy.exchanges):
                 assert job.poll() is None and time.monotonic() < deadline, "the dense run never logged an epoch"
                 time.sleep(0.2)
-            _stop(server)  # the server goes down in the middle of the dense run...
+            server.stop()  # the server goes down in the middle of the dense run...
             deadline = time.monotonic() + 120
             while sum(e.status is None for e in proxy.exchanges) < 3:  # ...long enough for 3 attempts to be dropped
                 assert job.poll() is None and time.monotonic() < deadline, "no request met the outage"
                 time.sleep(0.2)
-            server = _start_server(tmp_path, port)  # ...and comes back on the same store
+            # ...and comes back on the same store; its old port may have been taken meanwhile, the job sees the proxy's
+            server = start_mlflow_server(server.folder)
+            proxy.forward_to(server.port)
             output, _ = job.communicate(timeout=600)
         finally:
             if job.poll() is None:
                 job.kill()
                 job.wait(timeout=60)
-            _stop(server)
+            server.stop()
     assert job.returncode == 0, output[-3000:]
     exchanges = proxy.exchanges
     attempts = _attempts(exchanges, next(e for e in exchanges if e.status is None))
@@ -192,7 +164,7 @@ def test_a_job_survives_the_tracking_server_going_down(tmp_path: Path) -> None:
     assert statuses[-1] == 200 and set(statuses[:-1]) == {None} and len(statuses) >= 4, statuses
     waits = _waits(attempts)
     assert _waited_as_configured(waits), f"waits {waits}, configured {_backoffs(len(waits))}"
-    client = MlflowClient(f"sqlite:///{tmp_path / 'server.db'}")  # the server is stopped: read its store directly
+    client = MlflowClient(server.store_uri)  # the server is stopped: read its store directly
     runs = _runs(client, "outage")
     assert sorted((r.data.tags["lth.role"], r.info.status) for r in runs) == [("dense", "FINISHED"),
                                                                                ("ticket", "FINISHED")]

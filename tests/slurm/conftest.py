@@ -7,15 +7,13 @@ cluster they are skipped, unless LTH_REQUIRE_SLURM=1 (as in CI), where that is a
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+
+from tests.mlflow_server import start_mlflow_server
 
 
 def _cluster_up() -> bool:
@@ -50,20 +48,6 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert _healthy(uri), f"LTH_TEST_TRACKING_URI={uri} does not answer /health"
         yield uri
         return
-    folder = tmp_path_factory.mktemp("mlflow-server")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    mlflow = Path(sys.executable).with_name("mlflow")
-    server = subprocess.Popen(
-        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "artifacts")],
-        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while not _healthy(uri):
-        assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-        time.sleep(0.5)
-    yield uri
-    server.terminate()
-    server.wait(timeout=30)
+    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    yield server.uri
+    server.stop()

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,8 @@ import pytest
 
 from tests.integration.helpers import lth_env
 
-pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
+# A sweep queues up to 7 jobs on the one test node: the tests' own bounds on it go up to 1500 s.
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster"), pytest.mark.timeout(1800)]
 # One CPU and 1 GB per job so the single test node schedules them; 4 GPUs each, as the seed's jobs.
 SLURM = ["cluster=slurm", "tracking=server", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
          "hydra.launcher.partition=low", "lth.verbose=2"]
@@ -32,6 +35,30 @@ def _command(uri: str, experiment: str, *overrides: str) -> list[str]:
             *overrides]
 
 
+@contextmanager
+def _sweep(cwd: Path, command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A sweep running in the background with its output in `log` (a file never fills and blocks it, as a pipe
+    nobody reads can); killed at the end if it is still running, so a failed test leaves no sweep behind."""
+    with log.open("wb") as output:
+        sweep = subprocess.Popen(command, cwd=cwd, env=lth_env(), stdout=output, stderr=subprocess.STDOUT)
+    try:
+        yield sweep
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.wait(timeout=60)
+
+
+def _wait_for_line(log: Path, pattern: str, sweep: subprocess.Popen[bytes], timeout: float) -> re.Match[str]:
+    """The first match of `pattern` in the sweep's output, once it is there; fails if the sweep ends or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not (found := re.search(pattern, log.read_text(errors="replace"))):  # the last character may be half-written
+        assert sweep.poll() is None, f"the sweep ended without printing {pattern!r}:\n{log.read_text()[-4000:]}"
+        assert time.monotonic() < deadline, f"no {pattern!r} in {timeout} s:\n{log.read_text()[-4000:]}"
+        time.sleep(0.5)
+    return found
+
+
 def _runs(uri: str, experiment: str) -> list:
     from mlflow.tracking import MlflowClient
 
@@ -42,7 +69,7 @@ def _runs(uri: str, experiment: str) -> list:
 
 def _sacct(job: str) -> list[dict[str, str]]:
     done = subprocess.run(["sacct", "-j", job, "-X", "-n", "-P", "-o", "JobID,State,AllocTRES"],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, check=True, timeout=60)
     return [dict(zip(("id", "state", "tres"), line.split("|"))) for line in done.stdout.splitlines() if line]
 
 
@@ -96,13 +123,13 @@ def test_a_preempted_ticket_resumes_in_the_same_run_and_ends_as_if_never_stopped
     tmp_path: Path, tracking_server: str, experiment: str
 ) -> None:
     cell = ["prune.threshold=0.5", "reset.epoch=1", "train.epochs=10", "data.train_limit=512"]
-    sweep = subprocess.Popen(_command(tracking_server, experiment, *cell), cwd=tmp_path, env=lth_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    run_id = _wait_for_epoch(tracking_server, experiment, 3, timeout=900)
-    # A high-priority job that needs the node's 4 GPUs preempts the ticket (partition low).
-    subprocess.run(["sbatch", "-p", "high", "--gpus-per-node=4", "-J", "preemptor", "--wrap", "sleep 1"], check=True)
-    output, _ = sweep.communicate(timeout=900)
-    assert sweep.returncode == 0, output[-4000:]
+    log = tmp_path / "sweep.log"
+    with _sweep(tmp_path, _command(tracking_server, experiment, *cell), log) as sweep:
+        run_id = _wait_for_epoch(tracking_server, experiment, 3, timeout=900)
+        # A high-priority job that needs the node's 4 GPUs preempts the ticket (partition low).
+        subprocess.run(["sbatch", "-p", "high", "--gpus-per-node=4", "-J", "preemptor", "--wrap", "sleep 1"], check=True,
+                       timeout=60)
+        assert sweep.wait(timeout=900) == 0, log.read_text()[-4000:]
 
     tickets = [r for r in _runs(tracking_server, experiment) if r.data.tags["lth.role"] == "ticket"]
     assert [r.info.run_id for r in tickets] == [run_id]  # ONE run, continued after the requeue
@@ -130,16 +157,13 @@ def test_a_preempted_ticket_resumes_in_the_same_run_and_ends_as_if_never_stopped
 def test_a_cancelled_task_is_reported_failed_and_the_others_are_intact(
     tmp_path: Path, tracking_server: str, experiment: str
 ) -> None:
-    sweep = subprocess.Popen(_command(tracking_server, experiment, "prune.threshold=0.5,0.8", "reset.epoch=1", *FAST),
-                             cwd=tmp_path, env=lth_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    for line in sweep.stdout:
-        lines.append(line)
-        if found := re.search(r"ticket jobs in SLURM array (\d+)", line):
-            subprocess.run(["scancel", f"{found.group(1)}_1"], check=True)
-            array = found.group(1)
-    output = "".join(lines)
-    assert sweep.wait(timeout=60) != 0
+    log = tmp_path / "sweep.log"
+    with _sweep(tmp_path, _command(tracking_server, experiment, "prune.threshold=0.5,0.8", "reset.epoch=1", *FAST),
+                log) as sweep:
+        array = _wait_for_line(log, r"ticket jobs in SLURM array (\d+)", sweep, timeout=900).group(1)
+        subprocess.run(["scancel", f"{array}_1"], check=True, timeout=60)
+        assert sweep.wait(timeout=900) != 0
+    output = log.read_text()
     assert re.search(rf"lth: job 1 FAILED: RuntimeError\('SLURM job {array}_1 ended CANCELLED.*log \S+_log\.err", output)
     assert "1 of 2 jobs did not finish" in output
     tickets = [r for r in _runs(tracking_server, experiment) if r.data.tags["lth.role"] == "ticket"]

@@ -37,7 +37,7 @@ def test_the_ingest_runs_as_a_slurm_job_and_writes_its_manifest(tmp_path: Path) 
     job = job_ids.pop().split("_")[0]
     for _ in range(60):  # the result is back before slurmd has reported the job's end to the accounting
         accounting = subprocess.run(["sacct", "-j", job, "-X", "-n", "-P", "-o", "JobName,State"],
-                                    capture_output=True, text=True, check=True).stdout.split()
+                                    capture_output=True, text=True, check=True, timeout=60).stdout.split()
         if accounting != ["ingest|RUNNING"]:
             break
         time.sleep(0.5)

@@ -8,14 +8,11 @@ its schedule resumes exactly where the dense run was at epoch k.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ import keras
 
 from lth.cell import TrainConfig
 from lth.data.splits import DataSplits
+from lth.training.backup import SignalSafeBackup
 from lth.training.early_stop import EarlyStopPoint
 from lth.training.result import FitResult
 
@@ -111,42 +109,6 @@ class EpochOrder(keras.callbacks.Callback):
         if self.first and epoch > self.start_epoch:  # BackupAndRestore moved the start
             log.info("resumed from the backup of epoch %d; training epochs %d..%d", epoch, epoch + 1, self.epochs)
         self.first = False
-
-
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold the signals SLURM and submitit use (preemption, time limit, cancel) until the block ends.
-
-    Python runs signal handlers in the main thread whichever thread the OS picked, so
-    masking is not enough: the handlers are swapped for a recorder and the recorded
-    signals are raised again, to the original handlers, when the block ends.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    held = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
-    previous = {number: signal.signal(number, lambda number, _frame: caught.append(number)) for number in held}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        for number in caught:
-            signal.raise_signal(number)
-
-
-class SignalSafeBackup(keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore whose writes a signal cannot cut in half.
-
-    submitit exits from its signal handler; if that lands while the weights file is
-    being overwritten, the job resumes from a half-written file (measured: the model's
-    new weights with the optimizer state skipped, against the previous epoch counter).
-    """
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        with signals_deferred():
-            super().on_epoch_end(epoch, logs)
 
 
 def _verbosity(setting: Any) -> int:

@@ -75,7 +75,8 @@ def test_resumed_run_ends_exactly_where_an_uninterrupted_one_does(
 
 def fit_and_evaluate_with(network: MaskedNetwork, data: object, backup: Path, extra: keras.callbacks.Callback) -> None:
     """`fit_and_evaluate`'s callbacks plus `extra` last, so the backup is written before it fires."""
-    from lth.training.fitting import EpochEnd, EpochOrder, SignalSafeBackup
+    from lth.training.backup import SignalSafeBackup
+    from lth.training.fitting import EpochEnd, EpochOrder
 
     network.model.fit(data.train, validation_data=data.val, epochs=3, initial_epoch=0, verbose=0, callbacks=[
         EpochOrder(data, 0, 3), EpochEnd(lambda *_: None), SignalSafeBackup(str(backup)), extra])
@@ -86,7 +87,7 @@ def test_a_preemption_signal_waits_until_the_backup_is_written() -> None:
     import signal
     import time
 
-    from lth.training.fitting import signals_deferred
+    from lth.training.backup import signals_deferred
 
     events: list[str] = []
     previous = signal.signal(signal.SIGUSR2, lambda *_: events.append("signal handled"))

@@ -1,0 +1,37 @@
+"""Twelve jobs at once against the default SQLite store: one dense parent, twelve tickets, nothing lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.integration.helpers import by_role, runs, start_lth
+
+pytestmark = pytest.mark.slow  # twelve TensorFlow processes (about 1.2 GB each): a few minutes on 2 cores
+
+CELLS = [(threshold, reset) for threshold in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7) for reset in (0, 1)]
+EPOCHS = 2
+
+
+def test_twelve_concurrent_cells_on_sqlite_lose_no_run_and_no_metric(tmp_path: Path) -> None:
+    args = (f"train.epochs={EPOCHS}", "data.train_limit=128", "lth.verbose=2")
+    logs = [tmp_path / f"job{i}.log" for i in range(len(CELLS))]
+    jobs = [start_lth(tmp_path, f"prune.threshold={t}", f"reset.epoch={k}", *args, log=log)
+            for (t, k), log in zip(CELLS, logs)]
+    codes = [job.wait(timeout=1800) for job in jobs]
+    outputs = [log.read_text() for log in logs]
+    assert codes == [0] * len(CELLS), "\n\n".join(out[-2000:] for out in outputs if "Traceback" in out)
+    assert not [i for i, out in enumerate(outputs) if "database is locked" in out]
+    dense, tickets = by_role(runs(tmp_path))
+    assert len(dense) == 1 and len(tickets) == len(CELLS)
+    assert {r.info.status for r in dense + tickets} == {"FINISHED"}
+    assert sorted((float(r.data.tags["lth.threshold"]), int(r.data.tags["lth.reset_epoch"])) for r in tickets) == CELLS
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for ticket in tickets:  # every epoch's metrics of every ticket reached the store
+        reset = int(ticket.data.tags["lth.reset_epoch"])
+        for metric in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+            steps = [point.step for point in client.get_metric_history(ticket.info.run_id, metric)]
+            assert steps == list(range(reset + 1, EPOCHS + 1)), (ticket.info.run_name, metric, steps)
+        assert {"test_accuracy", "weights_remaining", "sparsity"} <= set(ticket.data.metrics)

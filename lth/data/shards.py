@@ -1,8 +1,9 @@
 """Input pipelines over the TFRecord shards written by `tools/ingest.py` (`data=imagenet`).
 
 The manifest is the truth: shard files and image counts come from `manifest.json`, a
-file it does not list is never read. Records are `tf.train.Example`s holding a JPEG
-(`image/encoded`) and a 0-based label (`image/class/label`). Which split validates every
+file it does not list is never read, and one that is missing, damaged or short fails with
+a line naming it and the re-ingest (`lth.data.integrity`). Records are `tf.train.Example`s
+holding a JPEG (`image/encoded`) and a 0-based label (`image/class/label`). Which split validates every
 epoch (`data.val_split`, which chooses the winners) and which tests once at the end
 (`data.test_split`) is configured; the summary line names both.
 
@@ -22,7 +23,8 @@ from pathlib import Path
 import tensorflow as tf
 
 from lth.cell import DataConfig
-from lth.data.manifest import ShardSplit, first_records, read_manifest, shard_split
+from lth.data.integrity import ShardCheck
+from lth.data.manifest import ShardSplit, check_on_disk, first_records, read_manifest, reingest_hint, shard_split
 from lth.data.splits import DataSplits, EpochCounter
 
 SAME_SPLIT_WARNING = ("data.val_split and data.test_split are both {split!r}: winners will be chosen on the test split; "
@@ -93,8 +95,8 @@ def _eval_example(record: tf.Tensor, data: DataConfig) -> tuple[tf.Tensor, tf.Te
     return image, tf.cast(features["image/class/label"], tf.int32)
 
 
-def _train_dataset(split: ShardSplit, data: DataConfig, batch_size: int, seed: int,
-                   epoch: tf.Variable) -> tuple[tf.data.Dataset, int]:
+def _train_dataset(split: ShardSplit, data: DataConfig, batch_size: int, seed: int, epoch: tf.Variable,
+                   check: ShardCheck) -> tuple[tf.data.Dataset, int]:
     """Training batches in an order fixed by (seed, epoch); returns (dataset, steps per epoch)."""
     takes = first_records(split.counts, data.train_limit)
     kept = [index for index, take in enumerate(takes) if take > 0]
@@ -104,7 +106,7 @@ def _train_dataset(split: ShardSplit, data: DataConfig, batch_size: int, seed: i
     steps = images // batch_size
 
     def interleaved(shards: tf.data.Dataset) -> tf.data.Dataset:
-        return shards.interleave(lambda file, take: tf.data.TFRecordDataset(file).take(take),
+        return shards.interleave(check.records,
                                  cycle_length=int(data.read_parallelism), num_parallel_calls=AUTOTUNE,
                                  deterministic=True)
 
@@ -145,13 +147,17 @@ def _train_dataset(split: ShardSplit, data: DataConfig, batch_size: int, seed: i
     return batches.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(AUTOTUNE).with_options(_options()), steps
 
 
-def _eval_dataset(split: ShardSplit, limit: int | None, data: DataConfig,
-                  batch_size: int) -> tuple[tf.data.Dataset, int]:
+def _eval_dataset(split: ShardSplit, limit: int | None, data: DataConfig, batch_size: int,
+                  check: ShardCheck) -> tuple[tf.data.Dataset, int]:
     """Eval batches in manifest order (remainder kept); returns (dataset, images)."""
-    images = sum(split.counts) if limit is None else min(int(limit), sum(split.counts))
+    takes = first_records(split.counts, limit)
+    kept = [index for index, take in enumerate(takes) if take > 0]
+    images = sum(takes)
     # One file after the other (not interleaved), so the order is the manifest's; decoding,
     # not reading, is the cost, and that runs in parallel below.
-    records = tf.data.TFRecordDataset(list(split.files)).take(images)
+    files = tf.constant([split.files[index] for index in kept], tf.string)
+    records = tf.data.Dataset.from_tensor_slices((files, tf.constant([takes[i] for i in kept], tf.int64)))
+    records = records.flat_map(check.records)
     examples = records.map(lambda record: _eval_example(record, data), num_parallel_calls=AUTOTUNE,
                            deterministic=True)
     batches = examples.batch(batch_size).apply(tf.data.experimental.assert_cardinality(math.ceil(images / batch_size)))
@@ -173,8 +179,9 @@ def load_shards(data: DataConfig, batch_size: int, seed: int) -> DataSplits:
         seed: Shuffling and augmentation seed (the run's `train.seed`).
 
     Raises:
-        ValueError: One line naming the problem and the fix (missing shards, wrong
-            `data.num_classes`, too few training images, unknown val or test split).
+        ValueError: One line naming the problem and the fix (missing shards or shards of the
+            wrong size, wrong `data.num_classes`, too few training images, unknown val or test split).
+            A shard found damaged while it is read fails that epoch (`lth.data.integrity`).
     """
     folder = Path(data.path)
     manifest = read_manifest(folder)
@@ -186,6 +193,8 @@ def load_shards(data: DataConfig, batch_size: int, seed: int) -> DataSplits:
     train_split = shard_split(manifest, folder, "train", "the training split")
     val_split = shard_split(manifest, folder, val_name, "data.val_split")
     test_split = shard_split(manifest, folder, test_name, "data.test_split")
+    check_on_disk(manifest, folder, (train_split, val_split, test_split))
+    check = ShardCheck((train_split, val_split, test_split), reingest_hint(manifest, folder))
     train_images = sum(first_records(train_split.counts, data.train_limit))
     if train_images < batch_size:
         raise ValueError(f"train.batch_size={batch_size} exceeds the {train_images} training images in {folder}")
@@ -198,9 +207,9 @@ def load_shards(data: DataConfig, batch_size: int, seed: int) -> DataSplits:
         log.warning(SAME_SPLIT_WARNING.format(split=val_name))
 
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
-    train, steps = _train_dataset(train_split, data, batch_size, seed, epoch)
-    val, val_images = _eval_dataset(val_split, data.val_limit, data, batch_size)
-    test, test_images = _eval_dataset(test_split, data.test_limit, data, batch_size)
+    train, steps = _train_dataset(train_split, data, batch_size, seed, epoch, check)
+    val, val_images = _eval_dataset(val_split, data.val_limit, data, batch_size, check)
+    test, test_images = _eval_dataset(test_split, data.test_limit, data, batch_size, check)
     size = int(data.image_size)
     if val_name == test_name:
         tested = "" if test_images == val_images else f" ({test_images:,} for test)"

@@ -132,8 +132,11 @@ def run_ingest(cfg: DictConfig, spark: Any = None) -> dict[str, Any]:
     finally:
         if spark is None:
             session.stop()
-    settings = {"source": cfg.source.kind, "image": OmegaConf.to_container(cfg.image), "shuffle_seed": int(cfg.shuffle_seed),
-                "holdout_per_class": int(cfg.holdout_per_class)}
+    # The source's own keys too, so that a reader finding a damaged shard can print the exact command that rewrites it.
+    source_settings = {key: value for key, value in OmegaConf.to_container(cfg.source, resolve=True).items()
+                       if key not in ("name", "kind")}
+    settings = {"source": cfg.source.kind, "source_settings": source_settings, "image": OmegaConf.to_container(cfg.image),
+                "shuffle_seed": int(cfg.shuffle_seed), "holdout_per_class": int(cfg.holdout_per_class)}
     manifest = build_manifest(receipts, early_rejected, labels, settings)
     _write_json(output / "manifest.json", manifest)
     skipped = sum(bool(receipt.get("skipped")) for receipt in receipts)

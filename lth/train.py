@@ -17,6 +17,12 @@ from omegaconf import DictConfig
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
+def sqlite_locked(uri: str) -> str:
+    """What to do when the SQLite store stayed locked past MLflow's 20 s busy timeout."""
+    return (f"lth: error: the SQLite store {uri} stayed locked by other writers (database is locked); "
+            "for many jobs at once log to an MLflow server instead: tracking=server (README: Tracking on a cluster)")
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> dict[str, object]:
     """Run one cell and write its result.json next to the job's Hydra outputs."""
@@ -35,6 +41,10 @@ def main(cfg: DictConfig) -> dict[str, object]:
         result = run_cell(cfg).to_dict()
     except ConfigError as error:
         raise SystemExit(f"lth: error: {error}") from None  # one line, no traceback, before any training
+    except Exception as error:
+        if "database is locked" in str(error) and str(cfg.tracking.uri).startswith("sqlite"):
+            raise SystemExit(sqlite_locked(str(cfg.tracking.uri))) from error
+        raise
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     (output_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result

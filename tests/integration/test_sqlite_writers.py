@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.integration.helpers import by_role, runs, start_lth
+from tests.integration.helpers import by_role, run_lth, runs, start_lth
 
 pytestmark = pytest.mark.slow  # twelve TensorFlow processes (about 1.2 GB each): a few minutes on 2 cores
 
@@ -35,3 +36,19 @@ def test_twelve_concurrent_cells_on_sqlite_lose_no_run_and_no_metric(tmp_path: P
             steps = [point.step for point in client.get_metric_history(ticket.info.run_id, metric)]
             assert steps == list(range(reset + 1, EPOCHS + 1)), (ticket.info.run_name, metric, steps)
         assert {"test_accuracy", "weights_remaining", "sparsity"} <= set(ticket.data.metrics)
+
+
+def test_a_store_locked_past_mlflows_busy_timeout_fails_saying_to_use_a_server(tmp_path: Path) -> None:
+    first = run_lth(tmp_path, "lth.verbose=0", "train.epochs=1", "data.train_limit=64", "prune.threshold=0.5",
+                    "reset.epoch=0")  # creates the store, as the first job of a sweep does
+    assert first.returncode == 0, first.stderr[-3000:]
+    holder = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # a writer that never lets go: no other connection can read or write
+    try:
+        done = run_lth(tmp_path, "lth.verbose=0", "train.epochs=1", "data.train_limit=64", "prune.threshold=0.6",
+                       "reset.epoch=0", timeout=600)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert done.returncode != 0
+    assert "database is locked); for many jobs at once log to an MLflow server instead: tracking=server" in done.stderr

@@ -1,8 +1,7 @@
 """The re-ingest a corrupt-shard error prints rewrites exactly the damaged shards, and the receipts decide which.
 
-The ingest runs in this process: `run_ingest` with a stand-in for the SparkSession that maps
-the shard tasks one after the other (the real session is tests/integration/test_corrupt_reingest.py).
-Its config is composed from the very command the reader's error prints.
+The ingest is `run_ingest` on a real local SparkSession (one for the module), its config composed
+from the very command the reader's error prints.
 """
 
 from __future__ import annotations
@@ -10,12 +9,13 @@ from __future__ import annotations
 import json
 import shlex
 import threading
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tensorflow as tf
+from hydra import compose, initialize_config_dir
 
 from lth.cell import DataConfig
 from lth.data.manifest import reingest_command
@@ -29,31 +29,23 @@ from tests.ingest_fixtures import make_small_imagenet
 RECEIPT_TEXT = "(the ingest rewrites only shards that no longer match their receipts): "
 
 
-class _InProcess:
-    """Just enough of a SparkSession for `run_ingest`: `sparkContext.parallelize(tasks).map(f).collect()`."""
-
-    def __init__(self) -> None:
-        self.sparkContext = self  # noqa: N815 (Spark's name)
-        self._items: list[Any] = []
-
-    def parallelize(self, items: list[Any], _: int) -> _InProcess:
-        self._items = list(items)
-        return self
-
-    def map(self, function: Callable[[Any], Any]) -> _InProcess:
-        self._items = [function(item) for item in self._items]
-        return self
-
-    def collect(self) -> list[Any]:
-        return self._items
-
-
-def _ingest(*overrides: str) -> dict[str, Any]:
-    from hydra import compose, initialize_config_dir
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    """A real local SparkSession, one for the module (its JVM start is most of the module's time)."""
+    from lth.ingest.run import spark_session
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        spark_cfg = compose(config_name="ingest", overrides=["spark.master='local[1]'",
+                                                             "+spark.conf.spark.ui.enabled=false"]).spark
+    session = spark_session(spark_cfg)
+    yield session
+    session.stop()
+
+
+def _ingest(spark: Any, *overrides: str) -> dict[str, Any]:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="ingest", overrides=list(overrides))
-    return run_ingest(cfg, spark=_InProcess())
+    return run_ingest(cfg, spark=spark)
 
 
 def _printed_overrides(error: str) -> list[str]:
@@ -97,11 +89,12 @@ def _epoch_error(folder: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def ingested(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], dict[str, tuple[bytes, int]]]:
+def ingested(spark: Any,
+             tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], dict[str, tuple[bytes, int]]]:
     """An ingest of the small ImageNet (3 train + 2 val shards): its folder, manifest and shards."""
     imagenet = make_small_imagenet(tmp_path_factory.mktemp("imagenet"))
     output = tmp_path_factory.mktemp("ingest") / "shards"
-    manifest = _ingest("source=tree", f"source.root={imagenet.tree}", f"source.val_labels={imagenet.val_labels}",
+    manifest = _ingest(spark, "source=tree", f"source.root={imagenet.tree}", f"source.val_labels={imagenet.val_labels}",
                        f"output={output}", "shards.train=3", "shards.val=2", "download.per_host_interval_s=0")
     return output, manifest, _snapshot(output)
 
@@ -113,7 +106,7 @@ def test_the_manifest_records_the_source_settings_the_command_needs(ingested: tu
 
 
 def test_the_printed_command_rewrites_exactly_the_damaged_shard(
-        ingested: tuple[Path, dict[str, Any], dict[str, tuple[bytes, int]]], tmp_path: Path) -> None:
+        ingested: tuple[Path, dict[str, Any], dict[str, tuple[bytes, int]]], spark: Any, tmp_path: Path) -> None:
     import shutil
 
     source, manifest, _ = ingested
@@ -127,7 +120,7 @@ def test_the_printed_command_rewrites_exactly_the_damaged_shard(
     assert error.startswith(f"shard {damaged} is corrupt (its SHA-256 is not the one manifest.json lists")
     assert f"output={folder} " in error  # the copy is re-ingested, not the folder it was copied from
 
-    assert _ingest(*_printed_overrides(error)) == manifest  # the same plan: the manifest is unchanged
+    assert _ingest(spark, *_printed_overrides(error)) == manifest  # the same plan: the manifest is unchanged
     after = _snapshot(folder)
     assert after[damaged.name][0] == before[damaged.name][0]  # rewritten byte for byte
     assert {name: state for name, state in after.items() if name != damaged.name} == \
@@ -137,7 +130,8 @@ def test_the_printed_command_rewrites_exactly_the_damaged_shard(
 
 @pytest.mark.parametrize("damage", ["truncated", "deleted", "receipt removed"])
 def test_receipts_redo_exactly_the_shard_that_no_longer_matches(
-        ingested: tuple[Path, dict[str, Any], dict[str, tuple[bytes, int]]], tmp_path: Path, damage: str) -> None:
+        ingested: tuple[Path, dict[str, Any], dict[str, tuple[bytes, int]]], spark: Any, tmp_path: Path,
+        damage: str) -> None:
     import shutil
 
     source, manifest, _ = ingested
@@ -156,7 +150,7 @@ def test_receipts_redo_exactly_the_shard_that_no_longer_matches(
         with pytest.raises(ValueError) as refused:  # before training
             load_shards(_data(folder), 4, seed=0)
         overrides = _printed_overrides(str(refused.value))
-    assert _ingest(*overrides) == manifest
+    assert _ingest(spark, *overrides) == manifest
     after = _snapshot(folder)
     assert after[name][0] == before[name][0] and after[name][1] != before[name][1]  # redone, byte for byte
     assert {n: s for n, s in after.items() if n != name} == {n: s for n, s in before.items() if n != name}

@@ -7,11 +7,11 @@ BIN := $(VENV)/bin
 
 install: $(VENV)/.installed
 
-# Editable install: `python -m lth.train` reads conf/ from this checkout.
+# Editable install: `python -m lth.train` reads conf/ from this checkout. One resolver pass: the venv's own
+# pip installs the project (an upgrade of pip first was a second pass, for nothing the project needs).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[cpu,dev,spark,jax]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[cpu,dev,spark,jax]'
 	touch $@
 
 # The digits go through the same Spark ingest as ImageNet, then the search trains from the shards.

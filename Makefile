@@ -19,7 +19,7 @@ demo: install
 	$(BIN)/python tools/ingest.py
 	$(BIN)/python -m lth.train experiment=demo data=digits_shards
 	@echo
-	@echo "Next: . $(VENV)/bin/activate && mlflow ui   (then open http://127.0.0.1:5000, experiment 'lth')"
+	@echo "Next: . $(VENV)/bin/activate && mlflow ui   (then open the runs page printed above)"
 
 test: install
 	$(BIN)/python -m pytest -m "not slow and not slurm" --durations=15

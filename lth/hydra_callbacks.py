@@ -16,6 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from lth import results
+from lth import tracking as lth_tracking
 from lth.cell import StateConfig, TrackingConfig
 from lth.pieces import piece
 from lth.sweep_progress import Counts, ProgressLine, eta_s
@@ -128,6 +129,6 @@ class SweepSummary(Callback):
         missing = f" ({jobs - len(records)} of {jobs} jobs did not finish; see their logs)" if len(records) < jobs else ""
         print(
             f"\nlth: {len(records)} tickets finished{missing}. Browse every run with `mlflow ui` "
-            f"(tracking URI {uri}); job outputs are in {sweep_dir}",
+            f"(tracking URI {uri}) at {lth_tracking.runs_page(uri, tracking.experiment)}; job outputs are in {sweep_dir}",
             flush=True,
         )

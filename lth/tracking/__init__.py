@@ -11,7 +11,7 @@ from typing import Any
 
 __all__ = ["active_run", "cluster_job_tags", "connect", "connect_uri", "create_run", "fetch", "find_runs",
            "finished_children", "finished_run", "get_run", "log_metrics", "metric_history", "resume_cleanly",
-           "retry_transient_errors", "rewound_from", "set_tags"]
+           "retry_transient_errors", "rewound_from", "runs_page", "set_tags"]
 
 
 def __getattr__(name: str) -> Any:

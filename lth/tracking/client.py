@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import mlflow
 from mlflow.entities import Run, RunData, ViewType
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
 
 from lth.tracking import schema
 from lth.tracking.http import http_environment
@@ -30,6 +31,20 @@ def retry_transient_errors(tracking_cfg: Mapping[str, Any]) -> None:
         ConfigError: As `lth.tracking.http.http_environment`.
     """
     os.environ.update(http_environment(tracking_cfg))
+
+
+def runs_page(uri: str, experiment: str, port: int = 5000) -> str:
+    """Where `mlflow ui` shows the experiment's training runs (MLflow 3's UI opens on its GenAI view otherwise).
+
+    For a file or SQLite store, the address of `mlflow ui` started beside it on `port`.
+    """
+    try:
+        found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    except mlflow.exceptions.MlflowException:  # a server that went away: the page is still worth naming
+        found = None
+    experiment_id = found.experiment_id if found is not None else "<id>"
+    host = uri.rstrip("/") if uri.startswith("http") else f"http://127.0.0.1:{port}"
+    return f"{host}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def connect_uri(uri: str) -> None:
@@ -87,7 +102,9 @@ def finished_run(runs: list[Run]) -> Run | None:
 
 def create_run(experiment_id: str, role: str, key: str, name: str, tags: dict[str, str]) -> str:
     """Create a run with the identity tags and return its id (not yet active)."""
-    all_tags = {schema.ROLE: role, schema.KEY: key, schema.RUN_NAME: name, **tags}
+    # MLflow's own context tags (source, user, git commit) fill the UI's Source and User columns,
+    # which only fluent start_run sets by itself.
+    all_tags = resolve_tags({schema.ROLE: role, schema.KEY: key, schema.RUN_NAME: name, **tags})
     return MlflowClient().create_run(experiment_id, tags=all_tags, run_name=name).info.run_id
 
 

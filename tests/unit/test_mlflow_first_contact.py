@@ -66,6 +66,16 @@ def test_data_in_a_folder_is_logged_with_its_path_and_content_digest(store: str,
         log_dataset(Cell.of(cfg).groups)
     (logged,) = _inputs(run.info.run_id)
     assert logged["source_type"] == "local" and json.loads(logged["source"])["uri"] == folder.resolve().as_uri()
+    assert logged["name"] == "fashion"  # the folder, not the reader's name
     assert logged["digest"] == data_digest(cfg)
     (folder / FASHION_MNIST_FILES[0]).write_bytes(b"other images")  # the same folder with other content
     assert data_digest(cfg) != logged["digest"]
+
+
+def test_runs_carry_their_source_and_the_summary_names_the_training_runs_page(store: str) -> None:
+    experiment_id = tracking.connect(store, "lth")
+    run_id = tracking.create_run(experiment_id, schema.DENSE_ROLE, "key", "dense key", {})
+    tags = MlflowClient().get_run(run_id).data.tags
+    assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.source.name"] and tags["mlflow.user"]
+    assert tracking.runs_page(store, "lth") == (
+        f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning")

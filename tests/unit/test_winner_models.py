@@ -56,6 +56,8 @@ def test_a_winner_is_a_keras_model_of_its_run_whose_masks_hold_after_loading(tic
     run = client.get_run(run_id)
     assert [o.model_id for o in run.outputs.model_outputs] == [logged.model_uri.removeprefix("models:/")]
     assert run.data.tags[schema.WINNER_MODEL] == logged.model_uri and logged.registered is None
+    # In the ticket's experiment, where the UI's Models page and column look (not MLflow's active one).
+    assert mlflow.get_logged_model(logged.model_uri.removeprefix("models:/")).experiment_id == run.info.experiment_id
     model_info = mlflow.models.get_model_info(logged.model_uri)
     assert model_info.name == MODEL_NAME and "keras" in model_info.flavors
     assert tuple(model_info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 32, 32, 3)

@@ -66,8 +66,13 @@ def _density_panels(family: Family, rows: Sequence[Row]) -> dict[str, dict[str, 
             for scope, chosen in density_choices(family, rows).items()}
 
 
-def _winner_models(winners: dict[int, Row | None], name: str, family: str, register: bool) -> tuple[WinnerModel, ...]:
-    """Log the winners that have weights as MLflow models; TensorFlow is loaded only if one has."""
+def _winner_models(winners: dict[int, Row | None], data_label: str, family: str,
+                   register: bool) -> tuple[WinnerModel, ...]:
+    """Log the winners that have weights as MLflow models; TensorFlow is loaded only if one has.
+
+    Args:
+        data_label: What the family trained on (its registered name starts with it).
+    """
     client = MlflowClient()
 
     def has_weights(run_id: str) -> bool:
@@ -80,7 +85,14 @@ def _winner_models(winners: dict[int, Row | None], name: str, family: str, regis
         return ()
     from lth.report.models import log_winners, registered_name
 
-    return tuple(log_winners(chosen, registered_name(name, family) if register else None))
+    return tuple(log_winners(chosen, registered_name(data_label, family) if register else None))
+
+
+def _data_label(family: Family) -> str:
+    """The family's data as a short name: a shard folder's name, else the dataset's (`digits-shards`, `digits`)."""
+    params = dict(family.dense[0].params) if family.dense else {}
+    path = params.get("data.path")
+    return Path(path).name if path and path != "None" else params.get("data.name", "data")
 
 
 def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: float,
@@ -108,7 +120,7 @@ def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: f
         write_csv(rows, selection, folder / "results.csv"),
         density_figure(_density_panels(runs, rows), f"Per-layer density of the tickets of {name}", folder / "densities.png"),
         len(missing),
-        _winner_models(winners, name, family, register),
+        _winner_models(winners, _data_label(runs), family, register),
     )
     client = MlflowClient()
     for dense in runs.dense:

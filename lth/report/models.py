@@ -57,10 +57,10 @@ class _KerasFlavour:
 
 
 def registered_name(name: str, family: str) -> str:
-    """The Model Registry name of a family's winners, e.g. `lth-digits-mobilenet_v2-3f2a9c1d`.
+    """The Model Registry name of a family's winners, e.g. `lth-digits-shards-3f2a9c1d`.
 
-    The family's name, cut to what MLflow accepts in a name, and the head of its identity, so
-    two families of the same name never share versions.
+    What the family trained on, cut to what MLflow accepts in a name, and the head of the
+    family's identity, so two families on the same data never share versions.
     """
     cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.-") if name != family else ""
     return "-".join(part for part in ("lth", cleaned, family[:8]) if part)

@@ -10,6 +10,7 @@ none of this is in a training job's hot path; a winner already logged is not log
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
@@ -69,9 +70,8 @@ def registered_name(name: str, family: str) -> str:
 def _requirements() -> list[str]:
     # Given, not inferred: MLflow infers them by loading the model in a subprocess (seconds, and
     # it fails on the custom mask constraint). Loading also needs lth itself importable.
-    backend = keras.backend.backend()
-    module = __import__("tensorflow" if backend == "tensorflow" else backend)
-    return [f"keras=={keras.__version__}", f"{module.__name__}=={module.__version__}"]
+    backend = importlib.import_module(keras.backend.backend())  # tensorflow or jax, already imported
+    return [f"keras=={keras.__version__}", f"{backend.__name__}=={backend.__version__}"]
 
 
 def _log_model(row: Row, run_id: str) -> str:

@@ -104,6 +104,9 @@ def test_a_sweep_is_one_array_of_4_gpu_jobs_after_its_dense_parent(
     assert sorted(r.data.tags["lth.slurm_job_id"] for r in tickets) == [f"{arrays[0]}_{i}" for i in range(6)]
     assert all(r.data.tags["mlflow.parentRunId"] == dense[0].info.run_id for r in tickets)
     assert "lth: 6 tickets finished" in output
+    # The progress line, off a terminal: printed as the counts change, the last one when every task is back.
+    progress = [line for line in output.splitlines() if line.startswith("lth: tickets ")]
+    assert progress[-1] == "lth: tickets 6/6 done, 0 running, 0 pending, 0 failed", progress
 
 
 def _wait_for_epoch(uri: str, experiment: str, epoch: int, timeout: float) -> str:
@@ -166,6 +169,7 @@ def test_a_cancelled_task_is_reported_failed_and_the_others_are_intact(
     output = log.read_text()
     assert re.search(rf"lth: job 1 FAILED: RuntimeError\('SLURM job {array}_1 ended CANCELLED.*log \S+_log\.err", output)
     assert "1 of 2 jobs did not finish" in output
+    assert "lth: tickets 1/2 done, 0 running, 0 pending, 1 failed" in output.splitlines()
     tickets = [r for r in _runs(tracking_server, experiment) if r.data.tags["lth.role"] == "ticket"]
     finished = [r for r in tickets if r.info.status == "FINISHED"]
     assert [r.data.tags["lth.threshold"] for r in finished] == ["0.5"]

@@ -26,6 +26,8 @@ from lth.pieces import piece
 from tests.conftest import CONFIG_DIR
 from tests.ingest_fixtures import make_small_imagenet
 
+pytestmark = pytest.mark.slow  # a SparkSession and two ingests: 30 s, and the default suite is at its 20 minutes
+
 RECEIPT_TEXT = "(the ingest rewrites only shards that no longer match their receipts): "
 
 

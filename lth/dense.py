@@ -15,8 +15,9 @@ from lth.tracking.artifacts import log_config, log_weights, run_weights
 from lth.tracking.claim import claim
 from lth.tracking.client import Run
 from lth.tracking.identity import DENSE_KEYS, dense_hash, family_hash
+from lth.training import group
 from lth.training.devices import check_replica_reuse
-from lth.training.fitting import fit_and_evaluate, optimizer_state
+from lth.training.fitting import optimizer_state
 from lth.training.network import network_for
 from lth.vocabulary import ConfigError
 
@@ -81,18 +82,19 @@ def _train(cell: Cell, run_id: str, data: DataSplits) -> float:
         if resumed_on is not None:  # a requeued run: its epochs so far (and checkpoints) used that many replicas
             check_replica_reuse(cell.train, run_id, int(resumed_on), network.replicas)
         tracking.set_tags({schema.REPLICAS: str(network.replicas)})
-        network.load(network.initial_weights, masks=None, start_epoch=0)
-        if 0 in keep:
-            log_weights(network.initial_weights, schema.checkpoint(0))
-        tracking.log_metrics(optimizer_state(network.model.optimizer), step=0)  # where a k=0 ticket starts
+
+        def loaded() -> None:
+            if 0 in keep:
+                log_weights(network.initial_weights, schema.checkpoint(0))
+            tracking.log_metrics(optimizer_state(network.model.optimizer), step=0)  # where a k=0 ticket starts
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
             tracking.log_metrics(metrics, step=epoch)
             if epoch in keep and epoch < epochs:
                 log_weights(network.snapshot(), schema.checkpoint(epoch))
 
-        result = fit_and_evaluate(network.model, data, epochs, 0, cell.state.state_dir / "backup" / run_id,
-                                  on_epoch_end, cell.state.verbose)
+        result = group.train(network, data, group.Start(network.initial_weights, None, 0), epochs,
+                             cell.state.state_dir / "backup" / run_id, on_epoch_end, cell.state.verbose, loaded)
         if result.diverged:  # every ticket would inherit NaN weights; fail loudly instead
             tracking.set_tags({schema.DIVERGED: "true"})
             raise RuntimeError(f"dense parent {run_id} diverged (loss became NaN/inf); lower train.learning_rate")

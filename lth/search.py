@@ -6,6 +6,9 @@
    an iterative-pruning job (lth.imp), logged as a child of the dense run.
 
 Every stage is idempotent: a rerun reuses finished runs and resumes unfinished ones.
+
+A run over several processes (lth.processes) does all of this on process 0 alone; the
+others load their part of the data and train along with it (lth.training.group).
 """
 
 from __future__ import annotations
@@ -16,16 +19,17 @@ import logging
 
 from omegaconf import DictConfig
 
-from lth import sparse, tracking
+from lth import processes, sparse, tracking
 from lth.cell import Cell
 from lth.data import load_data
-from lth.data.splits import DataSplits
+from lth.data.splits import DataSplits, Part
 from lth.dense import DenseParent, ensure_dense
 from lth.imp import ensure_imp
 from lth.pruning.scopes import check_floor_fits
 from lth.tickets import CellResult, ensure_ticket
 from lth.tracking.lock import exclusive
-from lth.training.devices import seed_everything
+from lth.training import group
+from lth.training.devices import replica_devices, seed_everything
 from lth.validate import validate_config
 from lth.vocabulary import ConfigError
 
@@ -37,12 +41,26 @@ log = logging.getLogger("lth")
 shared_data = functools.lru_cache(maxsize=1)(load_data)
 
 
+def _data(cell: Cell) -> DataSplits:
+    """This process's input: every batch whole, or (JAX data parallel) this process's part of it.
+
+    Raises:
+        ConfigError: A batch that does not split evenly over the run's devices (JAX).
+    """
+    replicas = len(replica_devices(cell.train.devices))
+    if cell.train.backend == "jax" and cell.train.batch_size % replicas:
+        raise ConfigError(f"train.batch_size={cell.train.batch_size} must split evenly over the run's {replicas} "
+                          f"devices (JAX data parallel): use a multiple of {replicas}")
+    group_of = processes.current()
+    return shared_data(cell.data, cell.train.batch_size, cell.train.seed, replicas, Part(group_of.index, group_of.count))
+
+
 def _prepare(cfg: DictConfig) -> tuple[Cell, str, DataSplits]:
     """Validate everything that can be checked before training; return (the typed cell, experiment id, data)."""
     cell = validate_config(cfg)  # from here on, only typed pieces travel
     seed_everything(cell.train.seed)  # data order must not depend on the job's place in a sweep
     try:  # data sizes and layer names can only be checked once loaded and built; still before any training
-        data = shared_data(cell.data, cell.train.batch_size, cell.train.seed)
+        data = _data(cell)
         log.info(data.summary)
         sizes = sparse.prunable_sizes(cell, data)
         check_floor_fits(list(sizes.values()), sparse.final_threshold(cell.prune, sizes), cell.prune.min_density)
@@ -55,17 +73,46 @@ def _prepare(cfg: DictConfig) -> tuple[Cell, str, DataSplits]:
     return cell, experiment_id, data
 
 
+def _follow(cfg: DictConfig) -> object:
+    """A process other than 0: validate, load this process's part of the data, train along with process 0.
+
+    Every step that builds or assigns the network's variables is a collective under JAX's
+    distribution, so this builds it where process 0 does (sparse.prunable_sizes in _prepare).
+    """
+    try:
+        cell = validate_config(cfg)
+        seed_everything(cell.train.seed)
+        data = _data(cell)
+        sparse.prunable_sizes(cell, data)
+    except Exception:
+        processes.broadcast(None)  # process 0 fails the same way: hear it say so, so neither waits for the other
+        raise
+    return group.follow(cell, data)
+
+
 def run_dense(cfg: DictConfig) -> DenseParent:
     """Only the dense parent of `cfg` (a cluster sweep trains it as its own job before the tickets)."""
-    cell, experiment_id, data = _prepare(cfg)
-    return ensure_dense(cell, experiment_id, data)
+    if not processes.current().leader:
+        return _follow(cfg)  # type: ignore[return-value]  # process 0's DenseParent
+
+    def job() -> DenseParent:
+        cell, experiment_id, data = _prepare(cfg)
+        return ensure_dense(cell, experiment_id, data)
+
+    return group.lead(job)
 
 
 def run_cell(cfg: DictConfig) -> CellResult:
     """Validate, then make sure the dense parent and this cell's ticket exist."""
-    cell, experiment_id, data = _prepare(cfg)
-    dense = ensure_dense(cell, experiment_id, data)
-    dense.require_epoch(cell.reset.epoch)
-    if cell.prune.method == "imp":
-        return ensure_imp(cell, experiment_id, data, dense)
-    return ensure_ticket(cell, experiment_id, data, dense)
+    if not processes.current().leader:
+        return _follow(cfg)  # type: ignore[return-value]  # process 0's CellResult
+
+    def job() -> CellResult:
+        cell, experiment_id, data = _prepare(cfg)
+        dense = ensure_dense(cell, experiment_id, data)
+        dense.require_epoch(cell.reset.epoch)
+        if cell.prune.method == "imp":
+            return ensure_imp(cell, experiment_id, data, dense)
+        return ensure_ticket(cell, experiment_id, data, dense)
+
+    return group.lead(job)

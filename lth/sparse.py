@@ -26,7 +26,8 @@ from lth.pruning.scopes import imp_level_threshold, imp_masks, prune_masks
 from lth.tracking import schema
 from lth.tracking.artifacts import log_masks, log_weights
 from lth.tracking.client import Run
-from lth.training.fitting import fit_and_evaluate
+from lth.training import group
+from lth.training.devices import on_this_process
 from lth.training.models import Weights, build_model, kernel_path, snapshot
 from lth.training.network import network_for
 from lth.training.result import FitResult, divergence
@@ -95,7 +96,8 @@ def control_level_masks(cell: Cell, ticket_masks: Masks, level: int) -> Masks:
 def starting_weights(cell: Cell, dense: DenseParent) -> Weights:
     """Dense epoch-k weights, or a fresh initialisation for the `reinit` control."""
     if cell.prune.control == "reinit":
-        return snapshot(build_model(cell.model, control_seed(cell.train.seed, cell.prune)))
+        with on_this_process():  # only process 0 computes a run's start (lth.training.group)
+            return snapshot(build_model(cell.model, control_seed(cell.train.seed, cell.prune)))
     return dense.weights_at(cell.reset.epoch)
 
 
@@ -143,11 +145,10 @@ def train_masked(cell: Cell, data: DataSplits, dense: DenseParent, masks: Masks,
     depthwise = [name for name in masks if isinstance(network.model.get_layer(name), keras.layers.DepthwiseConv2D)]
     report = log_masks(masks, depthwise)
     check_collapse(cell.prune, report)  # before any training: refusing must cost nothing
-    network.load(start, masks, start_epoch=reset_epoch, start_iteration=dense.iterations_at(reset_epoch),
-                 loss_scale=dense.loss_scale_at(reset_epoch))
-    log_weights(network.snapshot(), schema.START_WEIGHTS)
-    result = fit_and_evaluate(network.model, data, epochs, reset_epoch, cell.state.state_dir / "backup" / run_id,
-                              lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch), cell.state.verbose)
+    begin = group.Start(start, masks, reset_epoch, dense.iterations_at(reset_epoch), dense.loss_scale_at(reset_epoch))
+    result = group.train(network, data, begin, epochs, cell.state.state_dir / "backup" / run_id,
+                         lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch), cell.state.verbose,
+                         loaded=lambda: log_weights(network.snapshot(), schema.START_WEIGHTS))
     verdict = divergence(result, dense.test_accuracy, cell.data.num_classes)
     if verdict is not None:
         tracking.set_tags(schema.divergence_tags(verdict, result.diverged_epoch or epochs))

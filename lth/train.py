@@ -33,9 +33,9 @@ def main(cfg: DictConfig) -> dict[str, object]:
     from lth.validate import ConfigError
 
     try:
-        from lth.training.devices import select_backend
+        from lth.training.devices import enter
 
-        select_backend(str(cfg.train.backend))  # before anything imports Keras
+        group = enter(str(cfg.train.backend))  # before anything imports Keras
         from lth.search import run_cell  # imported here: the submitting process never needs TensorFlow
 
         result = run_cell(cfg).to_dict()
@@ -45,8 +45,9 @@ def main(cfg: DictConfig) -> dict[str, object]:
         if "database is locked" in str(error) and str(cfg.tracking.uri).startswith("sqlite"):
             raise SystemExit(sqlite_locked(str(cfg.tracking.uri))) from error
         raise
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
-    (output_dir / "result.json").write_text(json.dumps(result, indent=2))
+    if group.leader:  # every process of a run returns process 0's result; one of them writes it
+        output_dir = Path(HydraConfig.get().runtime.output_dir)
+        (output_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result
 
 

@@ -43,6 +43,9 @@ class DenseJob:
 
     def __call__(self) -> str:
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+        from lth.training.devices import enter
+
+        enter(str(self.cfg.train.backend))  # the configured backend, and the job's processes (tasks_per_node, nodes)
         from lth.search import run_dense  # TensorFlow only inside the job
 
         return run_dense(self.cfg).run_id

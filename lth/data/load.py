@@ -22,7 +22,7 @@ import keras
 
 from lth.cell import DataConfig
 from lth.data.arrays import LOADERS, Arrays
-from lth.data.splits import DataSplits, EpochCounter, epoch_order
+from lth.data.splits import WHOLE, DataSplits, EpochCounter, Part, epoch_order
 from lth.vocabulary import IMAGENET_NEEDS_TENSORFLOW
 
 if TYPE_CHECKING:
@@ -56,21 +56,25 @@ def _tf_splits(train: Arrays, val: Arrays, test: Arrays, batch_size: int, seed: 
     return _epoch_ordered(train, batch_size, seed, epoch), evaluation(val), evaluation(test), EpochCounter(epoch)
 
 
-def _py_splits(train: Arrays, val: Arrays, test: Arrays, batch_size: int, seed: int) -> tuple[Any, Any, Any, Any]:
+def _py_splits(train: Arrays, val: Arrays, test: Arrays, batch_size: int, seed: int, replicas: int,
+               part: Part) -> tuple[Any, Any, Any, Any]:
     from lth.data.pydataset import EpochOrderedBatches, OrderedBatches
 
     epoch = EpochCounter()
-    return (EpochOrderedBatches(train, batch_size, seed, epoch), OrderedBatches(val, batch_size),
-            OrderedBatches(test, batch_size), epoch)
+    return (EpochOrderedBatches(train, batch_size, seed, epoch, part), OrderedBatches(val, batch_size, replicas, part),
+            OrderedBatches(test, batch_size, replicas, part), epoch)
 
 
-def load_data(data: DataConfig, batch_size: int, seed: int) -> DataSplits:
+def load_data(data: DataConfig, batch_size: int, seed: int, replicas: int = 1, part: Part = WHOLE) -> DataSplits:
     """Build the train/val/test pipelines for the configured dataset and the active Keras backend.
 
     Args:
         data: The `data` config group.
         batch_size: Global batch size.
         seed: Shuffling seed (the run's `train.seed`).
+        replicas: Devices of the run's data parallelism over all its processes (JAX: every
+            batch splits evenly over them; TensorFlow's strategies split batches themselves).
+        part: This process's share of every batch (JAX; the whole batch on one process).
     """
     if data.name == "imagenet":  # TFRecord shards from tools/ingest.py, streamed rather than held in memory
         if keras.backend.backend() != "tensorflow":
@@ -83,11 +87,16 @@ def load_data(data: DataConfig, batch_size: int, seed: int) -> DataSplits:
     train, val, test = LOADERS[data.name](data)
     if len(train[0]) < batch_size:
         raise ValueError(f"train.batch_size={batch_size} exceeds the {len(train[0])} training images of {data.name}")
-    splits = _tf_splits if keras.backend.backend() == "tensorflow" else _py_splits
-    train_input, val_input, test_input, epoch = splits(train, val, test, batch_size, seed)
+    if keras.backend.backend() == "tensorflow":
+        train_input, val_input, test_input, epoch = _tf_splits(train, val, test, batch_size, seed)
+        factors = (1.0, 1.0)
+    else:
+        train_input, val_input, test_input, epoch = _py_splits(train, val, test, batch_size, seed, replicas, part)
+        factors = (val_input.loss_factor, test_input.loss_factor)
     summary = (
         f"data {data.name}: {len(train[0])} train / {len(val[0])} val / {len(test[0])} test images, "
         f"{int(data.num_classes)} classes, {train[0].shape[1]}x{train[0].shape[2]}"
     )
     return DataSplits(train=train_input, val=val_input, test=test_input,
-                      steps_per_epoch=len(train[0]) // batch_size, summary=summary, epoch=epoch)
+                      steps_per_epoch=len(train[0]) // batch_size, summary=summary, epoch=epoch,
+                      val_loss_factor=factors[0], test_loss_factor=factors[1])

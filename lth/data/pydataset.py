@@ -11,6 +11,11 @@ batch (to build its metrics), so every later epoch began with batches of the epo
 before (measured: 9 of 21) and dropped its own last ones. Here Keras pulls batch `i`
 of the running epoch in the step's thread (`workers=1`), and the look-ahead is a pool
 of gathers keyed by (epoch, index): a batch's content never depends on thread timing.
+
+Data parallel over several processes: each process yields its `Part` of every global
+batch (rows `[i*B/n, (i+1)*B/n)` of it), and Keras joins the parts into the global batch
+(`jax.make_array_from_process_local_data`). An evaluation batch must split evenly over
+every device, so the last one is padded with rows of sample weight 0 (see OrderedBatches).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import keras
 import numpy as np
 
 from lth.data.arrays import Arrays
-from lth.data.splits import EpochCounter, epoch_order
+from lth.data.splits import WHOLE, EpochCounter, Part, epoch_order
 
 PREFETCH_WORKERS = 4  # threads gathering batches ahead; NumPy's fancy indexing releases the GIL
 PREFETCH_BATCHES = 8  # batches gathered ahead of the one the step takes (Keras' JAX trainer copies one more to the device)
@@ -34,11 +39,11 @@ class EpochOrderedBatches(keras.utils.PyDataset):
     indices with Python's global `random`.
     """
 
-    def __init__(self, arrays: Arrays, batch_size: int, seed: int, epoch: EpochCounter) -> None:
+    def __init__(self, arrays: Arrays, batch_size: int, seed: int, epoch: EpochCounter, part: Part = WHOLE) -> None:
         # workers=1: no Keras enqueuer; Keras calls __getitem__ in order from the training loop's thread.
         super().__init__(workers=1, use_multiprocessing=False)
         self.images, self.labels = arrays
-        self.batch_size, self.seed, self.epoch = batch_size, seed, epoch
+        self.batch_size, self.seed, self.epoch, self.part = batch_size, seed, epoch, part
         self._pass_epoch: int | None = None  # the epoch of the pass Keras is iterating, fixed at its start
         self._order: tuple[int, np.ndarray] | None = None  # (epoch, its example order), computed once per epoch
         self._ahead: dict[tuple[int, int], Future[tuple[np.ndarray, np.ndarray]]] = {}
@@ -54,7 +59,8 @@ class EpochOrderedBatches(keras.utils.PyDataset):
         return self._order[1][index * self.batch_size: (index + 1) * self.batch_size]
 
     def _take(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.images[rows], self.labels[rows]
+        mine = self.part.of(rows)
+        return self.images[mine], self.labels[mine]
 
     def _prefetch(self, epoch: int, first: int) -> None:
         for index in range(first, min(first + PREFETCH_BATCHES, len(self))):
@@ -81,16 +87,37 @@ class EpochOrderedBatches(keras.utils.PyDataset):
 
 
 class OrderedBatches(keras.utils.PyDataset):
-    """Evaluation batches in array order; the last one may be partial."""
+    """Evaluation batches in array order; the last one may be partial.
 
-    def __init__(self, arrays: Arrays, batch_size: int) -> None:
+    On several devices the last batch is padded to a multiple of `replicas` with rows of
+    sample weight 0, which the weighted accuracy leaves out exactly. Keras' loss divides by
+    the padded count instead, so a padded split's loss is `loss_factor` too small.
+    """
+
+    def __init__(self, arrays: Arrays, batch_size: int, replicas: int = 1, part: Part = WHOLE) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.images, self.labels = arrays
-        self.batch_size = batch_size
+        self.batch_size, self.replicas, self.part = batch_size, replicas, part
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def loss_factor(self) -> float:
+        """Padded over real examples: multiply Keras' loss on this input by it to get the true mean."""
+        count = len(self.labels)
+        return (count + (-(count % self.batch_size or self.batch_size)) % self.replicas) / count
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
         window = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        return self.images[window], self.labels[window]
+        images, labels = self.images[window], self.labels[window]
+        if self.replicas == 1:
+            return images, labels
+        weights = np.ones(len(labels), np.float32)
+        pad = -len(labels) % self.replicas
+        if pad:  # zero rows of weight 0, so the batch splits evenly over the devices
+            images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
+            labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
+            weights = np.concatenate([weights, np.zeros(pad, np.float32)])
+        rows = self.part.of(np.arange(len(labels)))
+        return images[rows], labels[rows], weights[rows]

@@ -26,6 +26,22 @@ def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
     return np.random.default_rng([int(seed), int(epoch)]).permutation(count)
 
 
+@dataclass(frozen=True)
+class Part:
+    """Which share of every global batch this process feeds: `index` of `count` equal parts."""
+
+    index: int = 0
+    count: int = 1
+
+    def of(self, rows: np.ndarray) -> np.ndarray:
+        """This process's contiguous share of a global batch's rows (its length divides by `count`)."""
+        share = len(rows) // self.count
+        return rows[self.index * share:(self.index + 1) * share]
+
+
+WHOLE = Part()  # one process feeds whole batches
+
+
 class EpochCounter:
     """The 0-based epoch whose example order the training input yields.
 
@@ -58,6 +74,8 @@ class DataSplits:
     steps_per_epoch: int
     summary: str
     epoch: EpochCounter  # 0-based epoch whose example order `train` yields (begin_epoch sets it)
+    val_loss_factor: float = 1.0  # Keras' val_loss times this is the true mean (evaluation padded for devices)
+    test_loss_factor: float = 1.0  # the same for the test split
 
     def begin_epoch(self, epoch: int) -> None:
         """The training loop calls this before epoch `epoch` (0-based) starts, like a sampler's set_epoch.

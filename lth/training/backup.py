@@ -7,6 +7,10 @@ trains an epoch twice). Here each backup is a new *generation* folder: both file
 written into `generation-N.partial/`, flushed to disk, and the folder is renamed to
 `generation-N` in one step, so a kill at any instant leaves the previous generation or the
 new one. Older generations are removed only after the new one is in place.
+
+A run over several processes backs up from process 0 alone, into a folder every process
+sees (`lth.state_dir`); every process restores from it, and they check that they restored
+the same epoch before training on.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import keras
+
+from lth import processes
+from lth.training.devices import on_this_process
 
 WEIGHTS = "latest.weights.h5"  # Keras' own file names, so a generation reads like its backup folder
 METADATA = "training_metadata.json"
@@ -77,11 +84,37 @@ class SignalSafeBackup(keras.callbacks.BackupAndRestore):
     before: a signal inside the weights write resumed the new weights with the optimizer
     state skipped). A SIGKILL cannot be deferred: the generation rename makes it harmless.
     Backups of older lth versions (Keras' flat files) are still resumed from.
+
+    Args:
+        backup_dir: The run's backup folder.
+        writer: False on the processes of a group other than 0: they restore, never write.
     """
 
+    def __init__(self, backup_dir: str, writer: bool = True) -> None:
+        super().__init__(backup_dir)
+        self.writer = writer
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_begin(logs)
+        restored = getattr(self.model, "_initial_epoch", None)
+        if processes.current().several:  # a folder only process 0 sees would resume it alone: refuse
+            leader = processes.broadcast(restored)
+            if leader != restored:
+                raise RuntimeError(
+                    f"process {processes.current().index} restored the backup of epoch {restored} from "
+                    f"{self.backup_dir}, process 0 that of epoch {leader}: lth.state_dir must be one folder "
+                    "that every process of the run sees")
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self.writer:
+            self._current_epoch = epoch + 1
+            return
         with signals_deferred():
             super().on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.writer:  # process 0 removes the finished run's backup; the others only read it
+            super().on_train_end(logs)
 
     def _save_model(self) -> None:
         root = Path(self.backup_dir)
@@ -91,7 +124,8 @@ class SignalSafeBackup(keras.callbacks.BackupAndRestore):
         partial = root / f"generation-{number}.partial"
         shutil.rmtree(partial, ignore_errors=True)  # left by a job killed while writing it
         partial.mkdir()
-        self.model.save_weights(str(partial / WEIGHTS), overwrite=True)
+        with on_this_process():  # saving builds a throwaway optimizer: outside the distribution, not a collective
+            self.model.save_weights(str(partial / WEIGHTS), overwrite=True)
         (partial / METADATA).write_text(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
         for written in (partial / WEIGHTS, partial / METADATA, partial):
             _sync(written)

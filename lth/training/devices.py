@@ -1,10 +1,10 @@
 """Where a run trains: the Keras backend, the devices of its data parallelism, its precision.
 
 One device trains plainly. Several train one network data-parallel at the configured
-global batch size: `tf.distribute.MirroredStrategy` on TensorFlow (or
-`MultiWorkerMirroredStrategy` with `SlurmClusterResolver` when a SLURM job spans
-several nodes), `keras.distribution.DataParallel` on JAX. Masks need nothing extra:
-their constraints run inside the train step on every replica.
+global batch size: `tf.distribute.MirroredStrategy` over one process's devices on
+TensorFlow, `keras.distribution.DataParallel` on JAX, whose devices may belong to several
+processes (lth.processes; TensorFlow refuses more than one process). Masks need nothing
+extra: their constraints run inside the train step on every replica.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from lth import processes
 from lth.cell import TrainConfig
 from lth.vocabulary import BACKENDS, PRECISIONS, ConfigError
 
@@ -34,6 +35,16 @@ def select_backend(backend: str) -> None:
                               f"start a new process (KERAS_BACKEND={backend})")
         return
     os.environ["KERAS_BACKEND"] = backend
+
+
+def enter(backend: str) -> processes.Processes:
+    """What every job does first, before Keras is imported: pick the backend, join the run's processes.
+
+    Raises:
+        ConfigError: As `select_backend` and `lth.processes.start` (TensorFlow over several processes).
+    """
+    select_backend(backend)
+    return processes.start(backend)
 
 
 def _visible() -> tuple[str, list[str]]:
@@ -63,8 +74,16 @@ def replica_devices(setting: Any) -> list[str]:
     and fails if fewer are visible; on a CPU-only machine it takes logical CPU devices
     (TensorFlow: `tf.config.set_logical_device_configuration`; JAX:
     `--xla_force_host_platform_device_count`), which is how data parallelism is tested.
+    In a run over several processes JAX sees every process's devices: `auto` takes all of
+    them (one CPU each on CPU-only machines), and a number must be their count.
     """
     kind, names = _visible()
+    group = processes.current()
+    if group.several:
+        if setting not in ("auto", len(names)):
+            raise ConfigError(f"train.devices={setting}, but this run's {group.count} processes hold "
+                              f"{len(names)} {kind} device(s) in all: use train.devices=auto")
+        return names
     if setting == "auto":
         return names if kind == "gpu" else names[:1]
     try:
@@ -76,17 +95,14 @@ def replica_devices(setting: Any) -> list[str]:
     return names[:wanted]
 
 
-def _slurm_nodes() -> int:
-    return int(os.environ.get("SLURM_JOB_NUM_NODES", os.environ.get("SLURM_NNODES", "1")))
-
-
 def tensorflow_strategy(devices: list[str]) -> Any:
-    """The tf.distribute strategy for these local devices; None for a single device on one node."""
+    """The tf.distribute strategy for this process's devices; None for a single device.
+
+    One process only: Keras 3 `fit` under `MultiWorkerMirroredStrategy` fails
+    (keras-team/keras#20585), so lth.processes.start refuses TensorFlow across processes.
+    """
     import tensorflow as tf
 
-    if _slurm_nodes() > 1:  # one run across nodes: one worker per node, each with its local GPUs
-        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(gpus_per_node=len(devices))
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     if len(devices) == 1:
         return None
     return tf.distribute.MirroredStrategy(devices)
@@ -119,8 +135,30 @@ def data_parallel(train: TrainConfig) -> Iterator[int]:
     if len(devices) == 1:
         yield 1
         return
-    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    distribution = keras.distribution.DataParallel(devices=devices)
+    # Each process feeds its own part of every global batch (lth.data.splits.Part); Keras
+    # would otherwise shard the dataset itself, which it cannot do for a PyDataset.
+    distribution.auto_shard_dataset = False
+    keras.distribution.set_distribution(distribution)
     yield len(devices)
+
+
+@contextlib.contextmanager
+def on_this_process() -> Iterator[None]:
+    """Models built inside this block live on this process alone, outside the run's distribution.
+
+    Under a JAX distribution over several processes, creating or assigning a variable is a
+    collective (JAX checks that every process passes the same value), so a model that only
+    process 0 builds (e.g. a control's fresh initialisation) must be built outside it.
+    """
+    import keras
+
+    previous = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(previous)
 
 
 @contextlib.contextmanager

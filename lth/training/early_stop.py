@@ -39,11 +39,13 @@ class EarlyStopPoint(keras.callbacks.Callback):
     Args:
         state_file: Where the best point so far is kept between processes (an `.npz`); it is
             read at construction, so a resumed job continues from the point its earlier part found.
+        writer: False on the processes of a group other than 0: they follow the same point
+            (the validation loss is global) and read the file, but only process 0 writes it.
     """
 
-    def __init__(self, state_file: Path) -> None:
+    def __init__(self, state_file: Path, writer: bool = True) -> None:
         super().__init__()
-        self.state_file = state_file
+        self.state_file, self.writer = state_file, writer
         self.epoch: int | None = None
         self.val_loss = math.inf
         self.weights: list[np.ndarray] | None = None
@@ -58,13 +60,16 @@ class EarlyStopPoint(keras.callbacks.Callback):
             return
         self.epoch, self.val_loss = epoch + 1, float(loss)
         self.weights = [np.array(weight) for weight in self.model.get_weights()]
+        if not self.writer:
+            return
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         partial = self.state_file.with_suffix(".partial.npz")
         np.savez(partial, epoch=self.epoch, val_loss=self.val_loss, count=len(self.weights),
                  **{f"w{index}": weight for index, weight in enumerate(self.weights)})
         os.replace(partial, self.state_file)  # atomic: a signal leaves the old point or the new one
 
-    def evaluate(self, model: keras.Model, test: Any, final_epoch: int, final: tuple[float, float]) -> EarlyStop | None:
+    def evaluate(self, model: keras.Model, test: Any, final_epoch: int, final: tuple[float, float],
+                 test_loss_factor: float = 1.0) -> EarlyStop | None:
         """The test figures at the early-stop epoch; None when no epoch logged a finite val_loss.
 
         Args:
@@ -72,6 +77,7 @@ class EarlyStopPoint(keras.callbacks.Callback):
             test: The test input.
             final_epoch: The last epoch trained; if it is the minimum, `final` is its result.
             final: (test_loss, test_accuracy) of the final weights.
+            test_loss_factor: Keras' test loss times this is the true mean (padded evaluation).
         """
         if self.epoch is None or self.weights is None:
             return None
@@ -81,4 +87,4 @@ class EarlyStopPoint(keras.callbacks.Callback):
         model.set_weights(self.weights)
         test_loss, test_accuracy = model.evaluate(test, verbose=0)
         model.set_weights(trained)
-        return EarlyStop(self.epoch, self.val_loss, float(test_loss), float(test_accuracy))
+        return EarlyStop(self.epoch, self.val_loss, float(test_loss) * test_loss_factor, float(test_accuracy))

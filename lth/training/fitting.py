@@ -96,6 +96,22 @@ class EpochEnd(keras.callbacks.Callback):
         self.handler(epoch + 1, metrics)
 
 
+class TrueValidationLoss(keras.callbacks.Callback):
+    """Rescales the epoch's `val_loss` in the shared logs to the true mean, for the callbacks after it.
+
+    Evaluation padded to split over several devices divides the loss by the padded count
+    (lth.data.pydataset.OrderedBatches); the factor is 1 otherwise.
+    """
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is not None and "val_loss" in logs:
+            logs["val_loss"] = float(logs["val_loss"]) * self.factor
+
+
 class EpochOrder(keras.callbacks.Callback):
     """Tells the input which epoch begins (`DataSplits.begin_epoch`), and says when a run resumed from a backup."""
 
@@ -125,16 +141,18 @@ def fit_and_evaluate(
     backup_dir: Path,
     on_epoch_end: Callable[[int, dict[str, float]], None],
     verbose: Any = "auto",
+    writer: bool = True,
 ) -> FitResult:
     """Train a compiled model for epochs start_epoch..epochs, then evaluate on the test split.
 
     Masks must already be attached (constraints are read when the step is traced).
     Training state is backed up every epoch in `backup_dir`, so a job that dies
-    resumes from its last completed epoch when it is started again.
+    resumes from its last completed epoch when it is started again. In a run over several
+    processes every process calls this in step; only the `writer` (process 0) writes there.
     """
     started = time.perf_counter()
     history = None
-    early_stop = EarlyStopPoint(backup_dir / "early_stop.npz")
+    early_stop = EarlyStopPoint(backup_dir / "early_stop.npz", writer)
     if start_epoch < epochs:
         history = model.fit(
             data.train,
@@ -143,16 +161,18 @@ def fit_and_evaluate(
             initial_epoch=start_epoch,
             shuffle=False,  # the input orders itself by (seed, epoch); Keras would shuffle a PyDataset's batches
             callbacks=[
+                TrueValidationLoss(data.val_loss_factor),  # first: the others read the true val_loss
                 EpochOrder(data, start_epoch, epochs),
                 EpochEnd(on_epoch_end),  # first: an epoch's checkpoint is logged before its backup exists
                 early_stop,  # before the backup: a resumed job never lacks the point of an epoch it skips
-                SignalSafeBackup(str(backup_dir)),
+                SignalSafeBackup(str(backup_dir), writer),
                 keras.callbacks.TerminateOnNaN(),
             ],
             verbose=_verbosity(verbose),
         )
     seconds = time.perf_counter() - started
     test_loss, test_accuracy = model.evaluate(data.test, verbose=0)
+    test_loss *= data.test_loss_factor
     trained = len(history.epoch) if history is not None else 0
     losses = history.history.get("loss", []) if history is not None else []
     bad = [epoch + 1 for epoch, loss in zip(history.epoch, losses) if not math.isfinite(loss)] if history else []
@@ -160,5 +180,6 @@ def fit_and_evaluate(
     diverged_epoch = bad[0] if bad else (epochs if diverged else None)
     last = float(losses[-1]) if losses else None
     final_epoch = history.epoch[-1] + 1 if history is not None and history.epoch else start_epoch
-    point = early_stop.evaluate(model, data.test, final_epoch, (float(test_loss), float(test_accuracy)))
+    point = early_stop.evaluate(model, data.test, final_epoch, (float(test_loss), float(test_accuracy)),
+                                data.test_loss_factor)
     return FitResult(float(test_loss), float(test_accuracy), trained, seconds, diverged, diverged_epoch, last, point)

@@ -65,7 +65,7 @@ class MaskedNetwork:
             self.model.compile(
                 optimizer=build_optimizer(train, steps_per_epoch, start_epoch=0),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"],
+                weighted_metrics=["accuracy"],  # weighted: padded evaluation rows (weight 0) do not count
                 steps_per_execution=train.steps_per_execution,
             )
             # Built here, under the distribution, rather than at the first step: load() sets its state.

@@ -159,7 +159,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
         progress.close()
         for key, job in jobs.items():
             try:
-                job.result()
+                job.results()  # every task's; a job of several tasks (tasks_per_node, nodes) has no single result
             except Exception as error:  # no ticket can run without its parent
                 raise RuntimeError(f"dense parent {key[:8]} failed in SLURM job {job.job_id} ({job.state}); "
                                    f"log {job.paths.stderr}") from error

@@ -17,6 +17,7 @@ Where the group comes from, first match wins:
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import pickle
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from typing import Any
 
 from lth.vocabulary import ConfigError
 
+log = logging.getLogger("lth")
 COUNT, INDEX, COORDINATOR = "LTH_PROCESS_COUNT", "LTH_PROCESS_ID", "LTH_COORDINATOR"
 HEARTBEAT_S = 60  # a process silent this long is taken for dead, and the others fail
 SHUTDOWN_S = 60  # how long a process that ends waits at exit for the others to end too
@@ -104,6 +106,9 @@ def start(backend: str) -> Processes:
     # A process that dies is noticed by the others within HEARTBEAT_S, and they fail rather than wait.
     jax.distributed.initialize(processes.coordinator, processes.count, processes.index,
                                heartbeat_timeout_seconds=HEARTBEAT_S, shutdown_timeout_seconds=SHUTDOWN_S)
+    log.info("process %d of %d joined its run: devices %s of %d in all (CUDA_VISIBLE_DEVICES=%s)", processes.index,
+             processes.count, [str(device) for device in jax.local_devices()], jax.device_count(),
+             os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
     return processes
 
 

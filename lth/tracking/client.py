@@ -16,6 +16,7 @@ from mlflow.entities import Run, RunData, ViewType
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 
+from lth import processes
 from lth.tracking import schema
 from lth.tracking.http import http_environment
 
@@ -140,12 +141,14 @@ def resume_cleanly(run_id: str) -> None:
 
 
 def cluster_job_tags() -> dict[str, str]:
-    """The SLURM job this process runs in (`123_4` for an array task), and how often it was requeued."""
+    """The processes that train the run (lth.processes), the SLURM job they run in (`123_4` for
+    an array task), and how often it was requeued."""
+    tags = {schema.PROCESSES: str(processes.current().count)}
     if "SLURM_JOB_ID" not in os.environ:
-        return {}
+        return tags
     array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     job = f"{array}_{task}" if array and task else os.environ["SLURM_JOB_ID"]
-    return {schema.SLURM_JOB: job, schema.SLURM_RESTARTS: os.environ.get("SLURM_RESTART_COUNT", "0")}
+    return {**tags, schema.SLURM_JOB: job, schema.SLURM_RESTARTS: os.environ.get("SLURM_RESTART_COUNT", "0")}
 
 
 def get_run(run_id: str) -> Run:

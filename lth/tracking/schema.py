@@ -58,6 +58,7 @@ TICKET_DIVERGED = "lth.ticket_diverged_level"  # on a control's job: where its t
 ERROR = "lth.error"  # the exception that ended an attempt (dropped when the run resumes)
 DEVICE_KIND, CLUSTER = "lth.device_kind", "lth.cluster"
 SLURM_JOB, SLURM_RESTARTS = "lth.slurm_job_id", "lth.slurm_restarts"
+PROCESSES = "lth.processes"  # processes that trained the run together (SLURM tasks, Spark barrier tasks); 1: one
 
 # Metrics. Per epoch (step = epochs completed): Keras' logs (loss, accuracy, val_loss, val_accuracy)
 # and the fit loop's own LEARNING_RATE, OPTIMIZER_ITERATIONS and LOSS_SCALE; the rest once at the end.

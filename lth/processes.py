@@ -112,6 +112,19 @@ def start(backend: str) -> Processes:
     return processes
 
 
+def stop() -> None:
+    """Leave the group together (a barrier): a process that just exits can take the others down with it.
+
+    Process 0 hosts the coordination service; the others abort when it vanishes under them.
+    Python's exit does this too, but a Spark Python worker does not exit through it.
+    """
+    if current().several:
+        import jax
+
+        if jax.distributed.is_initialized():
+            jax.distributed.shutdown()
+
+
 def broadcast(value: Any) -> Any:
     """`value` as process 0 holds it, on every process (any picklable object; a collective).
 

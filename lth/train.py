@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,22 @@ def sqlite_locked(uri: str) -> str:
     """What to do when the SQLite store stayed locked past MLflow's 20 s busy timeout."""
     return (f"lth: error: the SQLite store {uri} stayed locked by other writers (database is locked); "
             "for many jobs at once log to an MLflow server instead: tracking=server (README: Tracking on a cluster)")
+
+
+def quote_spark_master(argv: list[str]) -> list[str]:
+    """`spark.master=local-cluster[2,1,2048]` as Hydra can parse it.
+
+    Hydra's override grammar reads `[2,1,2048]` as a list and rejects the value, and the shell
+    has already removed the quotes of `spark.master='local-cluster[…]'`; a master is always
+    one string, so it is quoted here.
+    """
+    quoted = []
+    for argument in argv:
+        key, equals, value = argument.partition("=")
+        if key.lstrip("+") == "spark.master" and equals and value[:1] not in ("'", '"'):
+            argument = f"{key}='{value}'"
+        quoted.append(argument)
+    return quoted
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
@@ -52,4 +69,5 @@ def main(cfg: DictConfig) -> dict[str, object]:
 
 
 if __name__ == "__main__":
+    sys.argv = quote_spark_master(sys.argv)
     main()

@@ -147,6 +147,7 @@ class SparkLauncher(Launcher):
             self.hydra_context.callbacks.on_job_end(config=self._job_config(number), job_return=returned)
             returns.append(returned)
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        spark.stop()  # before Python exits: a master left running relaunches executors into a dying JVM
         return returns
 
     def _job_config(self, number: int) -> DictConfig:

@@ -38,7 +38,8 @@ def test_two_barrier_tasks_train_one_ticket_equal_to_one_process_and_a_rerun_reu
     alone = run_lth(one_dir, "train.backend=jax", "train.epochs=2", *CELL)
     assert alone.returncode == 0, alone.stderr[-3000:]
     one = by_role(runs(one_dir))[1][0]
-    two_weights, one_weights = artifact(spark_dir, tickets[0], "weights/final.npz"), artifact(one_dir, one, "weights/final.npz")
+    two_weights = artifact(spark_dir, tickets[0], "weights/final.npz")
+    one_weights = artifact(one_dir, one, "weights/final.npz")
     assert max(float(np.max(np.abs(two_weights[p] - v))) for p, v in one_weights.items()) <= 2e-7
     assert _leaked(two_weights, artifact(spark_dir, tickets[0], "mask.npz")) == 0
     assert abs(tickets[0].data.metrics["test_accuracy"] - one.data.metrics["test_accuracy"]) <= 1e-6

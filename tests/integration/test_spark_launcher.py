@@ -77,7 +77,9 @@ def _ticket_epoch(store: Path) -> int:
     """The last epoch the ticket run logged, 0 before it has one."""
     from mlflow.tracking import MlflowClient
 
-    ticket = next(iter(by_role(runs(store))[1]), None) if (store / "mlflow.db").exists() else None
+    if not (store / ".lth" / "backup").is_dir():  # until a run trains, the job may still be creating the store
+        return 0
+    ticket = next(iter(by_role(runs(store))[1]), None)
     if ticket is None:
         return 0
     return max((m.step for m in MlflowClient(f"sqlite:///{store / 'mlflow.db'}").get_metric_history(

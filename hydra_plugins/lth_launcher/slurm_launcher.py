@@ -29,6 +29,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hydra_plugins.lth_launcher import numbered
 from lth.sweep_progress import Counts, ProgressLine, eta_s
 from lth.tracking.identity import dense_hash
 
@@ -121,14 +122,6 @@ class SlurmLauncher(SubmititSlurmLauncher):
             os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
         return executor
 
-    def _job_config(self, number: int) -> DictConfig:
-        """What the local callbacks need to hear of job `number` (its own config lives on its node)."""
-        assert self.config is not None
-        cfg = self.config.copy()
-        with open_dict(cfg):
-            cfg.hydra.job.num = number
-        return cfg
-
     def _train_dense_parents(self, executor: submitit.AutoExecutor, job_overrides: Sequence[Sequence[str]]) -> None:
         """Submit one job per distinct dense parent of the sweep and wait for all of them."""
         assert self.hydra_context is not None and self.config is not None
@@ -211,7 +204,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
                     continue
                 # The job's own callbacks ran on its node; the submitting side's callbacks hear of it here.
                 progress.clear()
-                self.hydra_context.callbacks.on_job_end(config=self._job_config(number),
+                self.hydra_context.callbacks.on_job_end(config=numbered(self.config, number),
                                                         job_return=returns[index])
             polled = time.monotonic()
             counts = self._counts(jobs, returns, started)

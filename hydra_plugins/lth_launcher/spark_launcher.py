@@ -31,6 +31,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hydra_plugins.lth_launcher import numbered
+
 log = logging.getLogger("lth")
 
 
@@ -144,16 +146,8 @@ class SparkLauncher(Launcher):
                 returned = _stage_failure(error, overrides, self.workers)
                 print(f"lth: job {number} failed: {returned._return_value}", flush=True)
             # The job's callbacks ran in its tasks; the sweep's callbacks here hear of it too.
-            self.hydra_context.callbacks.on_job_end(config=self._job_config(number), job_return=returned)
+            self.hydra_context.callbacks.on_job_end(config=numbered(self.config, number), job_return=returned)
             returns.append(returned)
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         spark.stop()  # before Python exits: a master left running relaunches executors into a dying JVM
         return returns
-
-    def _job_config(self, number: int) -> DictConfig:
-        """What the driver's callbacks need to hear of job `number`."""
-        assert self.config is not None
-        cfg = self.config.copy()
-        with open_dict(cfg):
-            cfg.hydra.job.num = number
-        return cfg

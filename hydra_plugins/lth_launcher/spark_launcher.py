@@ -18,6 +18,7 @@ folder, or absolute paths in the config, must be on storage every executor sees.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -41,7 +42,10 @@ class BarrierJob:
 
     def __init__(self, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig,
                  workers: int, folder: str) -> None:
-        self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+        # No callbacks in the tasks: the sweep's (its summary, its report) run once, on the driver, which
+        # hears of each job; in the tasks they would run once per process, and process 1 would write a report.
+        self.hydra_context = dataclasses.replace(hydra_context, callbacks=type(hydra_context.callbacks)())
+        self.task_function, self.config = task_function, config
         self.workers, self.folder = workers, folder
         self.singletons = Singleton.get_state()  # Hydra's config repository and plugins, as on the driver
 

@@ -85,7 +85,7 @@ class TrainConfig:
     epochs: int  # E: the dense run trains 0..E, a ticket k..E
     batch_size: int  # global batch size
     learning_rate: float  # peak rate
-    seed: int  # initial weights and data order
+    seed: int  # initial weights (and the data order unless data_seed is set)
     optimizer: Optimizer = "sgd"  # sgd with momentum, adamw or adam
     momentum: float = 0.9  # SGD only
     weight_decay: float = 0.0  # see weight_decay_mode
@@ -101,6 +101,12 @@ class TrainConfig:
     lr_reference_batch: int = 256  # the batch learning_rate refers to under linear scaling
     steps_per_execution: int = 1  # optimizer steps per call into the compiled step
     weight_decay_mode: WeightDecayMode = "decoupled"  # decoupled (the optimizer's) or l2 (TF-slim's loss term)
+    data_seed: int | None = None  # SGD noise (example order, augmentation); None = seed
+
+    @property
+    def order_seed(self) -> int:
+        """The seed of the data order and augmentation: `data_seed`, or `seed` when it is not set."""
+        return self.seed if self.data_seed is None else self.data_seed
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,8 @@ def _data(cell: Cell) -> DataSplits:
         raise ConfigError(f"train.batch_size={cell.train.batch_size} must split evenly over the run's {replicas} "
                           f"devices (JAX data parallel): use a multiple of {replicas}")
     group_of = processes.current()
-    return shared_data(cell.data, cell.train.batch_size, cell.train.seed, replicas, Part(group_of.index, group_of.count))
+    part = Part(group_of.index, group_of.count)
+    return shared_data(cell.data, cell.train.batch_size, cell.train.order_seed, replicas, part)
 
 
 def _prepare(cfg: DictConfig) -> tuple[Cell, str, DataSplits]:

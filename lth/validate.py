@@ -95,6 +95,10 @@ def validate_config(cfg: DictConfig) -> Cell:
     seed = cfg.train.seed
     _check(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
            f"train.seed must be a non-negative integer (it seeds the weights and the data order), got {seed!r}")
+    data_seed = cfg.train.get("data_seed")
+    _check(data_seed is None or (isinstance(data_seed, int) and not isinstance(data_seed, bool) and data_seed >= 0),
+           f"train.data_seed must be null (= train.seed) or a non-negative integer (it seeds the data order and "
+           f"augmentation), got {data_seed!r}")
     _one_of(cfg.train.optimizer, OPTIMIZERS, "train.optimizer")
     # Listed l2 first, as this message always has (the vocabulary itself is cell.WEIGHT_DECAY_MODES).
     _one_of(cfg.train.get("weight_decay_mode", "decoupled"), WEIGHT_DECAY_MODES[::-1], "train.weight_decay_mode")

@@ -71,7 +71,7 @@ def load_data(data: DataConfig, batch_size: int, seed: int, replicas: int = 1, p
     Args:
         data: The `data` config group.
         batch_size: Global batch size.
-        seed: Shuffling seed (the run's `train.seed`).
+        seed: Shuffling seed (the run's `train.data_seed`, or `train.seed` when that is null).
         replicas: Devices of the run's data parallelism over all its processes (JAX: every
             batch splits evenly over them; TensorFlow's strategies split batches themselves).
         part: This process's share of every batch (JAX; the whole batch on one process).

@@ -176,7 +176,7 @@ def load_shards(data: DataConfig, batch_size: int, seed: int) -> DataSplits:
     Args:
         data: The `data` config group (`conf/data/imagenet.yaml`).
         batch_size: Global batch size.
-        seed: Shuffling and augmentation seed (the run's `train.seed`).
+        seed: Shuffling and augmentation seed (the run's `train.data_seed`, or `train.seed` when that is null).
 
     Raises:
         ValueError: One line naming the problem and the fix (missing shards or shards of the

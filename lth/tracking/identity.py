@@ -30,7 +30,7 @@ RUNTIME_TRAIN_KEYS: tuple[str, ...] = ("devices", "steps_per_execution")
 # that every run trained before they existed keeps its identity (and is still reused).
 LATER_TRAIN_DEFAULTS: dict[str, Any] = {"backend": "tensorflow", "precision": "float32", "sync_bn": False,
                                         "lr_scaling": "none", "lr_reference_batch": 256,
-                                        "weight_decay_mode": "decoupled"}
+                                        "weight_decay_mode": "decoupled", "data_seed": None}
 # Keys of `train` hashed as these fixed values when the rest of the config ignores them. Fixed
 # values (the defaults of conf/train/small.yaml), not removal, so the golden identities hold.
 IGNORED_TRAIN_VALUES: dict[str, Any] = {"step_milestones": [], "step_gamma": 0.1, "warmup_epochs": 0, "momentum": 0.9}
@@ -130,9 +130,10 @@ def dense_hash(cfg: Config) -> str:
 
 
 def family_hash(cfg: Config) -> str:
-    """Identity of a dense parent up to its seed: replicates over `train.seed` share it."""
+    """Identity of a dense parent up to its seeds: replicates over `train.seed` (or `data_seed`) share it."""
     resolved = _resolved(cfg, DENSE_KEYS)
     resolved["train"].pop("seed", None)
+    resolved["train"].pop("data_seed", None)  # replicates over SGD noise are replicates too
     return stable_hash(resolved)
 
 

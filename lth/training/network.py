@@ -10,6 +10,7 @@ constraints read them as variables, and they are attached before `compile()`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 
@@ -113,10 +114,15 @@ class MaskedNetwork:
         return snapshot(self.model)
 
 
-@functools.lru_cache(maxsize=1)
 def network_for(model: ModelConfig, train: TrainConfig, steps_per_epoch: int) -> MaskedNetwork:
     """The process's compiled network for this architecture and schedule (built on first use).
 
-    The pieces are frozen and hashable, so they are the cache key themselves.
+    The pieces are frozen and hashable, so they are the cache key themselves. The data seed is
+    left out: runs that differ only in SGD noise (stability copies) train the same network.
     """
+    return _compiled(model, dataclasses.replace(train, data_seed=None), steps_per_epoch)
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled(model: ModelConfig, train: TrainConfig, steps_per_epoch: int) -> MaskedNetwork:
     return MaskedNetwork(model, train, steps_per_epoch)

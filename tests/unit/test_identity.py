@@ -132,3 +132,23 @@ def test_cell_key_groups_seeds_and_controls_and_splits_everything_else(compose: 
     imp = cell_key(compose("prune.method=imp", "prune.levels=3"))
     assert cell_key(compose("prune.method=imp", "prune.levels=5")) == imp  # a level's cell is the same in both jobs
     assert cell_key(compose("prune.method=imp", "prune.rate=0.5")) != imp
+
+
+def test_data_seed_is_hashed_only_when_set(compose: Callable[..., object]) -> None:
+    """`train.data_seed: null` keeps every earlier identity; a set one is another dense run of the same family."""
+    from lth.tracking.identity import family_hash
+
+    assert dense_hash(compose("train.data_seed=null")) == GOLDEN_DEFAULT_DENSE_HASH
+    noisy = compose("train.data_seed=7")
+    assert dense_hash(noisy) != GOLDEN_DEFAULT_DENSE_HASH
+    assert dense_hash(noisy) != dense_hash(compose("train.data_seed=8"))
+    assert family_hash(noisy) == family_hash(compose())
+    assert cell_key(noisy) == cell_key(compose())  # a replicate over SGD noise sits in the same report cell
+
+
+def test_data_seed_drives_the_order_and_seed_the_initialisation(compose: Callable[..., object]) -> None:
+    from lth.cell import Cell
+
+    assert Cell.of(compose()).train.order_seed == 0
+    cell = Cell.of(compose("train.seed=3", "train.data_seed=11"))
+    assert (cell.train.seed, cell.train.order_seed) == (3, 11)

@@ -130,7 +130,21 @@ class PruneConfig:
 class ResetConfig:
     """The `reset` group: the dense epoch k the survivors are rewound to (0 = the initialisation)."""
 
-    epoch: int  # k, at most train.epochs
+    epoch: int | Literal["auto"]  # k, at most train.epochs; auto = the earliest stable candidate (lth.stability.auto)
+
+
+@dataclass(frozen=True)
+class StabilityConfig:
+    """The `stability` group: instability analysis (linear mode connectivity) of the cell's network."""
+
+    enabled: bool = False  # analyse this cell's ticket (or, at threshold 0, the dense network)
+    data_seeds: tuple[int, ...] | None = None  # data seeds of copies 2..n; None = (the run's data seed + 1,)
+    points: int = 30  # α values on the linear path, both ends included
+    bn: Literal["recompute", "interpolate"] = "recompute"  # BatchNorm statistics along the path
+    bn_batches: int = 32  # training batches the statistics are recomputed from at each α
+    threshold: float = 0.02  # stable: an error barrier below this
+    reference: Literal["cell", "dense"] = "dense"  # what reset.epoch=auto analyses at each candidate
+    candidates: tuple[int, ...] = (0, 1, 2, 4)  # the epochs reset.epoch=auto chooses from
 
 
 @dataclass(frozen=True)
@@ -177,15 +191,16 @@ class Cell:
     tracking: TrackingConfig
     cluster: ClusterConfig
     groups: Mapping[str, Any]  # the resolved model, data, train, prune and reset groups (lth.tracking.identity)
+    stability: StabilityConfig = StabilityConfig()  # not hashed: an analysis never changes the run it analyses
 
     @classmethod
     def of(cls, cfg: DictConfig) -> Cell:
         """The typed cell of a composed job config (validate it first: lth.validate.validate_config)."""
-        absent = [group for group in PIECES if group not in cfg]
+        absent = [group for group in PIECES if group not in cfg and group not in OPTIONAL_GROUPS]
         if absent:
             raise ConfigError(f"the config has no {absent[0]} group (compose it from conf/train.yaml)")
         groups = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in HASHED_GROUPS}
-        pieces = {field: piece(kind, cfg[group], group) for group, (field, kind) in PIECES.items()}
+        pieces = {field: piece(kind, cfg[group], group) for group, (field, kind) in PIECES.items() if group in cfg}
         return cls(**pieces, groups=groups)
 
     def with_control(self, control: Control) -> Cell:
@@ -193,10 +208,24 @@ class Cell:
         groups = {**self.groups, "prune": {**self.groups["prune"], "control": control}}
         return dataclasses.replace(self, prune=dataclasses.replace(self.prune, control=control), groups=groups)
 
+    def with_reset_epoch(self, epoch: int) -> Cell:
+        """The same cell rewound to `epoch` (what `reset.epoch=auto` resolves to)."""
+        groups = {**self.groups, "reset": {**self.groups["reset"], "epoch": epoch}}
+        return dataclasses.replace(self, reset=ResetConfig(epoch), groups=groups)
+
+    @property
+    def reset_epoch(self) -> int:
+        """k, once `auto` is resolved (lth.stability.auto)."""
+        if not isinstance(self.reset.epoch, int):
+            raise RuntimeError("reset.epoch=auto must be resolved before the cell is trained")
+        return self.reset.epoch
+
 
 # Config group -> (the Cell's field, its piece). The `lth` group is the cell's state.
 PIECES: dict[str, tuple[str, type]] = {
     "model": ("model", ModelConfig), "data": ("data", DataConfig), "train": ("train", TrainConfig),
     "prune": ("prune", PruneConfig), "reset": ("reset", ResetConfig), "lth": ("state", StateConfig),
     "tracking": ("tracking", TrackingConfig), "cluster": ("cluster", ClusterConfig),
+    "stability": ("stability", StabilityConfig),
 }
+OPTIONAL_GROUPS: tuple[str, ...] = ("stability",)  # configs written before it existed still build

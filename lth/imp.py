@@ -84,7 +84,7 @@ class ImpJob:
         threshold = sparse.level_threshold(cell.prune, self.sizes, level)
         wanted = None if ticket_masks is None else sparse.control_level_masks(cell, ticket_masks, level)
         tags = ticket_tags(cell, self.run_id, self.dense, threshold, level)
-        name = f"level {level} t={threshold:.3f} k={cell.reset.epoch}"
+        name = f"level {level} t={threshold:.3f} k={cell.reset_epoch}"
         key = imp_level_key(cell.groups, level)
         with claim(cell.state, self.experiment_id, schema.LEVEL_ROLE, key, name, tags, self.dense.run_id) as stage:
             if stage.finished is not None:
@@ -157,7 +157,7 @@ def ensure_imp(cell: Cell, experiment_id: str, data: DataSplits, dense: DensePar
     A control first makes sure its ticket (the same cell with control none) exists,
     reusing or training it, and then trains each level from that ticket's level mask.
     """
-    levels, reset_epoch = cell.prune.levels, cell.reset.epoch
+    levels, reset_epoch = cell.prune.levels, cell.reset_epoch
     sizes = sparse.prunable_sizes(cell, data)
     tags = {**ticket_tags(cell, dense.run_id, dense, sparse.level_threshold(cell.prune, sizes, levels)),
             schema.LAST_LEVEL_KEY: imp_level_key(cell.groups, levels)}

@@ -17,7 +17,12 @@ Record = Mapping[str, Any]
 
 
 def kind(record: Record) -> str:
-    """ticket, imp, or the control's name (lth.tracking.schema.kind, as the report reads runs)."""
+    """ticket, imp, the control's name (lth.tracking.schema.kind, as the report reads runs), or dense.
+
+    `dense`: a stability=on cell at threshold 0, whose analysed network is the dense parent.
+    """
+    if record.get("ticket_run_id") is not None and record.get("ticket_run_id") == record.get("dense_run_id"):
+        return "dense"
     return schema.kind(str(record.get("method", "magnitude")), str(record.get("control", "none")))
 
 
@@ -31,6 +36,9 @@ def job_line(record: Record) -> str:
         f"{kind(record)} [{record.get('scope', 'global')}] t={record['threshold']:.2f} k={record['reset_epoch']}{seed}: "
         f"{100 * record['weights_remaining']:.1f}% weights, {accuracy} "
         f"(dense {record['dense_test_accuracy']:.4f}), {origin}, run {record['ticket_run_id']}"
+        + (f", error barrier {100 * record['stability_barrier']:.2f}%" if record.get("stability_barrier") is not None
+           else "")
+        + (f"; {record['reset_choice']}" if record.get("reset_choice") else "")
     )
 
 
@@ -40,9 +48,10 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
 
 
 def table(records: Sequence[Record]) -> str:
-    """A fixed-width table, sorted by reset epoch then threshold."""
+    """A fixed-width table, sorted by reset epoch then threshold (with each barrier under stability=on)."""
+    barriers = any(r.get("stability_barrier") is not None for r in records)
     header = ("kind", "scope", "seed", "threshold", "reset epoch", "weights remaining", "test accuracy", "dense accuracy",
-              "run")
+              *(("error barrier",) if barriers else ()), "run")
     rows = [
         (
             kind(r),
@@ -53,6 +62,8 @@ def table(records: Sequence[Record]) -> str:
             f"{100 * r['weights_remaining']:.2f}%",
             "diverged" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}",
             f"{r['dense_test_accuracy']:.4f}",
+            *((("-" if r.get("stability_barrier") is None else f"{100 * r['stability_barrier']:.2f}%"),) if barriers
+              else ()),
             ("reused " if r["reused"] else "") + str(r["ticket_run_id"])[:12],
         )
         for r in sorted(records, key=lambda r: (kind(r), str(r.get("scope")), r["reset_epoch"], r["threshold"],

@@ -4,6 +4,8 @@
    dense hash, or train it under a lock, so concurrent jobs train it exactly once.
 2. Make sure the cell's ticket exists: a one-shot ticket or control (lth.tickets) or
    an iterative-pruning job (lth.imp), logged as a child of the dense run.
+3. With `stability=on`, analyse it (at threshold 0: the dense network) under other SGD
+   noise (lth.stability); `reset.epoch=auto` analyses the candidates before step 2.
 
 Every stage is idempotent: a rerun reuses finished runs and resumes unfinished ones.
 
@@ -26,6 +28,8 @@ from lth.data.splits import DataSplits, Part
 from lth.dense import DenseParent, ensure_dense
 from lth.imp import ensure_imp
 from lth.pruning.scopes import check_floor_fits
+from lth.stability.auto import resolve_reset_epoch
+from lth.stability.stage import analyse_cell, dense_cell_result, tag_reset_choice
 from lth.tickets import CellResult, ensure_ticket
 from lth.tracking.lock import exclusive
 from lth.training import group
@@ -38,7 +42,8 @@ log = logging.getLogger("lth")
 # The jobs of a local sweep run in one process and mostly share their data: the pipelines are built
 # once (a memory cache then stays filled: measured 5 s of each demo ticket's first epoch). Safe because
 # the order of examples is a function of (seed, epoch) alone, read when each epoch's iterator starts.
-shared_data = functools.lru_cache(maxsize=1)(load_data)
+# Four: a stability analysis trains copies under other data seeds between a cell's own jobs.
+shared_data = functools.lru_cache(maxsize=4)(load_data)
 
 
 def _data(cell: Cell) -> DataSplits:
@@ -111,9 +116,18 @@ def run_cell(cfg: DictConfig) -> CellResult:
     def job() -> CellResult:
         cell, experiment_id, data = _prepare(cfg)
         dense = ensure_dense(cell, experiment_id, data)
-        dense.require_epoch(cell.reset.epoch)
-        if cell.prune.method == "imp":
-            return ensure_imp(cell, experiment_id, data, dense)
-        return ensure_ticket(cell, experiment_id, data, dense)
+        why = None
+        if cell.reset.epoch == "auto":  # analyses the candidates first (lth.stability.auto)
+            cell, why = resolve_reset_epoch(cell, experiment_id, data, dense, _data)
+        dense.require_epoch(cell.reset_epoch)
+        if cell.stability.enabled and cell.prune.threshold == 0:  # the dense network itself is analysed
+            result = dense_cell_result(cell, dense)
+        elif cell.prune.method == "imp":
+            result = ensure_imp(cell, experiment_id, data, dense)
+        else:
+            result = ensure_ticket(cell, experiment_id, data, dense)
+        if cell.stability.enabled:
+            result = analyse_cell(cell, experiment_id, dense, result, _data)
+        return result if why is None else tag_reset_choice(result, why)
 
     return group.lead(job)

@@ -98,7 +98,7 @@ def starting_weights(cell: Cell, dense: DenseParent) -> Weights:
     if cell.prune.control == "reinit":
         with on_this_process():  # only process 0 computes a run's start (lth.training.group)
             return snapshot(build_model(cell.model, control_seed(cell.train.seed, cell.prune)))
-    return dense.weights_at(cell.reset.epoch)
+    return dense.weights_at(cell.reset_epoch)
 
 
 def check_collapse(prune: PruneConfig, report: Mapping[str, Any]) -> list[str]:
@@ -140,7 +140,7 @@ def train_masked(cell: Cell, data: DataSplits, dense: DenseParent, masks: Masks,
     learning-rate schedule continues where the dense run was. A run that diverges is tagged
     and keeps no test_accuracy: a status, not a number.
     """
-    epochs, reset_epoch = cell.train.epochs, cell.reset.epoch
+    epochs, reset_epoch = cell.train.epochs, cell.reset_epoch
     network = network_for(cell.model, cell.train, data.steps_per_epoch)
     depthwise = [name for name in masks if isinstance(network.model.get_layer(name), keras.layers.DepthwiseConv2D)]
     report = log_masks(masks, depthwise)

@@ -38,6 +38,8 @@ class CellResult:
     reused: bool
     ticket_run_id: str
     dense_run_id: str
+    stability_barrier: float | None = None  # stability=on: the analysed network's error barrier
+    reset_choice: str | None = None  # reset.epoch=auto: which k was chosen, and why
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -46,7 +48,7 @@ class CellResult:
 def ticket_tags(cell: Cell, parent_run_id: str, dense: DenseParent, threshold: float,
                 level: int | None = None) -> dict[str, str]:
     """Tags that let searches and the report find and compare tickets numerically."""
-    where = schema.SparseTags(threshold, cell.reset.epoch, cell.prune.scope, cell.prune.method, cell.prune.control,
+    where = schema.SparseTags(threshold, cell.reset_epoch, cell.prune.scope, cell.prune.method, cell.prune.control,
                               cell.train.seed, level)
     # The dense run: claims reuse only runs rewound from this very one. The cell: the report
     # averages seeds and pairs controls within it.
@@ -57,7 +59,7 @@ def ticket_tags(cell: Cell, parent_run_id: str, dense: DenseParent, threshold: f
 
 def run_name(cell: Cell) -> str:
     """`t=0.80 k=1`, with the control and a non-zero seed appended."""
-    name = f"t={cell.prune.threshold:.2f} k={cell.reset.epoch}"
+    name = f"t={cell.prune.threshold:.2f} k={cell.reset_epoch}"
     name += f" {cell.prune.control}" if cell.prune.control != "none" else ""
     return name + (f" seed={cell.train.seed}" if cell.train.seed != 0 else "")
 
@@ -67,7 +69,7 @@ def cell_result(cell: Cell, dense: DenseParent, run_id: str, metrics: Mapping[st
     """The job's outcome from its run's summary metrics (lth.sparse.SparseRun.metrics, or a finished run's)."""
     return CellResult(
         threshold=cell.prune.threshold if threshold is None else threshold,
-        reset_epoch=cell.reset.epoch,
+        reset_epoch=cell.reset_epoch,
         scope=cell.prune.scope,
         method=cell.prune.method,
         control=cell.prune.control,

@@ -9,6 +9,7 @@ from omegaconf import DictConfig, ListConfig
 
 from lth.cell import Cell
 from lth.pruning.scopes import SCOPES, imp_threshold
+from lth.stability.checks import check_stability
 from lth.tracking.http import http_environment
 from lth.vocabulary import (
     BACKENDS,
@@ -81,16 +82,25 @@ def validate_config(cfg: DictConfig) -> Cell:
            f"only {1.0 - final_threshold:.6g} of the weights; lower prune.min_density below {1.0 - final_threshold:.6g}")
     epochs, reset = cfg.train.epochs, cfg.reset.epoch
     _check(isinstance(epochs, int) and epochs >= 1, f"train.epochs must be a positive integer, got {epochs!r}")
-    _check(isinstance(reset, int) and not isinstance(reset, bool),
-           f"reset.epoch must be an integer epoch, got {reset!r}")
-    _check(reset >= 0, f"reset.epoch must be >= 0 (0 = the initial weights), got {reset}")
-    _check(reset <= epochs, f"reset.epoch={reset} is after the end of training (train.epochs={epochs})")
+    _check(reset == "auto" or (isinstance(reset, int) and not isinstance(reset, bool)),
+           f"reset.epoch must be an integer epoch or auto (the earliest stable of stability.candidates), got {reset!r}")
     keep = cfg.lth.keep_epochs
     _check(keep == "all" or (isinstance(keep, (Sequence, ListConfig)) and not isinstance(keep, str)
                              and all(isinstance(k, int) and 0 <= k <= epochs for k in keep)),
            f"lth.keep_epochs must be 'all' or a list of epochs in [0, {epochs}], got {keep!r}")
-    if keep != "all":  # the final weights are always kept
-        _check(reset in set(keep) or reset == epochs, f"reset.epoch={reset} is not among lth.keep_epochs={list(keep)}")
+    stability = cfg.get("stability")
+    if stability is not None:
+        check_stability(stability, cfg.prune.method, float(threshold))
+    resets = list(stability.candidates) if reset == "auto" and stability is not None else [reset]
+    _check(reset != "auto" or stability is not None, "reset.epoch=auto needs the stability group (conf/stability)")
+    where = " (in stability.candidates)" if reset == "auto" else ""
+    for epoch in resets:
+        _check(isinstance(epoch, int) and epoch >= 0,
+               f"reset.epoch must be >= 0 (0 = the initial weights), got {epoch}{where}")
+        _check(epoch <= epochs, f"reset.epoch={epoch}{where} is after the end of training (train.epochs={epochs})")
+        if keep != "all":  # the final weights are always kept
+            _check(epoch in set(keep) or epoch == epochs,
+                   f"reset.epoch={epoch}{where} is not among lth.keep_epochs={list(keep)}")
     _check(cfg.train.batch_size >= 1, f"train.batch_size must be >= 1, got {cfg.train.batch_size}")
     seed = cfg.train.seed
     _check(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,

@@ -26,10 +26,12 @@ CELL = "lth.cell"  # ticket identity without seed and control: one cell of the r
 PARENT = "mlflow.parentRunId"
 RUN_NAME = "mlflow.runName"
 DENSE_ROLE, TICKET_ROLE, LEVEL_ROLE = "dense", "ticket", "imp_level"
+STABILITY_ROLE, COPY_ROLE = "stability", "stability_copy"  # an instability analysis and its copies (lth.stability)
 # On the experiment: MLflow 3's UI opens a `custom_model_development` experiment on its training runs
 # (without the tag it infers a kind and may open on its GenAI overview).
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
-ROLE_LABELS = {DENSE_ROLE: "dense parent", TICKET_ROLE: "ticket", LEVEL_ROLE: "IMP level"}  # for messages
+ROLE_LABELS = {DENSE_ROLE: "dense parent", TICKET_ROLE: "ticket", LEVEL_ROLE: "IMP level",  # for messages
+               STABILITY_ROLE: "stability analysis", COPY_ROLE: "stability copy"}
 FINISHED = "FINISHED"
 
 # A dense parent.
@@ -53,6 +55,11 @@ FLOOR = "lth.floor_layers"  # layers held at the prune.min_density floor
 LAST_LEVEL, LAST_LEVEL_KEY = "lth.last_level", "lth.last_level_key"
 TICKET_RUN = "lth.ticket_run_id"  # on a control's job: the ticket job whose masks it trains
 TICKET_DIVERGED = "lth.ticket_diverged_level"  # on a control's job: where its ticket stopped
+
+# An instability analysis (and, prefixed, its analysed run): lth.stability.analysis.
+ANALYSED_RUN, DATA_SEED = "lth.analysed_run", "lth.data_seed"  # the run analysed (copy 1); a copy's SGD noise
+STABLE, RESET_CHOICE = "lth.stable", "lth.reset_choice"  # barrier below stability.threshold; why auto chose k
+BARRIER, PATH_ERROR = "barrier", "error"  # on the analysis: the mean barrier; test error at step = α index
 
 # The job that ran it.
 ERROR = "lth.error"  # the exception that ended an attempt (dropped when the run resumes)

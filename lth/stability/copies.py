@@ -1,0 +1,117 @@
+"""What an instability analysis is of (a `Subject`), and its copies trained under other SGD noise.
+
+A subject is the dense network or a ticket at reset epoch k. Its run is copy 1: the dense
+parent itself (it trained epochs k..E from its epoch-k weights with its own data seed), or the
+ticket run. Copy j starts from exactly the same weights, mask, optimizer step and loss scale,
+and trains epochs k..E with `train.data_seed` = the j-th of `stability.data_seeds`. A copy is
+a run of its own (role `stability_copy`, under the subject's run), claimed by identity like
+every stage, so a rerun reuses finished copies and resumes a killed one from its backup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lth import tracking
+from lth.cell import Cell
+from lth.data.splits import DataSplits
+from lth.dense import DenseParent
+from lth.pruning.masks import Masks, load_masks
+from lth.tracking import schema
+from lth.tracking.artifacts import log_config, log_weights, run_weights
+from lth.tracking.claim import claim
+from lth.tracking.identity import TICKET_PARAM_GROUPS, family_hash, stable_hash, ticket_key
+from lth.training import group
+from lth.training.models import Weights
+from lth.training.network import network_for
+
+DataFor = Callable[[Cell], DataSplits]  # this process's input of a cell (lth.search), for a copy's data seed
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The network an analysis is of: its run (copy 1), identity and start."""
+
+    run_id: str  # copy 1: the dense parent, or the ticket run
+    key: str  # identity of what copy 1 trained from its start (copies and analyses are keyed on it)
+    label: str  # `dense k=2`, `t=0.80 k=1`
+    threshold: float  # 0 for the dense network
+    reset_epoch: int
+    data_seed: int  # copy 1's
+    start: group.Start  # where every copy starts
+    masks: Masks | None  # None: dense
+
+    def final_weights(self) -> Weights:
+        """Copy 1's final weights."""
+        return run_weights(self.run_id, schema.FINAL_WEIGHTS)
+
+
+def dense_subject(cell: Cell, dense: DenseParent) -> Subject:
+    """The dense network at the cell's reset epoch k: the dense run is copy 1 from epoch k on."""
+    k = cell.reset_epoch
+    start = group.Start(dense.weights_at(k), None, k, dense.iterations_at(k), dense.loss_scale_at(k))
+    return Subject(dense.run_id, stable_hash({"dense": dense.key, "reset": k}), f"dense k={k}", 0.0, k,
+                   cell.train.order_seed, start, None)
+
+
+def ticket_subject(cell: Cell, dense: DenseParent, ticket_run_id: str) -> Subject:
+    """A one-shot ticket (or control) run: copies start from its logged start weights and mask."""
+    k = cell.reset_epoch
+    masks = tracking.fetch(ticket_run_id, schema.MASK, load_masks)
+    start = group.Start(run_weights(ticket_run_id, schema.START_WEIGHTS), masks, k, dense.iterations_at(k),
+                        dense.loss_scale_at(k))
+    label = f"t={cell.prune.threshold:.2f} k={k}" + (f" {cell.prune.control}" if cell.prune.control != "none" else "")
+    return Subject(ticket_run_id, ticket_key(cell.groups), label, cell.prune.threshold, k, cell.train.order_seed,
+                   start, masks)
+
+
+def copy_seeds(cell: Cell) -> tuple[int, ...]:
+    """Data seeds of copies 2..n: `stability.data_seeds`, or the run's data seed + 1."""
+    seeds = cell.stability.data_seeds
+    return tuple(seeds) if seeds is not None else (cell.train.order_seed + 1,)
+
+
+def copy_key(subject: Subject, data_seed: int) -> str:
+    """Identity of a copy: its subject and its data seed."""
+    return stable_hash({"copy_of": subject.key, "data_seed": data_seed})
+
+
+def _copy_cell(cell: Cell, data_seed: int) -> Cell:
+    train = dataclasses.replace(cell.train, data_seed=data_seed)
+    groups = {**cell.groups, "train": {**cell.groups["train"], "data_seed": data_seed}}
+    return dataclasses.replace(cell, train=train, groups=groups)
+
+
+def ensure_copy(cell: Cell, experiment_id: str, dense: DenseParent, subject: Subject, data_seed: int,
+                data_for: DataFor) -> Weights:
+    """The final weights of the subject's copy with `data_seed`, training it first if no job has.
+
+    A copy with copy 1's own data seed is copy 1: the same start and the same batches.
+    """
+    if data_seed == subject.data_seed:
+        return subject.final_weights()
+    tags = {**schema.lineage_tags(subject.run_id, dense.key, dense.run_id, family_hash(cell.groups), subject.key),
+            schema.ANALYSED_RUN: subject.run_id, schema.DATA_SEED: str(data_seed),
+            schema.THRESHOLD: str(subject.threshold), schema.RESET_EPOCH: str(subject.reset_epoch)}
+    name = f"copy data_seed={data_seed} of {subject.label}"
+    with claim(cell.state, experiment_id, schema.COPY_ROLE, copy_key(subject, data_seed), name, tags,
+               dense.run_id) as stage:
+        if stage.finished is not None:
+            return run_weights(stage.run_id, schema.FINAL_WEIGHTS)
+        copy = _copy_cell(cell, data_seed)
+        data = data_for(copy)
+        with tracking.active_run(stage.run_id):
+            log_config(copy.groups, TICKET_PARAM_GROUPS, cell.cluster.name)
+            network = network_for(copy.model, copy.train, data.steps_per_epoch)
+            epochs, k = copy.train.epochs, subject.reset_epoch
+            result = group.train(network, data, subject.start, epochs, copy.state.state_dir / "backup" / stage.run_id,
+                                 lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch), copy.state.verbose)
+            if result.diverged:
+                raise RuntimeError(f"stability copy {stage.run_id} ({name}) diverged: its path would mean nothing")
+            final = network.snapshot()
+            log_weights(final, schema.FINAL_WEIGHTS)
+            tracking.log_metrics(schema.outcome_metrics(result.test_accuracy, result.test_loss, epochs - k,
+                                                        (epochs - k) * network.replicas, result.seconds, None))
+        return final

@@ -1,0 +1,53 @@
+"""Figures of instability analysis: one linear path, and barrier against reset epoch (the report's)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from matplotlib import colormaps
+from matplotlib.figure import Figure  # no pyplot: no global figure state, no display needed
+
+from lth.stability.path import PathErrors
+
+
+def path_figure(paths: Mapping[int, PathErrors], title: str, threshold: float) -> Figure:
+    """Test error along each copy's path to copy 1 (α = 1), with each barrier in the legend."""
+    fig = Figure(figsize=(6.5, 4), dpi=120, layout="constrained")
+    ax = fig.subplots()
+    for seed, found in paths.items():
+        ax.plot(found.alphas, [100 * e for e in found.errors], marker="o", markersize=3, gid=f"path:{seed}",
+                label=f"copy data_seed={seed}: barrier {100 * found.barrier:.2f}%")
+    ax.set_xlabel("α   (0: the copy, 1: copy 1, the analysed run)")
+    ax.set_ylabel("test error (%)")
+    stable = all(found.barrier < threshold for found in paths.values())
+    ax.set_title(f"{title}: {'stable' if stable else 'unstable'} (barrier < {100 * threshold:g}%: stable)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def barrier_figure(lines: Mapping[str, Sequence[tuple[int, float]]], threshold: float, title: str) -> Figure:
+    """Error barrier (%) against reset epoch k, one line per sparsity (and `dense`), the threshold dashed."""
+    fig = Figure(figsize=(7.5, 4.5), dpi=120, layout="constrained")
+    ax = fig.subplots()
+    for index, (label, points) in enumerate(lines.items()):
+        ordered = sorted(points)
+        colour = "black" if label == "dense" else colormaps["tab10"](index % 10)
+        ax.plot([k for k, _ in ordered], [100 * b for _, b in ordered], marker="o", color=colour, gid=f"barrier:{label}",
+                label=label)
+    ax.axhline(100 * threshold, color="red", linestyle="--", linewidth=1, gid="threshold",
+               label=f"stable below {100 * threshold:g}%")
+    ax.set_xlabel("reset epoch k")
+    ax.set_ylabel("error barrier (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Write `fig` as PNG and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path

@@ -1,0 +1,45 @@
+"""The stability stage of a cell (`stability=on`): analyse its ticket, or at threshold 0 the dense network.
+
+Runs after the cell's ticket exists (lth.search). A cell at `prune.threshold=0` trains no ticket:
+its subject is the dense network at k, and its job reports the dense parent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mlflow.tracking import MlflowClient
+
+from lth.cell import Cell
+from lth.dense import DenseParent
+from lth.stability.analysis import ensure_stability
+from lth.stability.copies import DataFor, dense_subject, ticket_subject
+from lth.tickets import CellResult
+from lth.tracking import schema
+
+
+def dense_cell_result(cell: Cell, dense: DenseParent) -> CellResult:
+    """What a `prune.threshold=0` cell reports under stability=on: the dense parent, not retrained."""
+    return CellResult(threshold=0.0, reset_epoch=cell.reset_epoch, scope=cell.prune.scope, method=cell.prune.method,
+                      control=cell.prune.control, seed=cell.train.seed, weights_remaining=1.0,
+                      test_accuracy=dense.test_accuracy, dense_test_accuracy=dense.test_accuracy, epochs_trained=0,
+                      reused=True, ticket_run_id=dense.run_id, dense_run_id=dense.run_id)
+
+
+def analyse_cell(cell: Cell, experiment_id: str, dense: DenseParent, result: CellResult,
+                 data_for: DataFor) -> CellResult:
+    """The cell's result with its error barrier: its ticket's, or (threshold 0) the dense network's at k."""
+    if cell.prune.threshold == 0:
+        subject = dense_subject(cell, dense)
+    else:
+        subject = ticket_subject(cell, dense, result.ticket_run_id)
+    found = ensure_stability(cell, experiment_id, dense, subject, data_for)
+    return dataclasses.replace(result, stability_barrier=found.barrier,
+                               reused=result.reused and found.reused)
+
+
+def tag_reset_choice(result: CellResult, why: str) -> CellResult:
+    """Tag the cell's run with why reset.epoch=auto chose its k; the job line says it too."""
+    if result.ticket_run_id != result.dense_run_id:  # a dense parent serves every k: never tag it with one
+        MlflowClient().set_tag(result.ticket_run_id, schema.RESET_CHOICE, why)
+    return dataclasses.replace(result, reset_choice=why)

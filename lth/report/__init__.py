@@ -16,9 +16,12 @@ from mlflow.tracking import MlflowClient
 from lth import tracking
 from lth.report.cells import TICKET_KINDS, Row, aggregate, describe
 from lth.report.collect import Family, Point, collect, families_of
+from lth.report.diagnostic_plots import diagnostics_text, write_diagnostics
+from lth.report.diagnostics import family_diagnostics
 from lth.report.markdown import write_markdown
 from lth.report.plot import density_figure, lottery_figure
 from lth.report.selection import selection_of
+from lth.report.stability import stable_cells, write_stability
 from lth.report.summary import figure_title, missing_cells, write_csv
 from lth.report.winners import mark_winners
 from lth.tracking import schema
@@ -40,6 +43,7 @@ class ReportFiles:
     densities: Path
     missing: int
     models: tuple[WinnerModel, ...] = ()  # the winners' MLflow models (lth.report.models)
+    extras: tuple[Path, ...] = ()  # stability.png, early_bird.png, mask_overlap.png: those with something to draw
 
 
 def density_choices(family: Family, rows: Sequence[Row]) -> dict[str, dict[str, Point]]:
@@ -95,6 +99,12 @@ def _data_label(family: Family) -> str:
     return Path(path).name if path and path != "None" else params.get("data.name", "data")
 
 
+def _diagnostics_section(text: str, figures: Sequence[Path]) -> str:
+    """The mask diagnostics' markdown section, with the figures that were drawn; empty without any."""
+    drawn = [f"![{path.stem}]({path.name})" for path in figures if path.name != "stability.png"]
+    return "\n\n".join(["## Mask diagnostics", text, *drawn]) if text or drawn else ""
+
+
 def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: float,
                  register: bool = False) -> ReportFiles:
     """Write the report of one family to `output_dir/<family>/`, log it to its dense parents, and log its winners.
@@ -113,18 +123,23 @@ def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: f
     failed = [p for p in runs.points if p.finished and not p.learned]
     name = next((d.name for d in runs.dense if d.name), family)
     title = figure_title(name, runs, rows)  # what became of every run: trained and failed is not missing
+    barriers, stability_text = write_stability(runs.analyses, name, folder)
+    diagnostics = family_diagnostics(runs)
+    extras = (*filter(None, [barriers]), *write_diagnostics(runs, folder, diagnostics))
     files = ReportFiles(
         folder,
-        lottery_figure(rows, runs.dense_accuracies, failed, title, folder / "lottery.png"),
-        write_markdown(rows, winners, runs, selection, tolerance, missing, folder / "report.md"),
+        lottery_figure(rows, runs.dense_accuracies, failed, title, folder / "lottery.png", stable_cells(runs.analyses)),
+        write_markdown(rows, winners, runs, selection, tolerance, missing, folder / "report.md",
+                       [stability_text, _diagnostics_section(diagnostics_text(diagnostics), extras)]),
         write_csv(rows, selection, folder / "results.csv"),
         density_figure(_density_panels(runs, rows), f"Per-layer density of the tickets of {name}", folder / "densities.png"),
         len(missing),
         _winner_models(winners, _data_label(runs), family, register),
+        tuple(extras),
     )
     client = MlflowClient()
     for dense in runs.dense:
-        for path in (files.figure, files.markdown, files.csv, files.densities):
+        for path in (files.figure, files.markdown, files.csv, files.densities, *files.extras):
             client.log_artifact(dense.run_id, str(path), schema.REPORT_FOLDER)
     return files
 

@@ -16,6 +16,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from lth import tracking
+from lth.report.stability import Analysis, read_analysis
 from lth.tracking import schema
 
 SETTING_PREFIXES = ("prune.", "reset.")  # the params that tell the experiments of one family apart
@@ -103,6 +104,7 @@ class Family:
     family: str
     dense: list[DenseRun] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
+    analyses: list[Analysis] = field(default_factory=list)  # finished instability analyses (lth.report.stability)
 
     @property
     def finished_dense(self) -> list[DenseRun]:
@@ -200,6 +202,8 @@ def collect(experiment_id: str, family: str) -> Family:
             result.dense.append(_dense(run))
         elif role == schema.TICKET_ROLE and tags.get(schema.METHOD) != "imp":  # IMP jobs are drawn via their levels
             result.points.append(_point(run, kind, _settings(run.data.params)))
+        elif role == schema.STABILITY_ROLE and (analysis := read_analysis(run)) is not None:
+            result.analyses.append(analysis)
         elif role == schema.LEVEL_ROLE:  # IMP is drawn level by level; the job run only summarises its last level
             job_params = run.data.params or params.get(tags.get(schema.PARENT, ""), {})
             result.points.append(_point(run, "imp" if kind == "imp" else f"imp_{kind}", _settings(job_params)))

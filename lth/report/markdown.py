@@ -58,8 +58,12 @@ def _cell_line(r: Row, split: str) -> str:
 
 
 def write_markdown(rows: Sequence[Row], winners: dict[int, Row | None], family: Family, selection: Selection,
-                   tolerance: float, missing: Sequence[str], path: Path) -> Path:
-    """Split and rule first, then winners, the tickets that could not win and why, every cell, what is missing."""
+                   tolerance: float, missing: Sequence[str], path: Path, sections: Sequence[str] = ()) -> Path:
+    """Split and rule first, then winners, the tickets that could not win and why, every cell, what is missing.
+
+    Args:
+        sections: Further markdown sections, appended in order (empty ones skipped).
+    """
     split = selection.split
     scopes = {r.scope for r in rows}
     lines = ["# Lottery-ticket report", "", f"{_dense_text(family, selection)} Tolerance: {tolerance:.4f}.", "",
@@ -87,5 +91,6 @@ def write_markdown(rows: Sequence[Row], winners: dict[int, Row | None], family: 
     lines += ["", f"## Missing cells ({len(missing)})", "",
               "A missing replicate (FAILED, unfinished or never started) makes its cell incomplete.", ""]
     lines += [f"- {m}" for m in missing] or ["none"]
+    lines += [part for section in sections if section for part in ("", section)]  # stability, mask diagnostics
     path.write_text("\n".join(lines) + "\n")
     return path

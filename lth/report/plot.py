@@ -2,13 +2,13 @@
 
 Every drawn element carries a gid: `dense`, `series:<kind>:<scope>:<settings>:k=<reset>` (one line per
 kind, series and reset epoch), `winner`, `partial` (cells where some seed did not learn),
-`diverged` and `collapsed`; density panels are titled by scope.
+`diverged`, `collapsed` and `stable` (cells an instability analysis found stable); density panels are titled by scope.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,8 @@ def _count_stacked(ax: Axes, where: Sequence[tuple[float, float]], colour: str) 
                         color=colour, annotation_clip=False)
 
 
-def lottery_plot(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[Point], title: str) -> Figure:
+def lottery_plot(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[Point], title: str,
+                 stable: Collection[tuple[float, int, str]] = frozenset()) -> Figure:
     """Test accuracy against % of weights remaining (log x labelled at the cells, sparser to the right).
 
     The y axis zooms to the learned cells and the dense band; runs that did not learn are drawn in
@@ -62,6 +63,8 @@ def lottery_plot(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[P
             accuracy) at their weights remaining, ones with an emptied layer orange crosses at their
             accuracy, off the lines; `×n` counts runs drawn on one spot.
         title: Figure title.
+        stable: (threshold, reset epoch, scope) of the ticket cells an instability analysis found stable:
+            ringed in green (lth.report.stability.stable_cells).
     """
     fig = Figure(figsize=(11, 5.5), dpi=120, layout="constrained")  # constrained: room for the outside legend
     ax = fig.subplots()
@@ -90,6 +93,11 @@ def lottery_plot(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[P
         if partial:  # the mean of the survivors only: mark it, never let it pass for the cell's
             ax.plot([100 * r.weights_remaining for r in partial], [r.test_mean for r in partial], marker="o",
                     markersize=11, markerfacecolor="none", markeredgecolor="red", linestyle="none", gid="partial")
+    ringed = [r for r in drawn if r.kind == "ticket" and (round(r.threshold, 6), r.reset_epoch, r.scope) in stable]
+    if ringed:  # stable under SGD noise: the cells late resetting is meant to find
+        ax.plot([100 * r.weights_remaining for r in ringed], [r.test_mean for r in ringed], marker="o", markersize=15,
+                markerfacecolor="none", markeredgecolor="green", markeredgewidth=2, linestyle="none", gid="stable",
+                label="stable (error barrier below the stability threshold)")
     winners = [r for r in drawn if r.winner]
     for row in winners:
         ax.plot(100 * row.weights_remaining, row.test_mean, marker="*", markersize=18, gid="winner",
@@ -149,9 +157,9 @@ def save(fig: Figure, path: Path) -> Path:
 
 
 def lottery_figure(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[Point], title: str,
-                   path: Path) -> Path:
+                   path: Path, stable: Collection[tuple[float, int, str]] = frozenset()) -> Path:
     """`lottery_plot` written to `path`."""
-    return save(lottery_plot(rows, dense, failed, title), path)
+    return save(lottery_plot(rows, dense, failed, title, stable), path)
 
 
 def density_figure(panels: Mapping[str, Profiles], title: str, path: Path) -> Path:

@@ -36,6 +36,7 @@ def barrier_figure(lines: Mapping[str, Sequence[tuple[int, float]]], threshold: 
         colour = "black" if label == "dense" else colormaps["tab10"](index % 10)
         ax.plot([k for k, _ in ordered], [100 * b for _, b in ordered], marker="o", color=colour, gid=f"barrier:{label}",
                 label=label)
+    ax.set_xticks(sorted({k for points in lines.values() for k, _ in points}))  # the analysed epochs only
     ax.axhline(100 * threshold, color="red", linestyle="--", linewidth=1, gid="threshold",
                label=f"stable below {100 * threshold:g}%")
     ax.set_xlabel("reset epoch k")

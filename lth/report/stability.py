@@ -1,0 +1,117 @@
+"""The report's instability section: barrier against reset epoch, from which k each network is stable.
+
+Reads the `stability` runs of a family (lth.stability.analysis): one line per sparsity, the
+dense network at sparsity 0, each point the mean barrier over the seeds analysed at that k.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.entities import Run
+
+from lth.tracking import schema
+
+DEFAULT_THRESHOLD = 0.02  # an analysis logged without its stability.threshold param
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One finished instability analysis, as the report reads it."""
+
+    threshold: float  # sparsity of the analysed network; 0 = the dense network
+    reset_epoch: int
+    scope: str
+    seed: int
+    control: str
+    bn: str
+    barrier: float
+    stable_below: float  # its stability.threshold
+    run_id: str
+
+    @property
+    def network(self) -> str:
+        """`dense`, or `80% pruned`."""
+        return "dense" if self.threshold == 0 else f"{100 * self.threshold:g}% pruned"
+
+
+def read_analysis(run: Run) -> Analysis | None:
+    """The analysis of a FINISHED `stability` run; None for an unfinished one."""
+    if run.info.status != schema.FINISHED or schema.BARRIER not in run.data.metrics:
+        return None
+    tags, params = run.data.tags, run.data.params
+    return Analysis(float(tags[schema.THRESHOLD]), int(tags[schema.RESET_EPOCH]), tags.get(schema.SCOPE, ""),
+                    int(tags.get(schema.SEED, 0)), tags.get(schema.CONTROL, "none"), params.get("stability.bn", "recompute"),
+                    float(run.data.metrics[schema.BARRIER]), float(params.get("stability.threshold", DEFAULT_THRESHOLD)),
+                    run.info.run_id)
+
+
+def _label(analysis: Analysis, scopes: set[str], modes: set[str]) -> str:
+    parts = [analysis.network]
+    if analysis.threshold and len(scopes) > 1:
+        parts.append(analysis.scope)
+    if len(modes) > 1:
+        parts.append(f"BN {analysis.bn}")
+    return ", ".join(parts)
+
+
+def barrier_lines(analyses: Sequence[Analysis]) -> dict[str, list[tuple[int, float]]]:
+    """Label -> (k, mean barrier over seeds) in k order; dense first, then by sparsity. Controls are left out."""
+    tickets = [a for a in analyses if a.control == "none"]
+    scopes, modes = {a.scope for a in tickets if a.threshold}, {a.bn for a in tickets}
+    grouped: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for analysis in sorted(tickets, key=lambda a: (a.threshold, a.scope, a.bn, a.reset_epoch)):
+        grouped[_label(analysis, scopes, modes)][analysis.reset_epoch].append(analysis.barrier)
+    return {label: [(k, statistics.fmean(values)) for k, values in sorted(by_k.items())] for label, by_k in grouped.items()}
+
+
+def stable_from(lines: dict[str, list[tuple[int, float]]], threshold: float) -> str:
+    """One sentence: from which analysed k each network is stable (stable at that k and every later one analysed)."""
+    parts = []
+    for label, points in lines.items():
+        ks = [k for k, _ in points]
+        stable = [k for k, barrier in points if barrier < threshold]
+        onwards = next((k for k in ks if all(b < threshold for kk, b in points if kk >= k)), None)
+        if onwards is None:
+            parts.append(f"{label}: not stable at any analysed k ({', '.join(map(str, ks))})")
+        elif onwards == ks[0]:
+            parts.append(f"{label}: stable from k={onwards}, the earliest analysed")
+        else:
+            before = [str(k) for k in stable if k < onwards]  # stable there, unstable again later
+            also = f" (also at k={', '.join(before)})" if before else ""
+            parts.append(f"{label}: stable from k={onwards}{also}")
+    return f"Stable (error barrier below {100 * threshold:g}%): " + "; ".join(parts) + "." if parts else ""
+
+
+def stable_cells(analyses: Sequence[Analysis]) -> frozenset[tuple[float, int, str]]:
+    """(threshold, k, scope) of ticket cells whose mean barrier over seeds is below their threshold."""
+    cells: dict[tuple[float, int, str], list[Analysis]] = defaultdict(list)
+    for analysis in analyses:
+        if analysis.control == "none" and analysis.threshold:
+            cells[(round(analysis.threshold, 6), analysis.reset_epoch, analysis.scope)].append(analysis)
+    return frozenset(key for key, found in cells.items()
+                     if statistics.fmean(a.barrier for a in found) < found[0].stable_below)
+
+
+def write_stability(analyses: Sequence[Analysis], title: str, folder: Path) -> tuple[Path | None, str]:
+    """`stability.png` (barrier vs k) in `folder` and the report's paragraph; (None, "") without analyses."""
+    lines = barrier_lines(analyses)
+    if not lines:
+        return None, ""
+    from lth.stability.plot import barrier_figure, save
+
+    threshold = min(a.stable_below for a in analyses)
+    path = save(barrier_figure(lines, threshold, f"Instability of {title}"), folder / "stability.png")
+    epochs = sorted({k for points in lines.values() for k, _ in points})
+    rows = ["| network | " + " | ".join(f"k={k}" for k in epochs) + " |", "|---|" + "---|" * len(epochs)]
+    for label, points in lines.items():
+        found = dict(points)
+        rows.append(f"| {label} | " + " | ".join(f"{100 * found[k]:.2f}%" if k in found else "" for k in epochs) + " |")
+    text = "\n".join(["## Instability (linear mode connectivity)", "", stable_from(lines, threshold), "",
+                      "Error barrier (max test error on the linear path between copies trained under different data "
+                      "order, minus the mean of the ends), mean over seeds:", "", *rows, "", "![barrier](stability.png)"])
+    return path, text

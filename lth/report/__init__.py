@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lth import tracking
 from lth.report.cells import TICKET_KINDS, Row, aggregate, describe
 from lth.report.collect import Family, Point, collect, families_of
 from lth.report.diagnostic_plots import diagnostics_text, write_diagnostics
-from lth.report.diagnostics import family_diagnostics
+from lth.report.diagnostics import Diagnostics, family_diagnostics
 from lth.report.markdown import write_markdown
 from lth.report.plot import density_figure, lottery_figure
 from lth.report.selection import selection_of
@@ -99,6 +100,16 @@ def _data_label(family: Family) -> str:
     return Path(path).name if path and path != "None" else params.get("data.name", "data")
 
 
+def _diagnostics(family: Family) -> Diagnostics:
+    """The family's mask diagnostics; none when a mask or checkpoint they read is not stored (said once)."""
+    try:
+        return family_diagnostics(family)
+    except (MlflowException, OSError, KeyError, ValueError) as error:  # the report stands without them
+        log.warning("report of %s: no mask diagnostics (%s: %s)", family.family, type(error).__name__,
+                    str(error).splitlines()[0][:300])
+        return Diagnostics({}, {})
+
+
 def _diagnostics_section(text: str, figures: Sequence[Path]) -> str:
     """The mask diagnostics' markdown section, with the figures that were drawn; empty without any."""
     drawn = [f"![{path.stem}]({path.name})" for path in figures if path.name != "stability.png"]
@@ -124,7 +135,7 @@ def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: f
     name = next((d.name for d in runs.dense if d.name), family)
     title = figure_title(name, runs, rows)  # what became of every run: trained and failed is not missing
     barriers, stability_text = write_stability(runs.analyses, name, folder)
-    diagnostics = family_diagnostics(runs)
+    diagnostics = _diagnostics(runs)
     extras = (*filter(None, [barriers]), *write_diagnostics(runs, folder, diagnostics))
     files = ReportFiles(
         folder,

@@ -244,7 +244,8 @@ def test_a_real_sweep_writes_its_report_and_logs_it_under_the_dense_parent(tmp_p
     assert _row(rows, kind="ticket")["gap_reinit_mean"] != ""  # paired with its control through lth.cell
     logged = {a.path for a in MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").list_artifacts(
         dense[0].info.run_id, "report")}
-    assert logged == {"report/lottery.png", "report/report.md", "report/results.csv", "report/densities.png"}
+    assert logged == {"report/lottery.png", "report/report.md", "report/results.csv", "report/densities.png",
+                      "report/early_bird.png"}  # one ticket mask: no overlap to draw; no stability analysed
 
 
 def test_log_tags_are_what_the_store_builder_writes() -> None:

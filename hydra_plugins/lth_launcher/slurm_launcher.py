@@ -59,7 +59,7 @@ class DenseJob:
 LOST_AFTER_S = 60.0  # a task SLURM has not known of for this long is reported lost, not awaited forever
 POLL_S = 5.0  # how often the submitting process asks SLURM about unfinished tasks
 RUNNING = ("RUNNING", "COMPLETING")  # SLURM states of a job that has started and not ended
-NOT_DENSE = ("prune.", "reset.", "tracking.", "cluster.", "lth.", "hydra.")  # never part of a dense identity
+NOT_DENSE = ("prune.", "reset.", "stability.", "tracking.", "cluster.", "lth.", "hydra.")  # never in a dense identity
 
 
 def _failure(job: submitit.Job, why: str, overrides: Sequence[str]) -> JobReturn:

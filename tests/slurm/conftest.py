@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import subprocess
 import urllib.request
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +53,9 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
     yield server.uri
     server.stop()
+
+
+@pytest.fixture
+def experiment(tmp_path: Path) -> str:
+    """A fresh experiment name: the tracking server may be shared by several test sessions."""
+    return f"{tmp_path.name}-{uuid.uuid4().hex[:8]}"

@@ -6,7 +6,6 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,12 +21,6 @@ pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster"), pytes
 SLURM = ["cluster=slurm", "tracking=server", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
          "hydra.launcher.partition=low", "lth.verbose=2"]
 FAST = ["train.epochs=3", "data.train_limit=256"]
-
-
-@pytest.fixture
-def experiment(tmp_path: Path) -> str:
-    """A fresh experiment name: the tracking server may be shared by several test sessions."""
-    return f"{tmp_path.name}-{uuid.uuid4().hex[:8]}"
 
 
 def _command(uri: str, experiment: str, *overrides: str) -> list[str]:

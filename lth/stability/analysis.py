@@ -17,9 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import numpy as np
-from mlflow.tracking import MlflowClient
 
 from lth import processes, tracking
 from lth.cell import Cell
@@ -61,11 +59,10 @@ def _suffix(cell: Cell) -> str:
 
 def _log_on_analysed(cell: Cell, subject: Subject, barrier: float, curve: np.ndarray, figure: Path) -> None:
     """The barrier (step k), the mean curve (step = α index) and the figure, on the analysed run itself."""
-    client, k, suffix = MlflowClient(), subject.reset_epoch, _suffix(cell)
-    client.log_metric(subject.run_id, f"stability_barrier{suffix}", barrier, step=k)
-    for index, error in enumerate(curve):
-        client.log_metric(subject.run_id, f"stability_error_k{k}{suffix}", float(error), step=index)
-    client.log_artifact(subject.run_id, str(figure), f"stability/k{k}{suffix}")
+    k, suffix = subject.reset_epoch, _suffix(cell)
+    tracking.log_to_run(subject.run_id, series={f"stability_barrier{suffix}": {k: barrier},
+                                                f"stability_error_k{k}{suffix}": dict(enumerate(curve))},
+                        files={f"stability/k{k}{suffix}": figure})
 
 
 def _walk(cell: Cell, data_for: DataFor, subject: Subject,
@@ -107,7 +104,7 @@ def ensure_stability(cell: Cell, experiment_id: str, dense: DenseParent, subject
             return Stability(barrier, barrier < threshold, stage.run_id, subject, reused=True)
         finals = {seed: ensure_copy(cell, experiment_id, dense, subject, seed, data_for) for seed in copy_seeds(cell)}
         with tracking.active_run(stage.run_id):
-            mlflow.log_params({"stability.data_seeds": str(list(finals)), "stability.points": cell.stability.points,
+            tracking.log_params({"stability.data_seeds": str(list(finals)), "stability.points": cell.stability.points,
                                  "stability.bn": cell.stability.bn, "stability.bn_batches": cell.stability.bn_batches,
                                  "stability.threshold": threshold, "train.data_seed": subject.data_seed})
             paths = _walk(cell, data_for, subject, finals)
@@ -123,7 +120,7 @@ def ensure_stability(cell: Cell, experiment_id: str, dense: DenseParent, subject
             with tempfile.TemporaryDirectory(prefix="lth-") as scratch:
                 figure = save(path_figure(paths, f"{subject.label} ({cell.stability.bn} BatchNorm)", threshold),
                               Path(scratch) / FIGURE)
-                mlflow.log_artifact(str(figure))
+                tracking.log_to_run(stage.run_id, files={"": figure})
                 _log_on_analysed(cell, subject, barrier, curve, figure)
         log.info("stability %s: barrier %.2f%% (%s; stable below %g%%)", subject.label, 100 * barrier,
                  "stable" if stable else "unstable", 100 * threshold)

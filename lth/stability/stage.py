@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from mlflow.tracking import MlflowClient
-
+from lth import tracking
 from lth.cell import Cell
 from lth.dense import DenseParent
 from lth.stability.analysis import ensure_stability
@@ -41,5 +40,5 @@ def analyse_cell(cell: Cell, experiment_id: str, dense: DenseParent, result: Cel
 def tag_reset_choice(result: CellResult, why: str) -> CellResult:
     """Tag the cell's run with why reset.epoch=auto chose its k; the job line says it too."""
     if result.ticket_run_id != result.dense_run_id:  # a dense parent serves every k: never tag it with one
-        MlflowClient().set_tag(result.ticket_run_id, schema.RESET_CHOICE, why)
+        tracking.log_to_run(result.ticket_run_id, tags={schema.RESET_CHOICE: why})
     return dataclasses.replace(result, reset_choice=why)

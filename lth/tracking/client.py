@@ -167,6 +167,27 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     mlflow.log_metrics(dict(metrics), step=step)
 
 
+def log_params(params: Mapping[str, object]) -> None:
+    """Log params of the active run."""
+    mlflow.log_params(dict(params))
+
+
+def log_to_run(run_id: str, tags: Mapping[str, str] | None = None,
+               series: Mapping[str, Mapping[int, float]] | None = None, files: Mapping[str, Path] | None = None) -> None:
+    """Tag, log metric series ({key: {step: value}}) and files ({folder: file}) to a run that is not active.
+
+    An analysis records its findings on the run it analysed (lth.stability.analysis) this way.
+    """
+    client = MlflowClient()
+    for key, value in (tags or {}).items():
+        client.set_tag(run_id, key, value)
+    for key, by_step in (series or {}).items():
+        for step, value in by_step.items():
+            client.log_metric(run_id, key, float(value), step=step)
+    for folder, path in (files or {}).items():
+        client.log_artifact(run_id, str(path), folder or None)
+
+
 def metric_history(run_id: str, key: str) -> dict[int, float]:
     """Every logged value of one metric of a run, by step."""
     return {metric.step: metric.value for metric in MlflowClient().get_metric_history(run_id, key)}

@@ -26,6 +26,7 @@ from lth import tracking
 from lth.pruning.scopes import Masks, prune_masks
 from lth.report.collect import Family, Point
 from lth.tracking import schema
+from lth.weights import kernel_path, load_weights
 
 COMPARISONS: dict[str, str] = {"seeds": "seed", "scopes": "scope", "reset epochs": "reset_epoch"}  # -> Point field
 OVERLAP_KINDS = ("ticket", "imp")  # controls are excluded: their masks are the ticket's, or random by design
@@ -175,23 +176,17 @@ def scope_label(scope: str, min_density: float) -> str:
 
 def _dense_checkpoints(run_id: str, layers: Sequence[str]) -> dict[int, dict[str, np.ndarray]]:
     """The prunable kernels of every kept epoch of a dense parent (the last epoch's from its final weights)."""
-    # These pull in Keras (and its backend) on import; the rest of the report never needs it.
-    from lth.tracking.artifacts import run_weights
-    from lth.training.models import kernel_path
-
     run = MlflowClient().get_run(run_id)
     last = int(run.data.metrics.get(schema.EPOCHS_TRAINED, run.data.params.get("train.epochs", 0)))
     checkpoints: dict[int, dict[str, np.ndarray]] = {}
     for epoch in sorted({e for e in schema.kept_epochs(run.data.tags) if e <= last} | {last}):
-        weights = run_weights(run_id, schema.FINAL_WEIGHTS if epoch == last else schema.checkpoint(epoch))
+        weights = tracking.fetch(run_id, schema.FINAL_WEIGHTS if epoch == last else schema.checkpoint(epoch), load_weights)
         checkpoints[epoch] = {name: weights[kernel_path(name)] for name in layers}  # keep only kernels in memory
     return checkpoints
 
 
 def _load_masks(run_id: str) -> Masks:
-    from lth.pruning.masks import load_masks  # imports Keras, for its MaskConstraint
-
-    return tracking.fetch(run_id, schema.MASK, load_masks)
+    return {name: mask.astype(bool) for name, mask in tracking.fetch(run_id, schema.MASK, load_weights).items()}
 
 
 def family_diagnostics(family: Family) -> Diagnostics:

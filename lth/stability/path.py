@@ -24,7 +24,8 @@ import keras
 import numpy as np
 
 from lth.data.splits import DataSplits
-from lth.training.models import Weights, restore
+from lth.training.models import restore
+from lth.weights import Weights, kernel_path
 
 log = logging.getLogger("lth")
 
@@ -66,7 +67,7 @@ def masked_nonzero(weights: Weights, masks: Mapping[str, np.ndarray] | None) -> 
     """Entries of the masked kernels that are not exactly zero where their mask is 0."""
     if not masks:
         return 0
-    return sum(int(np.count_nonzero(weights[f"{name}/kernel"][~np.asarray(mask, bool)])) for name, mask in masks.items())
+    return sum(int(np.count_nonzero(weights[kernel_path(name)][~np.asarray(mask, bool)])) for name, mask in masks.items())
 
 
 def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:

@@ -7,14 +7,15 @@ must restore BatchNorm moving statistics together with the kernels.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import keras
 import numpy as np
 
 from lth.cell import ModelConfig
+from lth.weights import Weights, kernel_path, load_weights, save_weights
 
-Weights = dict[str, np.ndarray]
+__all__ = ["ARCHITECTURES", "Weights", "build_model", "kernel_path", "load_weights", "restore", "save_weights",
+           "snapshot"]
 
 
 def build_model(model: ModelConfig, seed: int, precision: str = "float32", sync_bn: bool = False) -> keras.Model:
@@ -113,26 +114,8 @@ def restore(model: keras.Model, weights: Mapping[str, np.ndarray]) -> None:
         variable.assign(weights[variable.path])
 
 
-def save_weights(weights: Mapping[str, np.ndarray], path: Path) -> Path:
-    """Write a snapshot as an uncompressed `.npz` (fast to read back for rewinding)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **weights)
-    return path
-
-
-def load_weights(path: Path) -> Weights:
-    """Read a snapshot written by `save_weights`."""
-    with np.load(path) as archive:
-        return {name: archive[name] for name in archive.files}
-
-
 # model.name -> builder of the seeded network (uint8 images in, float32 logits out).
 ARCHITECTURES: dict[str, Callable[[ModelConfig, int], keras.Model]] = {
     "mobilenet_v2": _mobilenet_v2,
     "lenet_300_100": _lenet_300_100,
 }
-
-
-def kernel_path(layer_name: str) -> str:
-    """Snapshot key of a layer's kernel."""
-    return f"{layer_name}/kernel"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.integration.helpers import lth_env
-from tests.slurm.test_cluster import SLURM, _npz, _runs, _sacct, experiment  # noqa: F401  (a fixture)
+from tests.slurm.test_cluster import SLURM, _npz, _runs, _sacct
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster"), pytest.mark.timeout(1500)]
 CELL = ["train.backend=jax", "model=lenet_300_100", "train.epochs=2", "reset.epoch=1", "prune.threshold=0.8",

@@ -7,6 +7,7 @@ its subject is the dense network at k, and its job reports the dense parent.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from lth import tracking
 from lth.cell import Cell
@@ -15,6 +16,8 @@ from lth.stability.analysis import ensure_stability
 from lth.stability.copies import DataFor, dense_subject, ticket_subject
 from lth.tickets import CellResult
 from lth.tracking import schema
+
+log = logging.getLogger("lth")
 
 
 def dense_cell_result(cell: Cell, dense: DenseParent) -> CellResult:
@@ -30,6 +33,9 @@ def analyse_cell(cell: Cell, experiment_id: str, dense: DenseParent, result: Cel
     """The cell's result with its error barrier: its ticket's, or (threshold 0) the dense network's at k."""
     if cell.prune.threshold == 0:
         subject = dense_subject(cell, dense)
+    elif result.test_accuracy is None:  # diverged: its copies would too, and a path between NaNs says nothing
+        log.warning("ticket %s diverged: no stability analysis", result.ticket_run_id)
+        return result
     else:
         subject = ticket_subject(cell, dense, result.ticket_run_id)
     found = ensure_stability(cell, experiment_id, dense, subject, data_for)

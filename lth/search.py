@@ -42,8 +42,9 @@ log = logging.getLogger("lth")
 # The jobs of a local sweep run in one process and mostly share their data: the pipelines are built
 # once (a memory cache then stays filled: measured 5 s of each demo ticket's first epoch). Safe because
 # the order of examples is a function of (seed, epoch) alone, read when each epoch's iterator starts.
-# Four: a stability analysis trains copies under other data seeds between a cell's own jobs.
-shared_data = functools.lru_cache(maxsize=4)(load_data)
+# Two: a stability analysis trains a copy under another data seed, then walks the path on the cell's
+# data again. No more, since each pipeline may hold a memory cache (data.cache=memory).
+shared_data = functools.lru_cache(maxsize=2)(load_data)
 
 
 def _data(cell: Cell) -> DataSplits:

@@ -27,7 +27,7 @@ from lth.stability.path import PathErrors, path_errors
 from lth.stability.plot import path_figure, save
 from lth.tracking import schema
 from lth.tracking.claim import claim
-from lth.tracking.identity import family_hash, stable_hash
+from lth.tracking.identity import stable_hash
 from lth.training.network import network_for
 from lth.vocabulary import ConfigError
 
@@ -93,10 +93,8 @@ def ensure_stability(cell: Cell, experiment_id: str, dense: DenseParent, subject
     if processes.current().several:
         raise ConfigError("stability analysis runs on one process: run it without several SLURM tasks or Spark workers")
     threshold = cell.stability.threshold
-    tags = {**schema.lineage_tags(subject.run_id, dense.key, dense.run_id, family_hash(cell.groups), subject.key),
-            schema.ANALYSED_RUN: subject.run_id, schema.THRESHOLD: str(subject.threshold),
-            schema.RESET_EPOCH: str(subject.reset_epoch), schema.SCOPE: cell.prune.scope,
-            schema.SEED: str(cell.train.seed), schema.CONTROL: cell.prune.control}
+    tags = {**subject.tags(cell, dense), schema.SCOPE: cell.prune.scope, schema.SEED: str(cell.train.seed),
+            schema.CONTROL: cell.prune.control}
     with claim(cell.state, experiment_id, schema.STABILITY_ROLE, analysis_key(cell, subject),
                f"stability {subject.label}", tags, dense.run_id) as stage:
         if stage.finished is not None:

@@ -21,8 +21,13 @@ from lth.tickets import ensure_ticket
 log = logging.getLogger("lth")
 
 
+def _of_dense(cell: Cell) -> bool:
+    """Whether auto analyses the dense network (the default; IMP and threshold 0 have no ticket to analyse)."""
+    return cell.stability.reference == "dense" or cell.prune.threshold == 0
+
+
 def _subject(cell: Cell, experiment_id: str, data: DataSplits, dense: DenseParent) -> Subject:
-    if cell.stability.reference == "dense" or cell.prune.threshold == 0:
+    if _of_dense(cell):
         return dense_subject(cell, dense)
     return ticket_subject(cell, dense, ensure_ticket(cell, experiment_id, data, dense).ticket_run_id)
 
@@ -31,13 +36,12 @@ def resolve_reset_epoch(cell: Cell, experiment_id: str, data: DataSplits, dense:
                         data_for: DataFor) -> tuple[Cell, str]:
     """The cell at the chosen k, and one sentence of why (tagged lth.reset_choice, printed in the job line)."""
     settings = cell.stability
-    reference = "dense network" if settings.reference == "dense" or cell.prune.threshold == 0 else "ticket"
+    reference = "dense network" if _of_dense(cell) else "ticket"
     barriers: dict[int, float] = {}
     chosen = None
     for k in sorted(set(settings.candidates)):
-        found = ensure_stability(cell.with_reset_epoch(k), experiment_id, dense, _subject(cell.with_reset_epoch(k),
-                                                                                          experiment_id, data, dense),
-                                 data_for)
+        at = cell.with_reset_epoch(k)
+        found = ensure_stability(at, experiment_id, dense, _subject(at, experiment_id, data, dense), data_for)
         barriers[k] = found.barrier
         if found.stable:
             chosen = k

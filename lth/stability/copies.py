@@ -43,6 +43,12 @@ class Subject:
     start: group.Start  # where every copy starts
     masks: Masks | None  # None: dense
 
+    def tags(self, cell: Cell, dense: DenseParent) -> dict[str, str]:
+        """Tags of a run about this subject (a copy or an analysis): lineage, the analysed run, where it sits."""
+        return {**schema.lineage_tags(self.run_id, dense.key, dense.run_id, family_hash(cell.groups), self.key),
+                schema.ANALYSED_RUN: self.run_id, schema.THRESHOLD: str(self.threshold),
+                schema.RESET_EPOCH: str(self.reset_epoch)}
+
     def final_weights(self) -> Weights:
         """Copy 1's final weights."""
         return run_weights(self.run_id, schema.FINAL_WEIGHTS)
@@ -92,9 +98,7 @@ def ensure_copy(cell: Cell, experiment_id: str, dense: DenseParent, subject: Sub
     """
     if data_seed == subject.data_seed:
         return subject.final_weights()
-    tags = {**schema.lineage_tags(subject.run_id, dense.key, dense.run_id, family_hash(cell.groups), subject.key),
-            schema.ANALYSED_RUN: subject.run_id, schema.DATA_SEED: str(data_seed),
-            schema.THRESHOLD: str(subject.threshold), schema.RESET_EPOCH: str(subject.reset_epoch)}
+    tags = {**subject.tags(cell, dense), schema.DATA_SEED: str(data_seed)}
     name = f"copy data_seed={data_seed} of {subject.label}"
     with claim(cell.state, experiment_id, schema.COPY_ROLE, copy_key(subject, data_seed), name, tags,
                dense.run_id) as stage:

@@ -148,8 +148,8 @@ def path_errors(model: keras.Model, data: DataSplits, first: Weights, second: We
         progress: Called after each α with (index, α, error).
     """
     batches = training_batches(data, bn_batches) if bn == "recompute" else []
-    moments, errors, leaked = None, [], 0
-    for index, alpha in enumerate(alphas(points)):
+    moments, errors, leaked, values = None, [], 0, alphas(points)
+    for index, alpha in enumerate(values):
         weights = interpolate(first, second, float(alpha))
         leaked = max(leaked, masked_nonzero(weights, masks))
         restore(model, weights)
@@ -157,4 +157,4 @@ def path_errors(model: keras.Model, data: DataSplits, first: Weights, second: We
             moments = recompute_batch_norm(model, batches, moments)
         errors.append(test_error(model, data))
         progress(index, float(alpha), errors[-1])
-    return PathErrors(tuple(float(a) for a in alphas(points)), tuple(errors), leaked)
+    return PathErrors(tuple(float(a) for a in values), tuple(errors), leaked)

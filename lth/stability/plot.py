@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from matplotlib import colormaps
 from matplotlib.figure import Figure  # no pyplot: no global figure state, no display needed
 
-from lth.stability.path import PathErrors
+if TYPE_CHECKING:  # lth.stability.path imports Keras; the report draws barriers without it
+    from lth.stability.path import PathErrors
 
 
 def path_figure(paths: Mapping[int, PathErrors], title: str, threshold: float) -> Figure:

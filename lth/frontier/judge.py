@@ -1,0 +1,60 @@
+"""Which probes of a frontier sweep won, by the report's own rule, read from MLflow.
+
+A probe is one threshold on one line. Its replicates (seeds, controls) share one report cell
+(tag `lth.cell`), so its verdict is that cell's, exactly as `python -m lth.report` would judge
+it (lth.report.winners): it won when every replicate finished and learned, its mean on the
+choosing split is within `lth.report_tolerance` of the dense parents of the same seeds, and it
+is above every control that was run. A cell the report still expects replicates of is not
+judged yet: its verdict is incomplete.
+
+Every cell already in MLflow counts, so a frontier sweep after a grid starts from the grid's
+finished cells of the same line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lth import tracking
+from lth.cell import TrackingConfig
+from lth.report.cells import Row, aggregate
+from lth.report.collect import collect
+from lth.report.selection import selection_of
+from lth.report.winners import mark_winners
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The report's judgement of one cell."""
+
+    cell: str  # lth.cell
+    won: bool  # the report's rule calls it eligible
+    complete: bool  # every replicate the report expects finished, controls included
+    why_not: str  # the report's reasons; empty for a winner
+    threshold: float
+    reset_epoch: int
+    chosen_mean: float | None  # mean accuracy on the choosing split
+    dense_mean: float | None  # the dense parents' on the same seeds
+
+
+def _complete(row: Row) -> bool:
+    return row.seeds_missing == 0 and all(gap.complete for gap in row.gaps)
+
+
+class Judge:
+    """Reads a family's cells from MLflow and judges them as the report does."""
+
+    def __init__(self, tracking_config: TrackingConfig, tolerance: float) -> None:
+        self.tolerance = tolerance
+        self.experiment_id = tracking.connect(tracking_config.uri, tracking_config.experiment)
+
+    def verdicts(self, family: str) -> dict[str, Verdict]:
+        """Every one-shot ticket cell of `family` (by `lth.cell`); empty before a dense parent finished."""
+        runs = collect(self.experiment_id, family)
+        if not runs.finished_dense:
+            return {}
+        selection = selection_of(runs)
+        rows, _ = mark_winners(aggregate(runs, selection.metric), self.tolerance, selection.split)
+        return {row.cell: Verdict(row.cell, row.eligible, _complete(row), row.why_not, row.threshold, row.reset_epoch,
+                                  row.chosen_mean, row.dense_mean)
+                for row in rows if row.kind == "ticket"}

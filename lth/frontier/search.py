@@ -1,0 +1,246 @@
+"""Where a frontier sweep probes next: bracketing the density at which a ticket stops winning.
+
+A *line* is one setting of what a sweep varies besides the threshold and the replicates
+(usually one reset epoch). Along a line, winning is expected to flip once: tickets lose below
+some density and win above it. The search brackets that flip on a log-density scale
+(density = 1 - prune.threshold, the fraction of prunable weights kept):
+
+1. Round 1 probes `per_round` densities spread evenly, in log density, strictly inside
+   `density_range`. An end of the range is probed only when a bracket reaches it.
+2. Each later round splits every open bracket into as few pieces as still resolve it within
+   the rounds left (`max_rounds`): bisection when rounds are plenty, `per_round` probes at once
+   when they are not. Fewer probes per round cost fewer ticket epochs; more cost fewer rounds.
+3. A bracket is *resolved* when both its ends were probed and its sparser end keeps at least
+   (1 - `resolution`) of its denser end's weights: it is one pruning step of `resolution` wide.
+
+Brackets are read off the probes, sorted by density, wherever two neighbours disagree. A winner
+that is sparser than a loser is therefore never hidden: the brackets on both sides of the loser
+are refined too (after the frontier's own), and the answer lists every such pair.
+
+The search is deterministic, so `worst_case` can predict its cost before anything runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+THRESHOLD_DIGITS = 6  # thresholds are probed rounded to this many decimals (they travel as Hydra overrides)
+RELATIVE_EPSILON = 1e-9  # densities this close (relatively) are the same density
+Outcomes = Mapping[float, bool]  # density -> whether the ticket there won
+
+
+@dataclass(frozen=True)
+class FrontierConfig:
+    """How a frontier sweep searches (the `hydra.sweeper.frontier` keys).
+
+    Raises:
+        ValueError: A range outside (0, 1], a resolution outside (0, 1), or a count below 1.
+    """
+
+    density_range: tuple[float, float] = (0.0115, 0.8)  # (sparsest, densest) fraction of weights kept that is searched
+    per_round: int = 4  # most probes per line in one round (each probe is a ticket job per replicate)
+    resolution: float = 0.2  # a bracket is resolved when one pruning step of this rate spans it
+    max_rounds: int = 4  # the search stops after this many rounds, resolved or not
+
+    def __post_init__(self) -> None:
+        low, high = self.density_range
+        if not 0 < low < high <= 1:
+            raise ValueError(f"frontier.density_range must be two densities 0 < low < high <= 1, got {low}, {high}")
+        if not 0 < self.resolution < 1:
+            raise ValueError(f"frontier.resolution must be in (0, 1), got {self.resolution}")
+        if self.per_round < 1 or self.max_rounds < 1:
+            raise ValueError(f"frontier.per_round and frontier.max_rounds must be >= 1, got {self.per_round} "
+                             f"and {self.max_rounds}")
+
+    @property
+    def step(self) -> float:
+        """The log-density width of a resolved bracket."""
+        return -math.log(1.0 - self.resolution)
+
+
+def rounded(density: float) -> float:
+    """The density a probe really has: 1 - its threshold rounded to THRESHOLD_DIGITS decimals."""
+    return round(1.0 - round(1.0 - density, THRESHOLD_DIGITS), THRESHOLD_DIGITS)
+
+
+def threshold_of(density: float) -> float:
+    """prune.threshold of a probe at `density`."""
+    return round(1.0 - density, THRESHOLD_DIGITS)
+
+
+def same(a: float, b: float) -> bool:
+    return abs(a - b) <= RELATIVE_EPSILON * max(a, b) + 10.0 ** -(THRESHOLD_DIGITS + 1)
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """Two neighbouring densities between which winning flips (or may flip, at a range end)."""
+
+    sparse: float  # density of the sparser end
+    dense: float  # density of the denser end
+    sparse_probed: bool  # False: the sparser end is the range's end, not a probe
+    dense_probed: bool
+    kind: str  # frontier (a loser below a winner), inverted (a winner below a loser), below_range, above_range
+
+    @property
+    def width(self) -> float:
+        """log(dense / sparse)."""
+        return math.log(self.dense / self.sparse)
+
+    @property
+    def open_end(self) -> bool:
+        return not (self.sparse_probed and self.dense_probed)
+
+    def resolved(self, step: float) -> bool:
+        return not self.open_end and self.width <= step * (1 + RELATIVE_EPSILON)
+
+    def probes_for(self, step: float, rounds_left: int) -> int:
+        """The fewest probes this round that still resolve the bracket in `rounds_left` rounds.
+
+        Known ends: q interior probes make q + 1 pieces a round. An open end is probed first,
+        so q probes there make q pieces, and the rounds after it split as known ends do.
+        """
+        pieces = self.width / step
+        for count in range(1, 10_000):
+            after = count * (count + 1) ** (rounds_left - 1) if self.open_end else (count + 1) ** rounds_left
+            if after >= pieces * (1 - RELATIVE_EPSILON):
+                return count
+        return 10_000
+
+    def points(self, count: int) -> list[float]:
+        """`count` densities: the open end first, then interior points evenly spaced in log density."""
+        ends = [d for d, probed in ((self.sparse, self.sparse_probed), (self.dense, self.dense_probed)) if not probed]
+        ends = ends[:count]
+        interior = count - len(ends)
+        inside = [self.sparse * math.exp(self.width * j / (interior + 1)) for j in range(1, interior + 1)]
+        return [rounded(d) for d in ends + inside]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the probes of one line say."""
+
+    winner: float | None  # density of the sparsest winning probe; None: none won
+    bracket: Bracket | None  # the flip below that winner (or above the densest loser when none won)
+    resolved: bool  # that bracket is resolved, or the winner is the range's sparsest end
+    inversions: tuple[tuple[float, float], ...]  # (winner, the denser loser next to it): winning did not flip once
+
+    def sentence(self, config: FrontierConfig) -> str:
+        """One line for the sweep's summary."""
+        if self.winner is None:
+            what = "no probe won"
+        else:
+            what = f"sparsest winner {100 * self.winner:.2f}% of weights (t={threshold_of(self.winner):g})"
+        if self.bracket is not None:
+            state = "resolved" if self.resolved else "NOT resolved"
+            what += (f"; flip in [{100 * self.bracket.sparse:.2f}%, {100 * self.bracket.dense:.2f}%] ({state} at "
+                     f"resolution {config.resolution:g})")
+        elif self.winner is not None and same(self.winner, config.density_range[0]):
+            what += " (the sparsest density searched: the frontier may lie lower)"
+        for winner, loser in self.inversions:
+            what += f"; NOT MONOTONE: {100 * winner:.2f}% won but the denser {100 * loser:.2f}% lost"
+        return what
+
+
+def in_range(outcomes: Outcomes, config: FrontierConfig) -> dict[float, bool]:
+    """The outcomes inside the searched range (a grid's earlier cells may lie outside it)."""
+    low, high = config.density_range
+    return {d: won for d, won in outcomes.items() if low * (1 - RELATIVE_EPSILON) <= d <= high * (1 + RELATIVE_EPSILON)}
+
+
+def brackets(outcomes: Outcomes, config: FrontierConfig) -> list[Bracket]:
+    """Every flip between neighbouring probes, and a range end not yet ruled out; the frontier's first."""
+    known = in_range(outcomes, config)
+    if not known:
+        return []
+    low, high = config.density_range
+    densities = sorted(known)
+    found = []
+    if known[densities[0]] and not same(densities[0], low):  # the sparsest probe won: look lower
+        found.append(Bracket(low, densities[0], False, True, "below_range"))
+    for sparse, dense in zip(densities, densities[1:]):
+        if known[sparse] != known[dense]:
+            found.append(Bracket(sparse, dense, True, True, "frontier" if known[dense] else "inverted"))
+    if not any(known.values()) and not same(densities[-1], high):  # nothing won yet: look denser
+        found.append(Bracket(densities[-1], high, True, False, "above_range"))
+    winner = min((d for d, won in known.items() if won), default=None)
+    return sorted(found, key=lambda b: (not same(b.dense, winner) if winner is not None else False, b.sparse))
+
+
+def first_round(config: FrontierConfig) -> list[float]:
+    """`per_round` densities strictly inside the range, evenly spaced in log density."""
+    low, high = config.density_range
+    width = math.log(high / low)
+    return [rounded(low * math.exp(width * j / (config.per_round + 1))) for j in range(1, config.per_round + 1)]
+
+
+def next_probes(outcomes: Outcomes, config: FrontierConfig, rounds_done: int) -> list[float]:
+    """The densities to probe in the next round of one line; empty when its search is over."""
+    rounds_left = config.max_rounds - rounds_done
+    if rounds_left <= 0:
+        return []
+    known = in_range(outcomes, config)
+    if not known:
+        return first_round(config)
+    budget, chosen = config.per_round, []
+    for bracket in brackets(known, config):
+        if budget == 0:
+            break
+        if bracket.resolved(config.step):
+            continue
+        count = min(budget, bracket.probes_for(config.step, rounds_left))
+        fresh = [d for d in bracket.points(count)
+                 if not any(same(d, seen) for seen in [*known, *chosen])]
+        chosen += fresh
+        budget -= len(fresh)
+    return sorted(chosen)
+
+
+def answer(outcomes: Outcomes, config: FrontierConfig) -> Answer:
+    """The sparsest winner of a line, the bracket below it, and any winner sparser than a loser."""
+    known = in_range(outcomes, config)
+    winner = min((d for d, won in known.items() if won), default=None)
+    found = brackets(known, config)
+    if winner is None:
+        bracket = found[0] if found else None
+    else:
+        bracket = next((b for b in found if same(b.dense, winner)), None)
+    resolved = bracket is None or bracket.resolved(config.step)
+    inversions = tuple(sorted((b.sparse, b.dense) for b in found if b.kind == "inverted"))
+    return Answer(winner, bracket, resolved, inversions)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What the search costs on one line, before anything runs (a single flip, as `worst_case` assumes)."""
+
+    rounds: int  # rounds in the worst case
+    probes: int  # probes in the worst case
+    mean_probes: float  # probes averaged over flips spread evenly in log density over the range
+
+
+def simulate(wins: Callable[[float], bool], config: FrontierConfig,
+             known: Outcomes | None = None) -> tuple[dict[float, bool], int]:
+    """Run the search against `wins` (density -> won); (every outcome, rounds used)."""
+    outcomes = dict(known or {})
+    rounds = 0
+    while probes := next_probes(outcomes, config, rounds):
+        outcomes.update({d: wins(d) for d in probes})
+        rounds += 1
+    return outcomes, rounds
+
+
+def worst_case(config: FrontierConfig, flips: int = 400) -> Cost:
+    """The rounds and probes of a line whose winning flips once, over flips spread across and beyond the range."""
+    low, high = config.density_range
+    spread = [low * (high / low) ** (i / (flips - 1)) for i in range(flips)]
+    runs = [simulate(lambda d, flip=flip: d >= flip, config) for flip in [low / 2, *spread, min(1.0, high * 1.5)]]
+    return Cost(max(r for _, r in runs), max(len(o) for o, _ in runs),
+                sum(len(o) for o, _ in runs) / len(runs))
+
+
+def pretty(densities: Sequence[float]) -> str:
+    """`1.52%, 3.40%` for a log line."""
+    return ", ".join(f"{100 * d:.2f}%" for d in densities)

@@ -22,6 +22,8 @@ from lth.pieces import piece
 from lth.sweep_progress import Counts, ProgressLine, eta_s
 from lth.validate import ConfigError, validate_config
 
+FRONTIER_SWEEPER = "FrontierSweeper"  # hydra/sweeper=lth_frontier (hydra_plugins.lth_frontier)
+
 
 def sweep_cells(config: DictConfig) -> list[list[str]]:
     """The override list of every job a multirun will launch (the basic sweeper's product).
@@ -55,7 +57,7 @@ class SweepSummary(Callback):
 
     def __init__(self) -> None:
         # (sweep dir, jobs, where runs are logged, where the report goes) until summarised
-        self._pending: tuple[Path, int, TrackingConfig, StateConfig] | None = None
+        self._pending: tuple[Path, int | None, TrackingConfig, StateConfig] | None = None  # jobs: None if not known
         self._ended = 0  # jobs that ended in this process (all of them with the local launcher)
         self._failed = 0
         self._job_seconds: list[float] = []  # how long each local job took, for the ETA
@@ -63,16 +65,21 @@ class SweepSummary(Callback):
         self._progress: ProgressLine | None = None  # local sweeps only: a SLURM launcher shows its own
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        cells = sweep_cells(config)
+        cells = sweep_cells(config)  # a frontier sweep's: each line and replicate at the configured threshold
         for cell in cells:
             try:
                 validate_config(compose(config_name=config.hydra.job.config_name, overrides=cell))
             except ConfigError as error:
                 raise SystemExit(f"lth: error in sweep cell [{' '.join(cell)}]: {error}") from None
-        print(f"lth: sweep of {len(cells)} jobs, outputs in {config.hydra.sweep.dir}", flush=True)
+        frontier = FRONTIER_SWEEPER in str(config.hydra.sweeper.get("_target_", ""))
+        if frontier:  # its jobs are chosen round by round
+            print(f"lth: frontier sweep of {len(cells)} line x replicate settings, thresholds chosen round by round; "
+                  f"outputs in {config.hydra.sweep.dir}", flush=True)
+        else:
+            print(f"lth: sweep of {len(cells)} jobs, outputs in {config.hydra.sweep.dir}", flush=True)
         tracking, state = piece(TrackingConfig, config.tracking, "tracking"), piece(StateConfig, config.lth, "lth")
-        self._pending = (Path(config.hydra.sweep.dir), len(cells), tracking, state)
-        if "BasicLauncher" in str(config.hydra.launcher.get("_target_", "")):
+        self._pending = (Path(config.hydra.sweep.dir), None if frontier else len(cells), tracking, state)
+        if "BasicLauncher" in str(config.hydra.launcher.get("_target_", "")) and not frontier:
             # Between jobs, on its own line: a line rewritten in place would fight the jobs' own output.
             self._progress = ProgressLine("jobs", sys.stdout, every_s=0.0, in_place=False)
         atexit.register(self._summarise, at_exit=True)
@@ -88,7 +95,8 @@ class SweepSummary(Callback):
             print(f"lth: job {number} FAILED: {job_return._return_value!r}", flush=True)
         self._ended += 1
         self._failed += job_return.status == JobStatus.FAILED
-        if self._progress is not None and self._pending is not None and self._started is not None:
+        if self._progress is not None and self._pending is not None and self._pending[1] is not None \
+                and self._started is not None:
             self._job_seconds.append(time.monotonic() - self._started)
             left = self._pending[1] - self._ended
             counts = Counts(self._ended - self._failed, 0, left, self._failed)
@@ -126,7 +134,8 @@ class SweepSummary(Callback):
                 print("lth: no report (the sweep ended abnormally); run `python -m lth.report`", flush=True)
             else:
                 self._report(tracking, state, {str(record["dense_run_id"]) for record in records})
-        missing = f" ({jobs - len(records)} of {jobs} jobs did not finish; see their logs)" if len(records) < jobs else ""
+        missing = (f" ({jobs - len(records)} of {jobs} jobs did not finish; see their logs)"
+                   if jobs is not None and len(records) < jobs else "")
         print(
             f"\nlth: {len(records)} tickets finished{missing}. Browse every run with `mlflow ui` "
             f"(tracking URI {uri}) at {lth_tracking.runs_page(uri, tracking.experiment)}; job outputs are in {sweep_dir}",

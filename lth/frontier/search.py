@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 THRESHOLD_DIGITS = 6  # thresholds are probed rounded to this many decimals (they travel as Hydra overrides)
 RELATIVE_EPSILON = 1e-9  # densities this close (relatively) are the same density
+ROUNDING_SLACK = 1e-3  # a bracket this much wider than one step is resolved: thresholds are given to 6 decimals
 Outcomes = Mapping[float, bool]  # density -> whether the ticket there won
 
 
@@ -94,7 +95,7 @@ class Bracket:
         return not (self.sparse_probed and self.dense_probed)
 
     def resolved(self, step: float) -> bool:
-        return not self.open_end and self.width <= step * (1 + RELATIVE_EPSILON)
+        return not self.open_end and self.width <= step * (1 + ROUNDING_SLACK)
 
     def probes_for(self, step: float, rounds_left: int) -> int:
         """The fewest probes this round that still resolve the bracket in `rounds_left` rounds.
@@ -105,7 +106,7 @@ class Bracket:
         pieces = self.width / step
         for count in range(1, 10_000):
             after = count * (count + 1) ** (rounds_left - 1) if self.open_end else (count + 1) ** rounds_left
-            if after >= pieces * (1 - RELATIVE_EPSILON):
+            if after >= pieces / (1 + ROUNDING_SLACK):
                 return count
         return 10_000
 

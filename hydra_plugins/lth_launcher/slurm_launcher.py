@@ -5,7 +5,8 @@ submission, same requeue-on-preemption through `checkpoint()`) in two ways:
 
 * Before the array is submitted, every distinct dense parent of the sweep is trained
   as one job and awaited, so no ticket job holds its GPUs while waiting for a parent,
-  and a parent is never trained by a hundred jobs racing for its lock.
+  and a parent is never trained by a hundred jobs racing for its lock. A sweeper that
+  launches several times (the frontier sweep's rounds) gets each parent's job once.
 * A task that SLURM cancels or kills does not abort the wait for the others: it comes
   back as a FAILED job naming its state and log, and the sweep's summary lists it.
 
@@ -21,6 +22,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import submitit
 from hydra.core.singleton import Singleton
@@ -91,6 +93,10 @@ def _outcome(job: submitit.Job, overrides: Sequence[str]) -> JobReturn:
 class SlurmLauncher(SubmititSlurmLauncher):
     """hydra-submitit-launcher's SLURM launcher with a dense-first stage and per-task failures."""
 
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._trained_dense: set[str] = set()  # dense hashes whose job ended well in an earlier `launch` (frontier rounds)
+
     def _executor(self) -> submitit.AutoExecutor:
         """What the parent's `launch` prepares before it submits: the executor, then the sweep dir.
 
@@ -137,6 +143,10 @@ class SlurmLauncher(SubmititSlurmLauncher):
             with open_dict(cfg):
                 del cfg["hydra"]
             parents.setdefault(dense_hash(cfg), cfg)
+        trained = self._trained_dense
+        parents = {key: cfg for key, cfg in parents.items() if key not in trained}
+        if not parents:
+            return
         executor.update_parameters(name="lth-dense")
         jobs = {key: executor.submit(DenseJob(cfg)) for key, cfg in parents.items()}
         for key, job in jobs.items():
@@ -156,6 +166,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
             except Exception as error:  # no ticket can run without its parent
                 raise RuntimeError(f"dense parent {key[:8]} failed in SLURM job {job.job_id} ({job.state}); "
                                    f"log {job.paths.stderr}") from error
+            trained.add(key)
         executor.update_parameters(name=str(self.params.get("name", "lth")))
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:

@@ -78,7 +78,7 @@ def _grid_winners(store: Path, tolerance: float) -> tuple[dict[int, float | None
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
-    judge = Judge(TrackingConfig(uri, "lottery-ticket"), tolerance)
+    judge = Judge(TrackingConfig(uri, "lth"), tolerance)
     (family,) = families_of(judge.experiment_id)
     verdicts = list(judge.verdicts(family).values())
     winners: dict[int, float | None] = {}

@@ -223,23 +223,32 @@ class Cost:
 
 
 def simulate(wins: Callable[[float], bool], config: FrontierConfig,
-             known: Outcomes | None = None) -> tuple[dict[float, bool], int]:
-    """Run the search against `wins` (density -> won); (every outcome, rounds used)."""
+             known: Outcomes | None = None) -> tuple[dict[float, bool], list[int]]:
+    """Run the search against `wins` (density -> won); (every outcome, probes in each round)."""
     outcomes = dict(known or {})
-    rounds = 0
-    while probes := next_probes(outcomes, config, rounds):
+    rounds: list[int] = []
+    while probes := next_probes(outcomes, config, len(rounds)):
         outcomes.update({d: wins(d) for d in probes})
-        rounds += 1
+        rounds.append(len(probes))
     return outcomes, rounds
+
+
+def _single_flips(config: FrontierConfig, flips: int) -> list[list[int]]:
+    """Probes per round for flips spread across the range, and one beyond each end."""
+    low, high = config.density_range
+    spread = [low * (high / low) ** (i / (flips - 1)) for i in range(flips)]
+    return [simulate(lambda d, flip=flip: d >= flip, config)[1] for flip in [low / 2, *spread, min(1.0, high * 1.5)]]
 
 
 def worst_case(config: FrontierConfig, flips: int = 400) -> Cost:
     """The rounds and probes of a line whose winning flips once, over flips spread across and beyond the range."""
-    low, high = config.density_range
-    spread = [low * (high / low) ** (i / (flips - 1)) for i in range(flips)]
-    runs = [simulate(lambda d, flip=flip: d >= flip, config) for flip in [low / 2, *spread, min(1.0, high * 1.5)]]
-    return Cost(max(r for _, r in runs), max(len(o) for o, _ in runs),
-                sum(len(o) for o, _ in runs) / len(runs))
+    runs = _single_flips(config, flips)
+    return Cost(max(len(r) for r in runs), max(sum(r) for r in runs), sum(sum(r) for r in runs) / len(runs))
+
+
+def schedule(config: FrontierConfig, flips: int = 400) -> list[int]:
+    """Probes per round of the costliest single flip (most probes, then most rounds): what a plan assumes."""
+    return max(_single_flips(config, flips), key=lambda r: (sum(r), len(r)))
 
 
 def pretty(densities: Sequence[float]) -> str:

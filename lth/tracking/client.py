@@ -53,6 +53,15 @@ def connect_uri(uri: str) -> None:
     mlflow.set_tracking_uri(uri)
 
 
+def existing_experiment(uri: str, experiment: str) -> str | None:
+    """The id of `experiment` at `uri` if both exist; creates nothing (a missing SQLite file stays missing)."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None
+    mlflow.set_tracking_uri(uri)
+    found = MlflowClient().get_experiment_by_name(experiment)
+    return None if found is None else found.experiment_id
+
+
 def connect(uri: str, experiment: str, attempts: int = 5) -> str:
     """Point MLflow at `uri` and return the id of `experiment`, creating it if needed.
 

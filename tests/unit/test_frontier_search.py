@@ -12,6 +12,7 @@ from lth.frontier.search import (
     brackets,
     first_round,
     next_probes,
+    schedule,
     simulate,
     threshold_of,
     worst_case,
@@ -40,7 +41,8 @@ def test_round_one_spreads_per_round_probes_strictly_inside_the_range_evenly_in_
 def test_a_monotone_flip_is_bracketed_within_resolution_in_the_predicted_rounds(config: FrontierConfig) -> None:
     predicted = worst_case(config)
     for flip in flips_across(config):
-        outcomes, rounds = simulate(lambda d, flip=flip: d >= flip, config)
+        outcomes, per_round = simulate(lambda d, flip=flip: d >= flip, config)
+        rounds = len(per_round)
         found = answer(outcomes, config)
         assert found.winner == min(d for d in outcomes if d >= flip)  # the sparsest probe at or above the flip
         assert found.resolved and found.bracket is not None and not found.inversions
@@ -55,14 +57,15 @@ def test_predicted_rounds_and_probes_match_the_arithmetic_of_bisection() -> None
     # round bisects: 3.80 -> 1.90 -> 0.95 steps, so an interior flip costs 4 + 1 + 1 probes in 3 rounds.
     interior = [f for f in flips_across(DEFAULT) if first_round(DEFAULT)[0] < f <= first_round(DEFAULT)[-1]]
     for flip in interior:
-        outcomes, rounds = simulate(lambda d, flip=flip: d >= flip, DEFAULT)
-        assert (rounds, len(outcomes)) == (3, 6)
+        outcomes, per_round = simulate(lambda d, flip=flip: d >= flip, DEFAULT)
+        assert per_round == [4, 1, 1] and len(outcomes) == 6
     # With only 2 rounds, round 2 must cut 3.80 steps at once: ceil(3.80) - 1 = 3 probes.
     hurried = FrontierConfig(max_rounds=2)
     for flip in interior:
-        outcomes, rounds = simulate(lambda d, flip=flip: d >= flip, hurried)
-        assert (rounds, len(outcomes)) == (2, 7)
+        outcomes, per_round = simulate(lambda d, flip=flip: d >= flip, hurried)
+        assert per_round == [4, 3] and len(outcomes) == 7
     assert worst_case(DEFAULT).rounds == 4  # a flip below the first probe also probes the range's end
+    assert schedule(DEFAULT) == [4, 1, 1, 1] and worst_case(DEFAULT).probes == 7
     assert worst_case(hurried).rounds == 2
 
 

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 GRID = [round(1 - 0.8**i, 6) for i in range(1, 21)]  # the seed grid's thresholds
 STEP = math.log(1 / 0.8)  # one grid step in log density
+DEFAULT_TOLERANCE = 0.01  # lth.report_tolerance's default
 
 
 def _environment() -> dict[str, str]:
@@ -39,8 +40,10 @@ def _environment() -> dict[str, str]:
 
 
 def _common(args: argparse.Namespace) -> list[str]:
-    common = ["lth.verbose=0", f"reset.epoch={','.join(map(str, args.reset_epochs))}",
-              f"lth.keep_epochs=[{','.join(map(str, sorted(set(args.reset_epochs))))}]", *args.overrides]
+    resets = ",".join(map(str, args.reset_epochs))
+    kept = ",".join(map(str, sorted(set(args.reset_epochs))))
+    common = ["lth.verbose=0", f"reset.epoch={resets}", f"lth.report_tolerance={args.tolerance}",
+              f"lth.keep_epochs=[{kept}]", *args.overrides]
     if args.experiment:
         common.append(f"experiment={args.experiment}")
     if args.train_limit is not None:
@@ -101,11 +104,16 @@ def _steps(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else abs(math.log(a / b)) / STEP
 
 
+def _suffix(args: argparse.Namespace) -> str:
+    """Where the frontier sweeps of a tolerance live: a tolerance's probes must not count for another's."""
+    return "" if args.tolerance == DEFAULT_TOLERANCE else f"-tol{args.tolerance:g}"
+
+
 def report(args: argparse.Namespace, seconds: dict[str, float]) -> dict[str, object]:
-    grid_store, fresh, reuse = args.workdir / "grid", args.workdir / "frontier", args.workdir / "grid"
+    grid_store, fresh = args.workdir / "grid", args.workdir / f"frontier{_suffix(args)}"
     winners, inversions, grid_jobs, epochs = _grid_winners(grid_store, args.tolerance)
     frontier = json.loads((fresh / "sweeps" / "frontier" / "frontier.json").read_text())
-    after = json.loads((reuse / "sweeps" / "frontier-after-grid" / "frontier.json").read_text())
+    after = json.loads((grid_store / "sweeps" / f"frontier-after-grid{_suffix(args)}" / "frontier.json").read_text())
     rows = []
     for line, later in zip(frontier["lines"], after["lines"]):
         k = line["reset_epoch"]
@@ -119,7 +127,7 @@ def report(args: argparse.Namespace, seconds: dict[str, float]) -> dict[str, obj
                      "after_grid_winner": later["answer"]["winner"]})
     grid_cost = sum(r["grid_ticket_epochs"] for r in rows)
     frontier_cost = sum(r["frontier_ticket_epochs"] for r in rows)
-    summary = {"epochs": epochs, "grid_jobs": grid_jobs, "grid_ticket_epochs": grid_cost,
+    summary = {"epochs": epochs, "tolerance": args.tolerance, "grid_jobs": grid_jobs, "grid_ticket_epochs": grid_cost,
                "frontier_ticket_epochs": frontier_cost, "ratio": frontier_cost / grid_cost, "seconds": seconds,
                "per_round": args.per_round, "resolution": args.resolution, "max_rounds": args.max_rounds,
                "overrides": _common(args), "lines": rows}
@@ -132,7 +140,8 @@ def _percent(density: float | None) -> str:
 
 def markdown(summary: dict[str, object]) -> str:
     lines = ["# Frontier sweep against the 20-threshold grid", "",
-             f"Setup: `{' '.join(summary['overrides'])}`; E = {summary['epochs']}; frontier P = {summary['per_round']}, "
+             f"Setup: `{' '.join(summary['overrides'])}`; E = {summary['epochs']}; tolerance {summary['tolerance']}; "
+             f"frontier P = {summary['per_round']}, "
              f"resolution {summary['resolution']}, max_rounds {summary['max_rounds']}.", "",
              "| reset epoch | grid winner | frontier winner | grid steps apart | frontier rounds | frontier jobs "
              "| ticket epochs grid | ticket epochs frontier | grid inversions | after the grid: new jobs, winner |",
@@ -159,7 +168,7 @@ def main() -> None:
     parser.add_argument("--per-round", type=int, default=4)
     parser.add_argument("--resolution", type=float, default=0.2)
     parser.add_argument("--max-rounds", type=int, default=4)
-    parser.add_argument("--tolerance", type=float, default=0.01, help="lth.report_tolerance (the default)")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="lth.report_tolerance of every sweep")
     parser.add_argument("--experiment", default=None, help="an experiment preset, e.g. mobilenet_fashion_rewind")
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--overrides", nargs="*", default=[], help="more overrides for every sweep")
@@ -171,15 +180,19 @@ def main() -> None:
     timings = args.workdir / "seconds.json"
     seconds = json.loads(timings.read_text()) if timings.exists() else {}
     if not args.report_only:
-        common = _common(args)
-        seconds["grid"] = _run(args.workdir / "grid", "grid", [f"prune.threshold={','.join(map(str, GRID))}", *common],
-                               args.workdir / "grid.log")
-        seconds["frontier"] = _run(args.workdir / "frontier", "frontier", [*_frontier_arguments(args), *common],
-                                   args.workdir / "frontier.log")
-        seconds["frontier after the grid"] = _run(args.workdir / "grid", "frontier-after-grid",
-                                                  [*_frontier_arguments(args), *common],
-                                                  args.workdir / "frontier-after-grid.log")
+        common, suffix = _common(args), _suffix(args)
+        if "grid" not in seconds:  # the grid's runs do not depend on the tolerance: judged anew, never retrained
+            seconds["grid"] = _run(args.workdir / "grid", "grid", [f"prune.threshold={','.join(map(str, GRID))}",
+                                                                  *common], args.workdir / "grid.log")
+        seconds[f"frontier{suffix}"] = _run(args.workdir / f"frontier{suffix}", "frontier",
+                                            [*_frontier_arguments(args), *common],
+                                            args.workdir / f"frontier{suffix}.log")
+        seconds[f"frontier after the grid{suffix}"] = _run(args.workdir / "grid", f"frontier-after-grid{suffix}",
+                                                           [*_frontier_arguments(args), *common],
+                                                           args.workdir / f"frontier-after-grid{suffix}.log")
         timings.write_text(json.dumps(seconds))
+    shown = ("grid", f"frontier{_suffix(args)}", f"frontier after the grid{_suffix(args)}")
+    seconds = {name: seconds[name] for name in shown if name in seconds}
     summary = report(args, seconds)
     text = markdown(summary)
     print(text)

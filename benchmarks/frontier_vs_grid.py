@@ -83,7 +83,8 @@ def _grid_winners(store: Path, tolerance: float) -> tuple[dict[int, float | None
     mlflow.set_tracking_uri(uri)
     judge = Judge(TrackingConfig(uri, "lth"), tolerance)
     (family,) = families_of(judge.experiment_id)
-    verdicts = list(judge.verdicts(family).values())
+    # The grid's store also holds the probes of the frontier sweep run after it: judge the grid's own cells only.
+    verdicts = [v for v in judge.verdicts(family).values() if any(abs(v.threshold - t) < 1e-9 for t in GRID)]
     winners: dict[int, float | None] = {}
     inversions: dict[int, int] = {}
     for reset in sorted({v.reset_epoch for v in verdicts}):

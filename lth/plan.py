@@ -126,7 +126,9 @@ def _frontier(overrides: Sequence, base: DictConfig, groups_of) -> Sweep:
     dense, parents = _dense_jobs([groups_of([*line.overrides, *r]) for line in lines for r in product(replicates)])
     what = (f"frontier sweep: {len(lines)} line(s) x {copies} replicate(s), at most "
             f"{'+'.join(map(str, rounds))} probes per line in {len(rounds)} round(s): {len(jobs)} ticket jobs "
-            f"in the worst case (hydra.sweeper.frontier: P={config.per_round}, resolution {config.resolution:g})")
+            f"in the worst case of a line that flips once (hydra.sweeper.frontier: P={config.per_round}, resolution "
+            f"{config.resolution:g}); a line that flips several times may take up to P x max_rounds = "
+            f"{config.per_round * config.max_rounds} probes")
     return Sweep(dense + jobs, what, parents)
 
 
@@ -153,18 +155,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     args, overrides = _arguments(sys.argv[1:] if argv is None else argv)
     sweep, base = _sweep(overrides)
     launcher = base.hydra.launcher
-    job_gpus = args.gpus_per_job or int(launcher.get("gpus_per_node", 1) or 1) * int(launcher.get("nodes", 1) or 1)
-    node_gpus = args.gpus_per_node or job_gpus
+    job_node_gpus = int(launcher.get("gpus_per_node", 1) or 1)  # a job's GPUs on each of its nodes
+    job_gpus = args.gpus_per_job or job_node_gpus * int(launcher.get("nodes", 1) or 1)
+    node_gpus = args.gpus_per_node or min(job_gpus, job_node_gpus)
     parallel = int(launcher.get("array_parallelism", 0) or 0)
-    slots = max(1, args.nodes * max(node_gpus // job_gpus, 1))
-    slots = min(slots, parallel) if parallel else slots
+    # Jobs that fit on a node share it; a job wider than a node takes whole nodes.
+    slots = args.nodes * (node_gpus // job_gpus) if job_gpus <= node_gpus else args.nodes // -(-job_gpus // node_gpus)
+    slots = max(1, min(slots, parallel) if parallel else slots)
     epoch, overhead, source = args.epoch_minutes, args.job_overhead_minutes, "--epoch-minutes"
-    jobs = sweep.jobs
-    if epoch is None and (logged := _logged_epoch(sweep.dense[0])) is not None:
-        epoch, logged_overhead, run_id = logged
+    logged = [_logged_epoch(parent) for parent in sweep.dense]  # sweep.jobs starts with these parents' jobs
+    if epoch is None and (first := next((found for found in logged if found), None)) is not None:
+        epoch, logged_overhead, run_id = first
         overhead = logged_overhead if overhead is None else overhead
         source = f"dense run {run_id} (train_seconds / epochs_trained)"
-        jobs = [Job(j.kind, 0, j.stage) if j.kind == "dense" else j for j in jobs]  # reused: only its reuse job
+    reused = sum(found is not None for found in logged)
+    jobs = [Job(job.kind, 0, job.stage) if i < len(logged) and logged[i] else job  # reused: only its reuse job
+            for i, job in enumerate(sweep.jobs)]
     timed = epoch is not None
     result = plan(jobs, Cluster(slots, job_gpus, epoch if timed else 60.0, overhead or 0.0))  # else hours = epochs
     print(f"lth plan: {sweep.what} after {result.dense_jobs} dense parent(s)")
@@ -175,8 +181,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         print("  epoch: not known (no finished dense run of this sweep in MLflow, no --epoch-minutes): times below are "
               "in epochs of one job; S and E do not depend on it")
-    if source != "--epoch-minutes":
-        print("  the dense parent is already trained: the dense stage only reuses it")
+    if reused:
+        print(f"  {reused} of {len(logged)} dense parent(s) already trained: the dense stage only reuses "
+              f"{'it' if reused == 1 else 'them'}")
     unit = _hours if timed else _epochs
     print(f"  jobs: {result.dense_jobs} dense + {result.ticket_jobs} tickets; GPU-epochs {result.gpu_epochs:,.0f}"
           + (f"; GPU-hours {result.gpu_hours:,.1f}" if timed else ""))

@@ -50,6 +50,7 @@ class Plan:
     gpu_epochs: float  # GPUs x epochs over every job
     gpu_hours: float
     serial_hours: float  # the dense stage's wall-clock
+    serial_work_hours: float  # the dense stage's jobs one after the other (several seeds' parents run side by side)
     wall_hours: float  # every stage, one after the other
     one_slot_hours: float  # every job one after the other on one slot
     waves: tuple[int, ...]  # per stage: ceil(jobs / slots)
@@ -62,9 +63,14 @@ class Plan:
 
     @property
     def amdahl_speedup(self) -> float:
-        """1 / (f + (1 - f) / N): the speed-up if every ticket stage split perfectly over the slots."""
-        f = self.serial_fraction
-        return 1.0 / (f + (1.0 - f) / self.slots)
+        """T1 / (dense wall-clock + the rest of T1 / N): the speed-up if every ticket split perfectly over the slots.
+
+        With one dense parent this is Amdahl's 1 / (f + (1 - f) / N); several seeds' parents run side
+        by side, so the serial part is the dense stage's wall-clock, and only the tickets' work divides.
+        """
+        rest = self.one_slot_hours - self.serial_work_hours
+        bound = self.serial_hours + rest / self.slots
+        return self.one_slot_hours / bound if bound else float(self.slots)
 
     @property
     def speedup(self) -> float:
@@ -97,19 +103,23 @@ def plan(jobs: Sequence[Job], cluster: Cluster) -> Plan:
     return Plan(
         dense_jobs=sum(job.kind == "dense" for job in jobs), ticket_jobs=sum(job.kind == "ticket" for job in jobs),
         gpu_epochs=epochs * cluster.gpus_per_job, gpu_hours=total * cluster.gpus_per_job / 60,
-        serial_hours=stage_minutes.get(0, 0.0) / 60, wall_hours=sum(stage_minutes.values()) / 60,
+        serial_hours=stage_minutes.get(0, 0.0) / 60,
+        serial_work_hours=sum(cluster.minutes(job) for job in jobs if job.stage == 0) / 60,
+        wall_hours=sum(stage_minutes.values()) / 60,
         one_slot_hours=total / 60,
         waves=tuple(math.ceil(sum(j.stage == s for j in jobs) / cluster.slots) for s in stages), slots=cluster.slots)
 
 
 def why(result: Plan, hours: Callable[[float], str] = lambda h: f"{h:.1f} h") -> str:
     """Why S falls short of N, in one paragraph (`hours` formats a duration)."""
+    if result.speedup >= result.slots * (1 - 1e-9):
+        return f"S = N = {result.slots}: every stage fills every slot for as long as it lasts."
     reasons = []
     if result.serial_hours:
         reasons.append(f"the dense stage ({hours(result.serial_hours)}) must finish before any ticket starts: a serial "
                        f"fraction f = {100 * result.serial_fraction:.1f}%, so Amdahl's law caps S at "
                        f"{result.amdahl_speedup:.2f} on {result.slots} slots")
-    ticket_waves = result.waves[1:] if result.serial_hours else result.waves
+    ticket_waves = result.waves[1:] if result.dense_jobs else result.waves  # the dense stage is stage 0
     if any(w > 1 for w in ticket_waves) or len(ticket_waves) > 1:
         reasons.append(f"the tickets run in {'+'.join(map(str, ticket_waves))} wave(s) of at most {result.slots} jobs, "
                        f"and a wave lasts as long as its longest job")

@@ -28,7 +28,7 @@ from lth import tracking
 from lth.cell import TrackingConfig
 from lth.frontier.judge import Judge, Verdict
 from lth.frontier.lines import Line, make_lines, product, split_axes
-from lth.frontier.outcome import PRIOR_ROUND, LineRecord, Probe, table, write_figure, write_json
+from lth.frontier.outcome import PRIOR_ROUND, LineRecord, Probe, epochs_trained, table, write_figure, write_json
 from lth.frontier.search import FrontierConfig, next_probes, pretty, rounded, threshold_of
 from lth.pieces import piece
 from lth.vocabulary import ConfigError
@@ -113,7 +113,7 @@ class FrontierSweeper(Sweeper):
             self._check(results, round_number)
             for owner, result in zip(owners, results):
                 record = result.return_value if isinstance(result.return_value, dict) else {}
-                records[owner].epochs_trained += int(record.get("epochs_trained", 0) or 0)
+                records[owner].epochs_trained += epochs_trained(record)
                 dense_runs.add(str(record.get("dense_run_id", "")))
             for i in plan:
                 records[i].rounds += 1
@@ -131,10 +131,20 @@ class FrontierSweeper(Sweeper):
                                f"command again: every finished probe is reused")
 
     def _record_prior(self, judge: Judge, lines: Sequence[Line], records: Sequence[LineRecord]) -> None:
-        """The finished cells of each line already in MLflow (a grid's, an earlier frontier's)."""
+        """The finished cells of each line already in MLflow (a grid's, an earlier frontier's).
+
+        A cell counts only when it was judged on every seed and control this sweep asks for. A
+        family whose dense parents have seeds the sweep does not list stops here, before anything
+        trains: the report would judge every probe on those seeds too, and no probe would finish.
+        """
         for line, record in zip(lines, records):
+            extra = sorted(set(judge.seeds(line.family)) - set(line.seeds))
+            if extra:
+                raise SystemExit(f"lth: error: {line.label}: MLflow already holds dense parents of train.seed "
+                                 f"{extra} for this sweep, which the report judges every ticket on; sweep "
+                                 f"train.seed={','.join(map(str, sorted({*line.seeds, *extra})))}")
             for verdict in judge.verdicts(line.family).values():
-                if verdict.complete and verdict.reset_epoch == line.reset_epoch \
+                if verdict.covers(line.seeds, line.controls) and verdict.reset_epoch == line.reset_epoch \
                         and line.cell(verdict.threshold) == verdict.cell:
                     record.probes.append(_probe(verdict, PRIOR_ROUND))
             if record.probes:
@@ -146,10 +156,12 @@ class FrontierSweeper(Sweeper):
         """Judge this round's probes; one the report cannot judge although its jobs finished stops the sweep."""
         families: dict[str, dict[str, Verdict]] = {}
         for i, densities in plan.items():
-            verdicts = families.setdefault(lines[i].family, judge.verdicts(lines[i].family))
+            if lines[i].family not in families:  # one MLflow read per family and round
+                families[lines[i].family] = judge.verdicts(lines[i].family)
+            verdicts = families[lines[i].family]
             for density in densities:
                 verdict = verdicts.get(lines[i].cell(threshold_of(density)))
-                if verdict is None or not verdict.complete:
+                if verdict is None or not verdict.covers(lines[i].seeds, lines[i].controls):
                     raise RuntimeError(
                         f"frontier {lines[i].label} t={threshold_of(density)}: its jobs finished but the report "
                         f"cannot judge the cell ({verdict.why_not if verdict else 'no run found in MLflow'}); every "

@@ -13,6 +13,7 @@ finished cells of the same line.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lth import tracking
@@ -35,6 +36,12 @@ class Verdict:
     reset_epoch: int
     chosen_mean: float | None  # mean accuracy on the choosing split
     dense_mean: float | None  # the dense parents' on the same seeds
+    seeds: tuple[int, ...] = ()  # seeds of the family's finished dense parents: those a complete cell has run
+    controls: tuple[str, ...] = ()  # controls every replicate of which finished
+
+    def covers(self, seeds: Sequence[int], controls: Sequence[str]) -> bool:
+        """Judged on every seed and control a sweep asks for: a seed-0 grid's cell cannot stand for two seeds."""
+        return self.complete and set(seeds) <= set(self.seeds) and set(controls) <= set(self.controls)
 
 
 def _complete(row: Row) -> bool:
@@ -55,6 +62,12 @@ class Judge:
             return {}
         selection = selection_of(runs)
         rows, _ = mark_winners(aggregate(runs, selection.metric), self.tolerance, selection.split)
+        seeds = tuple(runs.seeds)
         return {row.cell: Verdict(row.cell, row.eligible, _complete(row), row.why_not, row.threshold, row.reset_epoch,
-                                  row.chosen_mean, row.dense_mean)
+                                  row.chosen_mean, row.dense_mean, seeds,
+                                  tuple(sorted(gap.control for gap in row.gaps if gap.complete)))
                 for row in rows if row.kind == "ticket"}
+
+    def seeds(self, family: str) -> list[int]:
+        """Seeds of the family's finished dense parents: the report judges every cell on all of them."""
+        return collect(self.experiment_id, family).seeds

@@ -20,6 +20,7 @@ from lth.vocabulary import ConfigError
 
 CHOSEN = "prune.threshold"  # the key the search sets on every probe
 REPLICATE_AXES = ("train.seed", "train.data_seed", "prune.control", "prune.control_seed")  # one cell, many runs
+JUDGED_ONCE = ("lth.report_tolerance", "tracking.")  # the judge of every line reads these from the sweep's config
 
 
 def _bare(key: str) -> str:
@@ -30,7 +31,8 @@ def split_axes(overrides: Sequence[Override]) -> tuple[list[list[str]], list[lis
     """(line axes, replicate axes), each a list of `key=value` choices per key, fixed keys as one-choice axes.
 
     Raises:
-        ConfigError: The sweep sets `prune.threshold`, or sweeps a range the basic sweeper would refuse too.
+        ConfigError: The sweep sets `prune.threshold`, sweeps what the judge reads once (the tolerance, the
+            store), or sweeps a range the basic sweeper would refuse too.
     """
     by_key: dict[str, list[str]] = {}
     for override in overrides:
@@ -40,6 +42,9 @@ def split_axes(overrides: Sequence[Override]) -> tuple[list[list[str]], list[lis
                               "and from hydra.sweeper.params (set the searched range with "
                               "hydra.sweeper.frontier.density_range)")
         if override.is_sweep_override():
+            if _bare(key).startswith(JUDGED_ONCE):
+                raise ConfigError(f"the frontier sweeper judges every line with one value of {_bare(key)}: "
+                                  f"run one frontier sweep per value instead of {override.input_line}")
             if not override.is_discrete_sweep():
                 raise ConfigError(f"the frontier sweeper takes lists (a,b,c) only, not {override.input_line}")
             by_key[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
@@ -71,6 +76,8 @@ class Line:
     epochs: int  # train.epochs: a probe's ticket trains epochs - reset_epoch epochs per replicate
     family: str  # lth.family of its dense parents
     config: Mapping[str, Any]  # the composed groups of its first replicate, resolved
+    seeds: tuple[int, ...] = (0,)  # train.seed of the replicates: every probe runs all of them
+    controls: tuple[str, ...] = ()  # prune.control of the replicates besides none: every probe beats them all
 
     def cell(self, threshold: float) -> str:
         """`lth.cell` of this line's probe at `threshold` (the same for all its replicates)."""
@@ -80,6 +87,14 @@ class Line:
     def job(self, threshold: float, replicate: Sequence[str]) -> list[str]:
         """The overrides of one job: this line, the probe's threshold, one replicate."""
         return [*self.overrides, f"{CHOSEN}={threshold}", *replicate]
+
+
+def _requested(replicates: Sequence[Sequence[str]], key: str, configured: object) -> list[str]:
+    """The values the replicate axis `key` takes, or the config's own value when it is not swept."""
+    for axis in replicates:
+        if _bare(axis[0].split("=", 1)[0]) == key:
+            return [choice.split("=", 1)[1] for choice in axis]
+    return [str(configured)]
 
 
 def make_lines(axes: Sequence[Sequence[str]], replicates: Sequence[Sequence[str]],
@@ -102,6 +117,8 @@ def make_lines(axes: Sequence[Sequence[str]], replicates: Sequence[Sequence[str]
         if groups["reset"]["epoch"] == "auto":
             raise ConfigError("the frontier sweeper needs each line's reset epoch: reset.epoch=auto is decided "
                               "inside a job; sweep reset.epoch=0,1,... instead")
+        seeds = sorted({int(seed) for seed in _requested(replicates, "train.seed", groups["train"]["seed"])})
+        controls = sorted(set(_requested(replicates, "prune.control", groups["prune"]["control"])) - {"none"})
         found.append(Line(_swept(axes, chosen), tuple(chosen), int(groups["reset"]["epoch"]),
-                          int(groups["train"]["epochs"]), family_hash(groups), groups))
+                          int(groups["train"]["epochs"]), family_hash(groups), groups, tuple(seeds), tuple(controls)))
     return found

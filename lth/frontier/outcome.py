@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lth.frontier.search import Answer, FrontierConfig, answer, threshold_of
 
@@ -58,6 +59,13 @@ class LineRecord:
         return answer(self.outcomes, config)
 
 
+def epochs_trained(returned: Mapping[str, Any] | None) -> int:
+    """Ticket epochs one job really trained, from what lth.train returned (a reused ticket trained none)."""
+    if not returned or returned.get("reused"):
+        return 0
+    return int(returned.get("epochs_trained", 0) or 0)
+
+
 def table(records: Sequence[LineRecord], config: FrontierConfig) -> str:
     """One paragraph per line: the answer, then its probes in density order."""
     blocks = []
@@ -67,7 +75,8 @@ def table(records: Sequence[LineRecord], config: FrontierConfig) -> str:
                  f"({record.epochs_trained} trained here)"]
         for probe in sorted(record.probes, key=lambda p: p.density):
             when = "found in MLflow" if probe.round == PRIOR_ROUND else f"round {probe.round}"
-            accuracy = "" if probe.chosen_mean is None else f" {probe.chosen_mean:.4f} (dense {probe.dense_mean:.4f})"
+            dense = "none" if probe.dense_mean is None else f"{probe.dense_mean:.4f}"
+            accuracy = "" if probe.chosen_mean is None else f" {probe.chosen_mean:.4f} (dense {dense})"
             verdict = "WON" if probe.won else f"lost: {probe.why_not}"
             lines.append(f"  {100 * probe.density:7.3f}%  t={probe.threshold:<9g} {when:>15}{accuracy}  {verdict}")
         blocks.append("\n".join(lines))

@@ -47,8 +47,9 @@ class FrontierConfig:
 
     def __post_init__(self) -> None:
         low, high = self.density_range
-        if not 0 < low < high <= 1:
-            raise ValueError(f"frontier.density_range must be two densities 0 < low < high <= 1, got {low}, {high}")
+        if not 0 < low < high <= 1 or rounded(low) <= 0:
+            raise ValueError(f"frontier.density_range must be two densities 0 < low < high <= 1, got {low}, {high} "
+                             f"(a density below {10.0 ** -THRESHOLD_DIGITS:g} is a threshold of 1: nothing kept)")
         if not 0 < self.resolution < 1:
             raise ValueError(f"frontier.resolution must be in (0, 1), got {self.resolution}")
         if self.per_round < 1 or self.max_rounds < 1:
@@ -95,7 +96,13 @@ class Bracket:
         return not (self.sparse_probed and self.dense_probed)
 
     def resolved(self, step: float) -> bool:
-        return not self.open_end and self.width <= step * (1 + ROUNDING_SLACK)
+        """One step wide with both ends probed; or a winner within one step of the range's sparsest end.
+
+        The latter needs no probe at the range's end: nothing sparser than it is searched, so the
+        answer is already as exact as `resolution` asks (the summary says the frontier may lie lower).
+        """
+        probed = self.dense_probed and (self.sparse_probed or self.kind == "below_range")
+        return probed and self.width <= step * (1 + ROUNDING_SLACK)
 
     def probes_for(self, step: float, rounds_left: int) -> int:
         """The fewest probes this round that still resolve the bracket in `rounds_left` rounds.
@@ -134,12 +141,12 @@ class Answer:
             what = "no probe won"
         else:
             what = f"sparsest winner {100 * self.winner:.2f}% of weights (t={threshold_of(self.winner):g})"
-        if self.bracket is not None:
+        if self.bracket is not None and not (self.resolved and self.bracket.kind == "below_range"):
             state = "resolved" if self.resolved else "NOT resolved"
             what += (f"; flip in [{100 * self.bracket.sparse:.2f}%, {100 * self.bracket.dense:.2f}%] ({state} at "
                      f"resolution {config.resolution:g})")
-        elif self.winner is not None and same(self.winner, config.density_range[0]):
-            what += " (the sparsest density searched: the frontier may lie lower)"
+        elif self.winner is not None:
+            what += " (within one step of the sparsest density searched: the frontier may lie lower)"
         for winner, loser in self.inversions:
             what += f"; NOT MONOTONE: {100 * winner:.2f}% won but the denser {100 * loser:.2f}% lost"
         return what

@@ -8,6 +8,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
+from lth.frontier.judge import Verdict
 from lth.frontier.lines import make_lines, product, split_axes
 from lth.tracking.identity import cell_key, family_hash
 from lth.vocabulary import ConfigError
@@ -61,3 +62,30 @@ def test_imp_and_automatic_reset_epochs_are_refused_before_anything_runs(compose
         axes, replicates = split_axes(parsed(*overrides))
         with pytest.raises(ConfigError, match=why):
             make_lines(axes, replicates, composer(compose))
+
+
+def test_each_line_knows_the_seeds_and_controls_every_probe_must_have(compose: Callable[..., object]) -> None:
+    axes, replicates = split_axes(parsed("reset.epoch=0,1", "train.seed=0,1", "prune.control=none,reinit"))
+    lines = make_lines(axes, replicates, composer(compose))
+    assert [(line.seeds, line.controls) for line in lines] == [((0, 1), ("reinit",))] * 2
+    axes, replicates = split_axes(parsed("reset.epoch=0"))
+    (line,) = make_lines(axes, replicates, composer(compose))
+    assert (line.seeds, line.controls) == ((0,), ())  # the config's own seed, no control
+
+
+def test_a_cell_found_in_mlflow_counts_only_with_every_seed_and_control_the_sweep_asks_for() -> None:
+    grid_cell = Verdict("c", True, True, "", 0.9, 1, 0.95, 0.95, seeds=(0,), controls=())
+    assert grid_cell.covers(seeds=(0,), controls=())
+    assert not grid_cell.covers(seeds=(0, 1), controls=())  # a seed-0 grid cannot stand for two seeds
+    assert not grid_cell.covers(seeds=(0,), controls=("reinit",))  # nor for a sweep that asks for a control
+    controlled = Verdict("c", False, True, "", 0.9, 1, 0.95, 0.95, seeds=(0, 1), controls=("reinit",))
+    assert controlled.covers(seeds=(0, 1), controls=("reinit",))
+    unfinished = Verdict("c", False, False, "1 seed missing", 0.9, 1, None, 0.95, seeds=(0, 1), controls=())
+    assert not unfinished.covers(seeds=(0,), controls=())
+
+
+def test_what_the_judge_reads_once_for_the_whole_sweep_cannot_be_a_line() -> None:
+    for line in ("lth.report_tolerance=0.01,0.05", "tracking.uri=sqlite:///a.db,sqlite:///b.db"):
+        with pytest.raises(ConfigError, match="one value"):
+            split_axes(parsed("reset.epoch=0,1", line))
+    split_axes(parsed("reset.epoch=0,1", "lth.report_tolerance=0.05"))  # one value for every line is fine

@@ -117,3 +117,20 @@ def test_thresholds_are_the_complement_of_densities_rounded_for_the_command_line
 def test_a_bad_setting_is_refused_with_its_key(bad: dict) -> None:
     with pytest.raises(ValueError, match="frontier"):
         FrontierConfig(**bad)
+
+
+def test_a_grid_whose_every_cell_wins_within_one_step_of_the_range_end_is_resolved_at_the_default_range() -> None:
+    # The default range starts at 0.0115, a hair below the seed grid's sparsest cell (0.8^20 = 0.011529):
+    # probing 0.0115 after the grid would spend a ticket on a density one hundredth of a step sparser.
+    grid = {d: True for d in GRID}
+    assert next_probes(grid, DEFAULT, rounds_done=0) == []
+    final = answer(grid, DEFAULT)
+    assert final.resolved and final.winner == min(GRID)
+    assert "may lie lower" in final.sentence(DEFAULT)
+    # Further than one step from the range's end, the end is still probed.
+    assert next_probes({d: True for d in GRID[:-2]}, DEFAULT, rounds_done=0) == [DEFAULT.density_range[0]]
+
+
+def test_a_bound_below_what_a_threshold_can_say_is_refused() -> None:
+    with pytest.raises(ValueError, match="density_range"):
+        FrontierConfig(density_range=(1e-7, 0.5))  # rounds to threshold 1.0: density 0

@@ -69,6 +69,7 @@ def test_the_frontier_plan_prices_its_worst_case_against_the_grid(tmp_path: Path
     frontier = capsys.readouterr().out
     assert "4 GPUs per job" in grid and "GPU-hours 10,527.0" in grid  # 4 x 2,631.75 h
     assert "5 line(s) x 1 replicate(s), at most 4+1+1+1 probes per line in 4 round(s): 35 ticket jobs" in frontier
+    assert "up to P x max_rounds = 16 probes" in frontier
     hours = [float(re.search(r"GPU-hours ([\d,.]+)", t).group(1).replace(",", "")) for t in (grid, frontier)]
     assert hours[1] < 0.37 * hours[0]  # (1 + 35) / (1 + 100) of the grid's job-epochs, about
 
@@ -97,3 +98,51 @@ def test_epoch_times_come_from_the_sweep_s_dense_run_in_mlflow(tmp_path: Path, m
     assert f"epoch: 0.2 min from dense run {run.info.run_id}" in text and "only reuses it" in text
     # 4 tickets of 15 or 14 epochs at 0.2 min + 0.5 min each on 2 slots: 3.5 + 3.3 = 6.8 min each; the reuse 0.5.
     assert "wall-clock: 7.3 min (dense stage 0.5 min" in text
+
+
+def test_amdahl_s_bound_counts_dense_parents_side_by_side_once() -> None:
+    # Two seeds: two dense parents of 10 epochs run side by side, then 8 tickets of 10 epochs on 4 slots.
+    jobs = [Job("dense", 10, 0)] * 2 + [Job("ticket", 10, 1)] * 8
+    result = plan(jobs, Cluster(slots=4, gpus_per_job=1, epoch_minutes=6))
+    # Serial: 1 h of wall-clock; the rest (8 h of tickets) splits perfectly at best: S <= 10 / (1 + 8 / 4).
+    assert result.amdahl_speedup == pytest.approx(10 / 3) and result.speedup <= result.amdahl_speedup + 1e-9
+    assert result.speedup == pytest.approx(10 / 3)
+
+
+def test_a_dense_stage_that_only_reuses_its_parent_is_not_called_a_ticket_wave() -> None:
+    result = plan([Job("dense", 0, 0)] + [Job("ticket", 5, 1)] * 3, Cluster(slots=2, gpus_per_job=1, epoch_minutes=1))
+    assert "2 wave(s)" in why(result) and "1+2" not in why(result)
+
+
+def test_a_job_over_several_nodes_takes_all_of_them(tmp_path: Path, monkeypatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    plan_cli.main(["cluster=slurm", "hydra.launcher.nodes=2", "hydra.launcher.gpus_per_node=4",
+                   "prune.threshold=0.5,0.8", "--nodes", "20"])
+    assert "8 GPUs per job" in (text := capsys.readouterr().out) and "N = 10 jobs at once" in text
+
+
+def test_only_the_dense_parents_logged_in_mlflow_count_as_trained(tmp_path: Path, monkeypatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from hydra import compose, initialize_config_dir
+    from mlflow.tracking import MlflowClient
+
+    from lth import tracking
+    from lth.tracking import schema
+    from lth.tracking.identity import dense_hash
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"
+    with initialize_config_dir(config_dir=plan_cli.CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[uri, "train.seed=0"])
+    experiment = tracking.connect(cfg.tracking.uri, cfg.tracking.experiment)
+    client = MlflowClient()
+    run = client.create_run(experiment, tags={schema.ROLE: schema.DENSE_ROLE, schema.KEY: dense_hash(cfg)})
+    client.log_metric(run.info.run_id, schema.TRAIN_SECONDS, 15 * 12.0)  # seed 0 trained: 15 epochs of 12 s
+    client.log_metric(run.info.run_id, schema.EPOCHS_TRAINED, 15)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    plan_cli.main([uri, "prune.threshold=0.5", "train.seed=0,1", "--nodes", "2", "--job-overhead-minutes", "0"])
+    text = capsys.readouterr().out
+    # Seed 1's parent still trains its 15 epochs (3 min); seed 0's is only reused.
+    assert "dense stage 3.0 min" in text and "GPU-epochs 43" in text  # 15 (seed 1) + 2 tickets x 14 (k = 1)
+    assert "1 of 2 dense parent(s) already trained" in text

@@ -173,7 +173,8 @@ def main() -> None:
     parser.add_argument("--experiment", default=None, help="an experiment preset, e.g. mobilenet_fashion_rewind")
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--overrides", nargs="*", default=[], help="more overrides for every sweep")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reproduction" / "frontier_vs_grid")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reproduction" / "frontier_vs_grid",
+                        help="where the .md and .json go (a tolerance other than the default adds -tol<value>)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     args.workdir = args.workdir.resolve()
@@ -198,8 +199,9 @@ def main() -> None:
     text = markdown(summary)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    out = args.out.parent / (args.out.name + _suffix(args))  # e.g. frontier_vs_grid-tol0.05: a tolerance of its own
+    Path(f"{out}.md").write_text(text)
+    Path(f"{out}.json").write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def main() -> None:
     common = [*JOBS, f"tracking.uri={server.uri}", f"train.epochs={args.epochs}", "lth.keep_epochs=[0,1]"]
     try:
         output, _ = _run(folder, "lth.train", ["-m", *common, "prune.threshold=0.5", "reset.epoch=1"])
-        ticket_job = re.search(r"ticket jobs in SLURM array (\d+)", output).group(1) + "_0"
+        ticket_job = re.search(r"ticket jobs in SLURM array (\d+)", output).group(1)  # one task: its only line
         plan, _ = _run(folder, "lth.plan", [*common, "--nodes", "1", "--gpus-per-node", "4"])
         epoch_minutes = float(re.search(r"epoch: ([\d.e-]+) min", plan).group(1))
         overhead_s = _elapsed_s(ticket_job) - (args.epochs - 1) * epoch_minutes * 60

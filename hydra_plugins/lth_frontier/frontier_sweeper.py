@@ -137,13 +137,15 @@ class FrontierSweeper(Sweeper):
         family whose dense parents have seeds the sweep does not list stops here, before anything
         trains: the report would judge every probe on those seeds too, and no probe would finish.
         """
+        families = {family: judge.judged(family) for family in {line.family for line in lines}}  # one read each
         for line, record in zip(lines, records):
-            extra = sorted(set(judge.seeds(line.family)) - set(line.seeds))
+            seeds, verdicts = families[line.family]
+            extra = sorted(set(seeds) - set(line.seeds))
             if extra:
                 raise SystemExit(f"lth: error: {line.label}: MLflow already holds dense parents of train.seed "
                                  f"{extra} for this sweep, which the report judges every ticket on; sweep "
                                  f"train.seed={','.join(map(str, sorted({*line.seeds, *extra})))}")
-            for verdict in judge.verdicts(line.family).values():
+            for verdict in verdicts.values():
                 if verdict.covers(line.seeds, line.controls) and verdict.reset_epoch == line.reset_epoch \
                         and line.cell(verdict.threshold) == verdict.cell:
                     record.probes.append(_probe(verdict, PRIOR_ROUND))

@@ -57,17 +57,18 @@ class Judge:
 
     def verdicts(self, family: str) -> dict[str, Verdict]:
         """Every one-shot ticket cell of `family` (by `lth.cell`); empty before a dense parent finished."""
+        return self.judged(family)[1]
+
+    def judged(self, family: str) -> tuple[list[int], dict[str, Verdict]]:
+        """One read of `family`: its finished dense parents' seeds (every cell is judged on all), and `verdicts`."""
         runs = collect(self.experiment_id, family)
         if not runs.finished_dense:
-            return {}
+            return [], {}
         selection = selection_of(runs)
         rows, _ = mark_winners(aggregate(runs, selection.metric), self.tolerance, selection.split)
         seeds = tuple(runs.seeds)
-        return {row.cell: Verdict(row.cell, row.eligible, _complete(row), row.why_not, row.threshold, row.reset_epoch,
-                                  row.chosen_mean, row.dense_mean, seeds,
-                                  tuple(sorted(gap.control for gap in row.gaps if gap.complete)))
-                for row in rows if row.kind == "ticket"}
-
-    def seeds(self, family: str) -> list[int]:
-        """Seeds of the family's finished dense parents: the report judges every cell on all of them."""
-        return collect(self.experiment_id, family).seeds
+        verdicts = {row.cell: Verdict(row.cell, row.eligible, _complete(row), row.why_not, row.threshold,
+                                      row.reset_epoch, row.chosen_mean, row.dense_mean, seeds,
+                                      tuple(sorted(gap.control for gap in row.gaps if gap.complete)))
+                    for row in rows if row.kind == "ticket"}
+        return runs.seeds, verdicts

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["active_run", "cluster_job_tags", "connect", "connect_uri", "create_run", "existing_experiment", "fetch",
-           "find_runs", "finished_children", "finished_run", "get_run", "log_metrics", "log_params", "log_to_run",
-           "metric_history", "resume_cleanly", "retry_transient_errors", "rewound_from", "runs_page", "set_tags"]
+__all__ = ["active_run", "cluster_job_tags", "connect", "connect_uri", "create_run", "download_folder",
+           "existing_experiment", "fetch", "find_runs", "finished_children", "finished_run", "get_run", "log_folder",
+           "log_metrics", "log_params", "log_to_run", "metric_history", "resume_cleanly", "retry_transient_errors",
+           "rewound_from", "runs_page", "set_tags"]
 
 
 def __getattr__(name: str) -> Any:

@@ -197,6 +197,18 @@ def log_to_run(run_id: str, tags: Mapping[str, str] | None = None,
         client.log_artifact(run_id, str(path), folder or None)
 
 
+def log_folder(run_id: str, folder: Path, artifact_path: str) -> None:
+    """Log every file of `folder` under `artifact_path` of a run that is not active."""
+    MlflowClient().log_artifacts(run_id, str(folder), artifact_path)
+
+
+def download_folder(run_id: str, artifact_path: str, destination: Path) -> Path:
+    """Download a run's artifact folder into `destination`; returns the local folder."""
+    destination.mkdir(parents=True, exist_ok=True)
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,
+                                                    dst_path=str(destination)))
+
+
 def metric_history(run_id: str, key: str) -> dict[int, float]:
     """Every logged value of one metric of a run, by step."""
     return {metric.step: metric.value for metric in MlflowClient().get_metric_history(run_id, key)}

@@ -87,6 +87,7 @@ MASK, SPARSITY_REPORT, DENSITIES = "mask.npz", "sparsity.json", "densities.csv"
 START_WEIGHTS, FINAL_WEIGHTS = "weights/start.npz", "weights/final.npz"
 ERROR_TEXT, HYDRA_FOLDER = "error.txt", "hydra"
 REPORT_FOLDER = "report"  # on every dense parent of a family: the lottery-ticket report (lth.report)
+EXPORT_FOLDER = "export"  # on an exported ticket: its compacted and TFLite forms and their report (lth.export)
 
 # A winning ticket (lth.report.models): its run links the MLflow model the report logged of it.
 WINNER_MODEL = "lth.winner_model"  # models:/<model id>, logged once

@@ -1,0 +1,113 @@
+"""`python -m lth.export <ticket run id>`: a ticket compacted and in TFLite, measured, logged to its run.
+
+Writes `exports/<run id>/` (compact.keras, dense/sparse/compact/compact_sparse.tflite, export.json,
+export.md), prints the table, and logs the folder as the run's `export/` artifacts.
+`--latency-only` times the TFLite files of an earlier export again (from that folder, or
+downloaded from the run) and prints the new speed-ups beside the recorded ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lth.export.forms import TestSet
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m lth.export", description=__doc__.split("\n")[0])
+    parser.add_argument("run_id", help="a finished ticket, control or IMP job (its last level is exported)")
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
+                        help="MLflow store holding the run (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: exports/<run id>)")
+    parser.add_argument("--runs", type=int, default=100, help="timed runs per TFLite file; the median is reported")
+    parser.add_argument("--threads", type=int, default=2, help="TFLite interpreter threads")
+    parser.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test images only")
+    parser.add_argument("--no-log", action="store_true", help="write the folder, log nothing to MLflow")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="re-time an earlier export's TFLite files and compare with its recorded speed-ups")
+    arguments = parser.parse_args(argv)
+    if arguments.runs < 1 or arguments.threads < 1:
+        parser.error("--runs and --threads must be at least 1")
+    return arguments
+
+
+def test_set(config: object, limit: int | None) -> TestSet:
+    """The test split of the data the ticket was trained on, as arrays."""
+    import numpy as np
+
+    from lth.cell import DataConfig
+    from lth.data.arrays import LOADERS
+    from lth.data.load import load_data
+    from lth.pieces import piece
+
+    data = piece(DataConfig, config.data, "data", known_only=True)  # type: ignore[attr-defined]
+    if data.name in LOADERS:
+        images, labels = LOADERS[data.name](data)[2]
+    else:  # shards: the test split's tf.data pipeline, read once
+        batches = [(np.asarray(x), np.asarray(y)) for x, y in load_data(data, 256, 0).test]
+        images, labels = np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
+    return TestSet(images[:limit], labels[:limit])
+
+
+def _retime(arguments: argparse.Namespace, folder: Path) -> int:
+    from lth import tracking
+    from lth.export import summary, tflite
+    from lth.export.forms import BASELINE
+
+    if not (folder / summary.REPORT_JSON).exists():
+        tracking.connect_uri(arguments.tracking_uri)
+        tracking.download_folder(arguments.run_id, "export", folder.parent / f".download-{arguments.run_id}")
+        folder = folder.parent / f".download-{arguments.run_id}" / "export"
+    recorded = summary.read(folder / summary.REPORT_JSON)
+    files = {form.name: (folder / form.name).read_bytes() for form in recorded.forms if form.name.endswith(".tflite")}
+    timing = tflite.latencies(files, runs=arguments.runs, threads=arguments.threads)
+    print("| file | recorded ms | speed-up | now ms | speed-up now |\n|---|---|---|---|---|")
+    for form in recorded.forms:
+        if form.name in timing:
+            now = timing[BASELINE].median_ms / timing[form.name].median_ms
+            print(f"| {form.name} | {form.latency_ms:.2f} | {form.speedup:.2f}× | {timing[form.name].median_ms:.2f} | "
+                  f"{now:.2f}× |")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Export one ticket; returns the exit status."""
+    arguments = _arguments(argv)
+    logging.basicConfig(level=logging.INFO, format="lth: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    folder = arguments.out or Path("exports") / arguments.run_id
+    if arguments.latency_only:
+        return _retime(arguments, folder)
+    from lth import tracking
+    from lth.export import summary
+    from lth.export.forms import export_forms
+    from lth.export.ticket import load_ticket
+    from lth.tracking import schema
+
+    try:
+        ticket = load_ticket(arguments.run_id, arguments.tracking_uri)
+    except Exception as error:  # an unknown id, a run without a mask: one line, not a traceback
+        print(f"lth: error: cannot load ticket {arguments.run_id} from {arguments.tracking_uri}: {error}",
+              file=sys.stderr)
+        return 2
+    test = test_set(ticket.config, arguments.test_limit)
+    export = export_forms(ticket.model, folder, test, runs=arguments.runs, threads=arguments.threads,
+                          progress=lambda line: print(f"lth: {line}", flush=True))
+    run = tracking.get_run(arguments.run_id)
+    title = f"Export of {run.data.tags.get(schema.RUN_NAME, arguments.run_id)} ({arguments.run_id})"
+    summary.write(export, folder, title)
+    print(summary.markdown(export, title))
+    if not arguments.no_log:
+        tracking.log_folder(arguments.run_id, folder, schema.EXPORT_FOLDER)
+        print(f"lth: logged {folder} as artifacts '{schema.EXPORT_FOLDER}/' of run {arguments.run_id}")
+    print(f"lth: rerun the latency measurement with: python -m lth.export {arguments.run_id} --latency-only")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,131 @@
+"""TFLite files of a Keras model, their outputs on a test set, and their latency under XNNPACK.
+
+Two conversions: plain float32, and float32 with `tf.lite.Optimize.EXPERIMENTAL_SPARSITY`,
+which stores each weight tensor that is sparse enough in a compressed sparse format (a
+DENSIFY op in the file). TensorFlow's Python interpreter applies the XNNPACK delegate to float
+models by default; XNNPACK unpacks such weights when it loads the file, and a file with sparse
+weights is what makes it *consider* sparse (NCHW) inference (`XNN_FLAG_HINT_SPARSE_INFERENCE`).
+Whether it uses it is XNNPACK's decision: among other conditions, its x86 sparse kernels are
+SSE only, so on a CPU with AVX it always runs the dense kernels (`sparse_kernels_possible`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+
+def convert(model: keras.Model, sparse: bool) -> bytes:
+    """The model as a float32 TFLite flatbuffer; `sparse` stores sparse weights compressed."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="lth-saved-model-") as folder:
+        model.export(folder, format="tf_saved_model", verbose=False)  # Keras 3's own SavedModel export
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        if sparse:
+            converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+        return bytes(converter.convert())
+
+
+@contextlib.contextmanager
+def _quiet_deprecation() -> Iterator[None]:
+    # tf.lite.Interpreter warns that LiteRT replaces it; it is still TF 2.21's own interpreter.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated.*")
+        yield
+
+
+def interpreter(flatbuffer: bytes, threads: int, batch: int | None = None) -> object:
+    """A TFLite interpreter with the default delegates (XNNPACK), tensors allocated, at `batch` if given."""
+    import tensorflow as tf
+
+    with _quiet_deprecation():
+        runner = tf.lite.Interpreter(model_content=flatbuffer, num_threads=threads)
+    if batch is not None:
+        details = runner.get_input_details()[0]
+        runner.resize_tensor_input(details["index"], [batch, *details["shape"][1:]], strict=False)
+    runner.allocate_tensors()
+    return runner
+
+
+def sparse_tensors(flatbuffer: bytes) -> int:
+    """How many tensors of the file are stored in a sparse format."""
+    runner = interpreter(flatbuffer, threads=1)
+    return sum(1 for tensor in runner.get_tensor_details() if tensor.get("sparsity_parameters"))
+
+
+def logits(flatbuffer: bytes, images: np.ndarray, batch: int = 256, threads: int = 2) -> np.ndarray:
+    """The model's outputs for `images`, in batches of `batch` (the last one resized to fit)."""
+    outputs = []
+    for start in range(0, len(images), batch):
+        chunk = images[start:start + batch]
+        runner = interpreter(flatbuffer, threads, batch=len(chunk))
+        runner.set_tensor(runner.get_input_details()[0]["index"], chunk)
+        runner.invoke()
+        outputs.append(np.array(runner.get_tensor(runner.get_output_details()[0]["index"])))
+    return np.concatenate(outputs)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Wall-clock time of one `invoke()` at batch 1."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    runs: int
+
+
+def latencies(files: Mapping[str, bytes], runs: int = 100, threads: int = 2, warmup: int = 10,
+              rounds: int = 5, seed: int = 0) -> dict[str, Latency]:
+    """Median latency of each file at batch 1, measured in interleaved rounds.
+
+    Every round times `runs / rounds` invocations of every file in turn, so a slow spell of
+    the machine falls on all of them alike and their ratios stay comparable.
+    """
+    image_shapes = {}
+    runners = {}
+    for name, flatbuffer in files.items():
+        runners[name] = interpreter(flatbuffer, threads, batch=1)
+        details = runners[name].get_input_details()[0]
+        image_shapes[name] = (tuple(details["shape"]), details["dtype"])
+    rng = np.random.default_rng(seed)
+    times: dict[str, list[float]] = {name: [] for name in files}
+    per_round = max(1, -(-runs // rounds))
+    for name, runner in runners.items():
+        shape, dtype = image_shapes[name]
+        runner.set_tensor(runner.get_input_details()[0]["index"], rng.integers(0, 255, shape).astype(dtype))
+        for _ in range(warmup):
+            runner.invoke()
+    for _ in range(rounds):
+        for name, runner in runners.items():
+            for _ in range(per_round):
+                started = time.perf_counter()
+                runner.invoke()
+                times[name].append(time.perf_counter() - started)
+    return {name: Latency(statistics.median(spent) * 1e3, float(np.percentile(spent, 10)) * 1e3,
+                          float(np.percentile(spent, 90)) * 1e3, len(spent)) for name, spent in times.items()}
+
+
+def sparse_kernels_possible() -> tuple[bool, str]:
+    """Whether XNNPACK can run sparse kernels on this CPU at all, and why (from its hardware config)."""
+    machine = platform.machine().lower()
+    if machine not in ("x86_64", "amd64", "i386", "i686"):
+        return True, f"{machine}: XNNPACK's sparse kernels are available; it chooses them per model"
+    flags = ""
+    with contextlib.suppress(OSError):
+        flags = Path("/proc/cpuinfo").read_text()
+    if " avx" in flags:
+        return False, ("x86 with AVX: XNNPACK's x86 sparse kernels are SSE only and it runs dense kernels on any CPU "
+                       "with AVX, so a sparse file here only saves space")
+    return True, "x86 without AVX: XNNPACK may run sparse (NCHW) kernels for sparse 1x1 convolutions"

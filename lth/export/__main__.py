@@ -24,7 +24,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
                         help="MLflow store holding the run (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: exports/<run id>)")
-    parser.add_argument("--runs", type=int, default=100, help="timed runs per TFLite file; the median is reported")
+    parser.add_argument("--runs", type=int, default=200, help="timed runs per TFLite file; the median is reported")
     parser.add_argument("--threads", type=int, default=2, help="TFLite interpreter threads")
     parser.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test images only")
     parser.add_argument("--no-log", action="store_true", help="write the folder, log nothing to MLflow")
@@ -55,23 +55,29 @@ def test_set(config: object, limit: int | None) -> TestSet:
 
 
 def _retime(arguments: argparse.Namespace, folder: Path) -> int:
-    from lth import tracking
-    from lth.export import summary, tflite
-    from lth.export.forms import BASELINE
+    """Time an earlier export's TFLite files again; print the recorded and new speed-ups side by side."""
+    import tempfile
 
-    if not (folder / summary.REPORT_JSON).exists():
-        tracking.connect_uri(arguments.tracking_uri)
-        tracking.download_folder(arguments.run_id, "export", folder.parent / f".download-{arguments.run_id}")
-        folder = folder.parent / f".download-{arguments.run_id}" / "export"
-    recorded = summary.read(folder / summary.REPORT_JSON)
-    files = {form.name: (folder / form.name).read_bytes() for form in recorded.forms if form.name.endswith(".tflite")}
-    timing = tflite.latencies(files, runs=arguments.runs, threads=arguments.threads)
-    print("| file | recorded ms | speed-up | now ms | speed-up now |\n|---|---|---|---|---|")
-    for form in recorded.forms:
-        if form.name in timing:
-            now = timing[BASELINE].median_ms / timing[form.name].median_ms
-            print(f"| {form.name} | {form.latency_ms:.2f} | {form.speedup:.2f}× | {timing[form.name].median_ms:.2f} | "
-                  f"{now:.2f}× |")
+    from lth import tracking
+    from lth.export import summary
+    from lth.export.forms import BASELINE
+    from lth.export.latency import measure
+    from lth.tracking import schema
+
+    with tempfile.TemporaryDirectory(prefix="lth-export-") as scratch:
+        if not (folder / summary.REPORT_JSON).exists():  # not exported on this machine: take the run's files
+            tracking.connect_uri(arguments.tracking_uri)
+            folder = tracking.download_folder(arguments.run_id, schema.EXPORT_FOLDER, Path(scratch))
+        recorded = summary.read(folder / summary.REPORT_JSON)
+        timed = [form for form in recorded.forms if form.latency_ms is not None]
+        timing = measure([folder / form.name for form in timed], runs=arguments.runs, threads=arguments.threads)
+    print(f"Latency of {folder}: recorded at {recorded.threads} threads, {recorded.runs} runs; now at "
+          f"{arguments.threads} threads, {arguments.runs} runs (batch 1, median)\n")
+    print("| file | recorded ms | recorded speed-up | now ms | speed-up now |\n|---|---|---|---|---|")
+    for form in timed:
+        now = timing[BASELINE].median_ms / timing[form.name].median_ms
+        print(f"| {form.name} | {form.latency_ms:.3f} | {form.speedup:.2f}× | {timing[form.name].median_ms:.3f} | "
+              f"{now:.2f}× |")
     return 0
 
 

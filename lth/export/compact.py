@@ -132,7 +132,9 @@ def compact_model(model: keras.Model) -> Compaction:
             config["use_bias"] = True
         return layer.__class__.from_config(config)
 
-    compacted = keras.models.clone_model(model, clone_function=rebuilt)
+    cloned = keras.models.clone_model(model, clone_function=rebuilt)
+    # clone_model compiles the clone like the original; a deployable model carries no optimizer state.
+    compacted = keras.Model(cloned.inputs, cloned.outputs, name=model.name)
     for name, weights in new_weights.items():
         if weights:
             compacted.get_layer(name).set_weights(weights)

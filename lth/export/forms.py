@@ -28,6 +28,7 @@ import numpy as np
 from lth.export import tflite
 from lth.export.compact import compact_model
 from lth.export.cost import Cost, model_cost
+from lth.export.latency import measure
 
 log = logging.getLogger("lth")
 
@@ -91,7 +92,7 @@ def _outputs(predict: Callable[[np.ndarray], np.ndarray], test: TestSet | None,
             int(np.count_nonzero(outputs.argmax(axis=1) != reference.argmax(axis=1))), outputs)
 
 
-def export_forms(masked: keras.Model, folder: Path, test: TestSet | None, runs: int = 100, threads: int = 2,
+def export_forms(masked: keras.Model, folder: Path, test: TestSet | None, runs: int = 200, threads: int = 2,
                  progress: Callable[[str], None] = log.info) -> Export:
     """Write every form of `masked` into `folder` and measure them.
 
@@ -120,8 +121,8 @@ def export_forms(masked: keras.Model, folder: Path, test: TestSet | None, runs: 
         progress(f"converting {name}")
         files[name] = tflite.convert(masked if source == "masked" else compact, sparse=sparse)
         (folder / name).write_bytes(files[name])
-    progress(f"timing {len(files)} TFLite files at batch 1, {runs} runs each, {threads} threads")
-    timing = tflite.latencies(files, runs=runs, threads=threads)
+    progress(f"timing {len(files)} TFLite files at batch 1, {runs} runs each, {threads} threads (a fresh process)")
+    timing = measure([folder / name for name in files], runs=runs, threads=threads)
     baseline = timing[BASELINE].median_ms
     for name, (source, _) in TFLITE_FORMS.items():
         flatbuffer = files[name]

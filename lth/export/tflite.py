@@ -12,6 +12,7 @@ SSE only, so on a CPU with AVX it always runs the dense kernels (`sparse_kernels
 from __future__ import annotations
 
 import contextlib
+import logging
 import platform
 import statistics
 import tempfile
@@ -25,16 +26,16 @@ import keras
 import numpy as np
 
 
-def convert(model: keras.Model, sparse: bool) -> bytes:
-    """The model as a float32 TFLite flatbuffer; `sparse` stores sparse weights compressed."""
-    import tensorflow as tf
-
-    with tempfile.TemporaryDirectory(prefix="lth-saved-model-") as folder:
-        model.export(folder, format="tf_saved_model", verbose=False)  # Keras 3's own SavedModel export
-        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
-        if sparse:
-            converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-        return bytes(converter.convert())
+@contextlib.contextmanager
+def _quiet_tensorflow() -> Iterator[None]:
+    # The SavedModel writer logs "Assets written to ..." at INFO for every conversion.
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -43,6 +44,18 @@ def _quiet_deprecation() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated.*")
         yield
+
+
+def convert(model: keras.Model, sparse: bool) -> bytes:
+    """The model as a float32 TFLite flatbuffer; `sparse` stores sparse weights compressed."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="lth-saved-model-") as folder, _quiet_tensorflow():
+        model.export(folder, format="tf_saved_model", verbose=False)  # Keras 3's own SavedModel export
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        if sparse:
+            converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+        return bytes(converter.convert())
 
 
 def interpreter(flatbuffer: bytes, threads: int, batch: int | None = None) -> object:
@@ -86,33 +99,39 @@ class Latency:
     runs: int
 
 
-def latencies(files: Mapping[str, bytes], runs: int = 100, threads: int = 2, warmup: int = 10,
-              rounds: int = 5, seed: int = 0) -> dict[str, Latency]:
+def latencies(files: Mapping[str, bytes], runs: int = 100, threads: int = 2, rounds: int = 10, seed: int = 0,
+              warmup_s: float = 0.3) -> dict[str, Latency]:
     """Median latency of each file at batch 1, measured in interleaved rounds.
 
-    Every round times `runs / rounds` invocations of every file in turn, so a slow spell of
-    the machine falls on all of them alike and their ratios stay comparable.
+    Every round times `runs / rounds` invocations of every file, the files in a fresh random
+    order each round, so a slow spell of the machine falls on all of them alike and their
+    ratios stay comparable. Each file first runs for `warmup_s` seconds (at least 10 times), and
+    a few untimed calls open every round of a file: switching interpreters (each has its own
+    thread pool) slows the next calls, by up to 20% in the median of 20 calls on 2 cores.
     """
-    image_shapes = {}
-    runners = {}
-    for name, flatbuffer in files.items():
-        runners[name] = interpreter(flatbuffer, threads, batch=1)
-        details = runners[name].get_input_details()[0]
-        image_shapes[name] = (tuple(details["shape"]), details["dtype"])
+    runners = {name: interpreter(flatbuffer, threads, batch=1) for name, flatbuffer in files.items()}
     rng = np.random.default_rng(seed)
+    for runner in runners.values():
+        details = runner.get_input_details()[0]
+        image = rng.integers(0, 255, details["shape"]).astype(details["dtype"])
+        runner.set_tensor(details["index"], image)
+        started, calls = time.perf_counter(), 0
+        while calls < 10 or time.perf_counter() - started < warmup_s:
+            runner.invoke()
+            calls += 1
     times: dict[str, list[float]] = {name: [] for name in files}
     per_round = max(1, -(-runs // rounds))
-    for name, runner in runners.items():
-        shape, dtype = image_shapes[name]
-        runner.set_tensor(runner.get_input_details()[0]["index"], rng.integers(0, 255, shape).astype(dtype))
-        for _ in range(warmup):
-            runner.invoke()
+    settle = max(3, per_round // 5)
+    names = list(runners)
     for _ in range(rounds):
-        for name, runner in runners.items():
+        for index in rng.permutation(len(names)):
+            runner = runners[names[index]]
+            for _ in range(settle):  # untimed: the first calls after another interpreter ran are slower
+                runner.invoke()
             for _ in range(per_round):
                 started = time.perf_counter()
                 runner.invoke()
-                times[name].append(time.perf_counter() - started)
+                times[names[index]].append(time.perf_counter() - started)
     return {name: Latency(statistics.median(spent) * 1e3, float(np.percentile(spent, 10)) * 1e3,
                           float(np.percentile(spent, 90)) * 1e3, len(spent)) for name, spent in times.items()}
 

@@ -26,6 +26,7 @@ from lth.vocabulary import (
     Optimizer,
     Precision,
     Schedule,
+    Structure,
     WeightDecayMode,
 )
 
@@ -124,6 +125,7 @@ class PruneConfig:
     levels: int = 1  # imp: prune-rewind-retrain rounds
     rate: float = 0.2  # imp: fraction of the survivors removed per level
     layer_rates: Mapping[str, float] = field(default_factory=dict)  # imp: layers with a rate of their own
+    structure: Structure = "none"  # which weights a mask may remove: any, the 1x1 convolutions, or whole channels
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ def _prepare(cfg: DictConfig) -> tuple[Cell, str, DataSplits]:
         log.info(data.summary)
         sizes = sparse.prunable_sizes(cell, data)
         check_floor_fits(list(sizes.values()), sparse.final_threshold(cell.prune, sizes), cell.prune.min_density)
+        sparse.check_structure_fits(cell, data)
     except ValueError as error:
         raise ConfigError(str(error)) from error
     with exclusive(cell.state.state_dir, "tracking", cell.state.lock_timeout_min, "the tracking store"):

@@ -20,9 +20,11 @@ from lth import tracking
 from lth.cell import Cell, PruneConfig
 from lth.data.splits import DataSplits
 from lth.dense import DenseParent
+from lth.pruning.channels import channel_masks, check_channels_fit, random_channel_masks
 from lth.pruning.collapse import CollapsedMaskError, judge
-from lth.pruning.masks import Masks, prunable_layer_names, random_masks_like
+from lth.pruning.masks import Masks, random_masks_like
 from lth.pruning.scopes import imp_level_threshold, imp_masks, prune_masks
+from lth.pruning.structure import Layout, layout
 from lth.tracking import schema
 from lth.tracking.artifacts import log_masks, log_weights
 from lth.tracking.client import Run
@@ -51,11 +53,25 @@ def control_seed(train_seed: int, prune: PruneConfig) -> int:
     return int(np.random.SeedSequence([train_seed, prune.control_seed, 1]).generate_state(1)[0])
 
 
+def mask_layout(cell: Cell, data: DataSplits) -> Layout:
+    """The layers this cell's masks cover (and, for `prune.structure=channel`, its channel groups)."""
+    model = network_for(cell.model, cell.train, data.steps_per_epoch).model
+    return layout(model, cell.prune.structure, cell.prune.ignore)
+
+
 def prunable_sizes(cell: Cell, data: DataSplits) -> dict[str, int]:
     """Kernel sizes of the layers this cell prunes, by name in network order (checks `prune.ignore` too)."""
     model = network_for(cell.model, cell.train, data.steps_per_epoch).model
-    names = prunable_layer_names(model, cell.prune.ignore)
-    return {name: int(np.prod(model.get_layer(name).kernel.shape)) for name in names}
+    return {name: int(np.prod(model.get_layer(name).kernel.shape)) for name in mask_layout(cell, data).names}
+
+
+def check_structure_fits(cell: Cell, data: DataSplits) -> None:
+    """Before training: refuse a channel threshold that whole channels cannot reach (a ValueError)."""
+    if cell.prune.structure == "channel":
+        model = network_for(cell.model, cell.train, data.steps_per_epoch).model
+        plan = mask_layout(cell, data)
+        shapes = {name: tuple(model.get_layer(name).kernel.shape) for name in plan.names}
+        check_channels_fit(shapes, plan.groups, cell.prune.threshold, cell.prune.min_density)
 
 
 def final_threshold(prune: PruneConfig, sizes: Mapping[str, int]) -> float:
@@ -70,12 +86,20 @@ def level_threshold(prune: PruneConfig, sizes: Mapping[str, int], level: int) ->
     return imp_level_threshold(sizes, prune.rate, level, prune.layer_rates)
 
 
-def one_shot_masks(cell: Cell, names: list[str], source: Weights) -> Masks:
-    """Magnitude masks of `source`'s kernels of `names` at `prune.threshold`, moved at random for `random_mask`."""
+def one_shot_masks(cell: Cell, plan: Layout, source: Weights) -> Masks:
+    """Masks of `source`'s kernels of the layout's layers at `prune.threshold`, moved at random for `random_mask`.
+
+    Weight by weight (lth.pruning.scopes), or whole channels under `prune.structure=channel`
+    (lth.pruning.channels), whose random control moves whole channels too.
+    """
     prune = cell.prune
-    masks = prune_masks({n: source[kernel_path(n)] for n in names}, prune.threshold, prune.scope, None,
-                        prune.min_density)
-    return random_masks_like(masks, control_seed(cell.train.seed, prune)) if prune.control == "random_mask" else masks
+    kernels = {n: source[kernel_path(n)] for n in plan.names}
+    seed = control_seed(cell.train.seed, prune)
+    if prune.structure == "channel":
+        masks = channel_masks(kernels, plan.groups, prune.threshold, prune.scope, prune.min_density)
+        return random_channel_masks(kernels, plan.groups, masks, seed) if prune.control == "random_mask" else masks
+    masks = prune_masks(kernels, prune.threshold, prune.scope, None, prune.min_density)
+    return random_masks_like(masks, seed) if prune.control == "random_mask" else masks
 
 
 def level_masks(prune: PruneConfig, sizes: Mapping[str, int], source: Weights, level: int,

@@ -94,7 +94,7 @@ def ensure_ticket(cell: Cell, experiment_id: str, data: DataSplits, dense: Dense
             return cell_result(cell, dense, stage.run_id, stage.finished.data.metrics, reused=True)
         with tracking.active_run(stage.run_id):
             log_config(cell.groups, TICKET_PARAM_GROUPS, cell.cluster.name)
-            names = list(sparse.prunable_sizes(cell, data))
-            masks = sparse.one_shot_masks(cell, names, dense.weights_at(cell.train.epochs))
+            plan = sparse.mask_layout(cell, data)
+            masks = sparse.one_shot_masks(cell, plan, dense.weights_at(cell.train.epochs))
             run = sparse.train_masked(cell, data, dense, masks, sparse.starting_weights(cell, dense), stage.run_id)
         return cell_result(cell, dense, stage.run_id, run.metrics, reused=False)

@@ -21,6 +21,7 @@ from lth.vocabulary import (
     OPTIMIZERS,
     PRECISIONS,
     SCHEDULES,
+    STRUCTURES,
     WEIGHT_DECAY_MODES,
     ConfigError,
 )
@@ -57,6 +58,11 @@ def validate_config(cfg: DictConfig) -> Cell:
     _check(isinstance(min_density, (int, float)) and 0.0 <= min_density <= 1.0,
            f"prune.min_density must be in [0, 1], got {min_density!r}")
     _one_of(cfg.prune.on_collapse, ON_COLLAPSE, "prune.on_collapse")
+    structure = cfg.prune.get("structure", "none")
+    _one_of(structure, STRUCTURES, "prune.structure", listed=True)
+    _check(structure != "channel" or cfg.prune.method != "imp",
+           "prune.structure=channel prunes whole channels in one shot; it does not run with prune.method=imp "
+           "(use prune.structure=none or xnnpack_1x1 for IMP)")
     final_threshold = float(threshold)
     if cfg.prune.method == "imp":
         levels, rate = cfg.prune.levels, cfg.prune.rate

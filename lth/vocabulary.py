@@ -17,6 +17,7 @@ WeightDecayMode = Literal["decoupled", "l2"]
 Method = Literal["magnitude", "imp"]
 Control = Literal["none", "reinit", "random_mask"]
 OnCollapse = Literal["warn", "refuse"]
+Structure = Literal["none", "xnnpack_1x1", "channel"]
 BACKENDS: tuple[str, ...] = typing.get_args(Backend)
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 OPTIMIZERS: tuple[str, ...] = typing.get_args(Optimizer)
@@ -26,6 +27,7 @@ WEIGHT_DECAY_MODES: tuple[str, ...] = typing.get_args(WeightDecayMode)
 METHODS: tuple[str, ...] = typing.get_args(Method)
 CONTROLS: tuple[str, ...] = typing.get_args(Control)
 ON_COLLAPSE: tuple[str, ...] = typing.get_args(OnCollapse)
+STRUCTURES: tuple[str, ...] = typing.get_args(Structure)
 IMAGENET_NEEDS_TENSORFLOW = "data=imagenet reads TFRecord shards with tf.data: it needs train.backend=tensorflow"
 
 

@@ -21,6 +21,9 @@ from lth.tracking import schema
 
 SETTING_PREFIXES = ("prune.", "reset.")  # the params that tell the experiments of one family apart
 Settings = tuple[tuple[str, str], ...]
+# Prune settings added later, and what a run logged before them meant: so an old run and a new one at the
+# default do not read as two settings (the report labels cells by the settings that differ).
+LATER_SETTINGS: dict[str, str] = {"prune.structure": "none"}
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,10 @@ class Family:
 
 
 def _settings(params: dict[str, str]) -> Settings:
-    return tuple(sorted((k, v) for k, v in params.items() if k.startswith(SETTING_PREFIXES)))
+    found = {k: v for k, v in params.items() if k.startswith(SETTING_PREFIXES)}
+    if any(k.startswith("prune.") for k in found):  # runs logged before a key existed meant its default
+        found = {**LATER_SETTINGS, **found}
+    return tuple(sorted(found.items()))
 
 
 def _emptied_and_floor(run: Run) -> tuple[bool, bool]:

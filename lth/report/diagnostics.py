@@ -169,6 +169,10 @@ def _min_density(point: Point) -> float:
     return float(dict(point.settings).get("prune.min_density", 0.0))
 
 
+def _structure(point: Point) -> str:
+    return dict(point.settings).get("prune.structure", "none")
+
+
 def scope_label(scope: str, min_density: float) -> str:
     """`lamp`, or `lamp, min_density 0.002` when a floor was set."""
     return scope + (f", min_density {min_density:g}" if min_density else "")
@@ -196,11 +200,14 @@ def family_diagnostics(family: Family) -> Diagnostics:
     by scope and min_density, over the layers named in the mask of the group's lowest-seed ticket.
     Needs MLflow pointed at the family's store.
     """
-    tickets = sorted((p for p in family.points if p.kind == "ticket" and p.finished),
+    # Weight-by-weight masks only: these are rebuilt here from the dense checkpoints without the network,
+    # which channel masks need (its graph); xnnpack_1x1's masks cover only the 1x1 layers, as here.
+    tickets = sorted((p for p in family.points if p.kind == "ticket" and p.finished and _structure(p) != "channel"),
                      key=lambda p: (p.seed, p.threshold, p.reset_epoch))
     groups: dict[tuple[str, float], list[Point]] = {}
     for ticket in tickets:
-        groups.setdefault((ticket.scope, _min_density(ticket)), []).append(ticket)
+        scope = ticket.scope if _structure(ticket) == "none" else f"{ticket.scope}, {_structure(ticket)}"
+        groups.setdefault((scope, _min_density(ticket)), []).append(ticket)
     dense = family.finished_dense[0] if family.finished_dense else None
     masks_of = functools.cache(_load_masks)  # a group's first ticket is compared in the overlaps too
     early_bird: dict[str, EarlyBird] = {}
@@ -214,7 +221,7 @@ def family_diagnostics(family: Family) -> Diagnostics:
             epochs = tuple(sorted(loaded[layers]))
             if len(epochs) > 1:
                 early_bird[scope_label(scope, min_density)] = early_bird_distances(
-                    loaded[layers], [p.threshold for p in members], scope, min_density)
+                    loaded[layers], [p.threshold for p in members], members[0].scope, min_density)
     overlaps = mask_overlaps(family.points, masks_of)
     return Diagnostics(early_bird, overlaps, dense.seed, epochs) if early_bird and dense is not None \
         else Diagnostics({}, overlaps)

@@ -143,6 +143,8 @@ def _prune_identity(cfg: Config) -> dict[str, Any]:
     unused = ("threshold",) if prune.get("method") == "imp" else ("levels", "rate", "layer_rates")
     if not prune.get("layer_rates"):  # added later: every run before it had no per-layer rate
         unused += ("layer_rates",)
+    if prune.get("structure", "none") == "none":  # added later: every run before it pruned any weight
+        unused += ("structure",)
     if prune.get("control", "none") == "none":
         unused += ("control_seed",)
     relevant = {key: value for key, value in prune.items() if key not in unused}

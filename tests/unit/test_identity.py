@@ -117,6 +117,19 @@ def test_keys_that_decide_the_run_are_still_hashed(compose: Callable[..., object
     assert dense_hash(compose(override)) != dense_hash(compose())
 
 
+def test_structure_is_hashed_only_when_it_prunes_differently(compose: Callable[..., object]) -> None:
+    default, none = compose(), compose("prune.structure=none")
+    assert ticket_key(none) == ticket_key(default) and cell_key(none) == cell_key(default)
+    cfg = compose("prune.threshold=0.5")
+    with open_dict(cfg):
+        del cfg.prune["structure"]  # a config from before prune.structure existed: the same run as structure=none
+    assert ticket_key(cfg) == ticket_key(compose("prune.threshold=0.5"))
+    keys = {ticket_key(compose(f"prune.structure={s}")) for s in ("none", "xnnpack_1x1", "channel")}
+    cells = {cell_key(compose(f"prune.structure={s}")) for s in ("none", "xnnpack_1x1", "channel")}
+    assert len(keys) == 3 and len(cells) == 3  # each structure is a cell (a series) of its own in the report
+    assert dense_hash(compose("prune.structure=channel")) == dense_hash(default)  # one dense parent for all
+
+
 def test_on_collapse_does_not_split_tickets(compose: Callable[..., object]) -> None:
     # warn and refuse train the same ticket; refuse only declines to start a collapsed one.
     assert ticket_key(compose("prune.on_collapse=refuse")) == ticket_key(compose())

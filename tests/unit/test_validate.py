@@ -26,16 +26,20 @@ from lth.validate import ConfigError, validate_config
     ("train.seed=-1", "train.seed must be a non-negative integer"),
     ("train.weight_decay_mode=l1", "train.weight_decay_mode must be l2 or decoupled"),
     ("data.channels=1", "data.channels=1 but model mobilenet_v2 takes 3"),
+    ("prune.structure=blocks", r"prune.structure must be one of \['none', 'xnnpack_1x1', 'channel'\]"),
+    ("prune.structure=channel prune.method=imp", "prune.structure=channel prunes whole channels in one shot"),
 ])
 def test_bad_values_are_named_with_their_key(compose: Callable[..., object], override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        validate_config(compose(override))
+        validate_config(compose(*override.split()))
 
 
 def test_default_and_edge_values_pass(compose: Callable[..., object]) -> None:
     validate_config(compose())
     validate_config(compose("prune.threshold=0", "reset.epoch=0"))
     validate_config(compose("reset.epoch=15", "lth.keep_epochs=[0,15]"))
+    validate_config(compose("prune.structure=xnnpack_1x1", "prune.method=imp"))
+    validate_config(compose("prune.structure=channel", "prune.control=random_mask"))
 
 
 def test_lenet_takes_one_channel_and_its_preset_passes(compose: Callable[..., object], tmp_path: Path) -> None:

@@ -1,0 +1,116 @@
+"""prune.structure: which weights xnnpack_1x1 and channel masks may remove, exactly, and what channel tickets compact to."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from lth.cell import ModelConfig
+from lth.export.compact import compact_model
+from lth.export.cost import model_cost
+from lth.pruning.channels import channel_masks, check_channels_fit, kept_channels, random_channel_masks
+from lth.pruning.scopes import SCOPES, prune_masks
+from lth.pruning.structure import layout
+from lth.training.models import build_model
+
+
+@pytest.fixture(scope="module")
+def mobilenet() -> keras.Model:
+    return build_model(ModelConfig("mobilenet_v2", 32, 10, alpha=0.35, bn_momentum=0.9), 0)
+
+
+def _kernels(model: keras.Model, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    return {name: np.array(model.get_layer(name).kernel.numpy()) for name in names}
+
+
+def test_xnnpack_1x1_prunes_only_the_1x1_stride_1_convolutions(mobilenet: keras.Model) -> None:
+    names = layout(mobilenet, "xnnpack_1x1").names
+    assert "Conv1" not in names and "predictions" not in names
+    assert not any("depthwise" in name for name in names)
+    assert "Conv_1" in names and "block_1_expand" in names and "expanded_conv_project" in names
+    assert all(mobilenet.get_layer(name).kernel.shape[:2] == (1, 1) for name in names)
+    every_1x1 = [layer.name for layer in mobilenet.layers if isinstance(layer, keras.layers.Conv2D)
+                 and not isinstance(layer, keras.layers.DepthwiseConv2D) and layer.kernel.shape[:2] == (1, 1)]
+    assert list(names) == every_1x1
+    kernels = _kernels(mobilenet, names)
+    masks = prune_masks(kernels, 0.8, "lamp", min_density=0.002)
+    total = sum(kernel.size for kernel in kernels.values())
+    assert sum(int((~mask).sum()) for mask in masks.values()) == round(0.8 * total)  # exact, over the 1x1 weights
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("threshold", [0.5, 0.8])
+def test_channel_masks_remove_whole_channels_close_to_the_threshold(mobilenet: keras.Model, scope: str,
+                                                                    threshold: float) -> None:
+    plan = layout(mobilenet, "channel")
+    kernels = _kernels(mobilenet, plan.names)
+    masks = channel_masks(kernels, plan.groups, threshold, scope, min_density=0.002)
+    total = sum(kernel.size for kernel in kernels.values())
+    removed = sum(int((~mask).sum()) for mask in masks.values())
+    biggest_channel = max(sum(kernels[n].size // kernels[n].shape[-1] for n in g.producers) for g in plan.groups)
+    assert abs(removed - round(threshold * total)) <= 2 * biggest_channel + 64  # whole channels: close, not exact
+    for group in plan.groups:
+        keep = kept_channels(masks, group)
+        assert keep.sum() >= 1  # the floor keeps every group alive
+        for name in group.producers:  # a removed channel loses its whole filter, a kept one only removed inputs
+            alive = masks[name].reshape(-1, masks[name].shape[-1])
+            assert np.array_equal(alive.any(axis=0), keep)
+            assert np.array_equal(masks[name][..., keep].all(axis=-1), masks[name][..., keep].any(axis=-1))
+        for name in group.depthwise:
+            assert np.array_equal(masks[name].all(axis=(0, 1, 3)), keep)
+            assert not masks[name][:, :, ~keep, :].any()
+        for name in group.readers:  # a removed channel is not read either
+            assert not masks[name][..., ~keep, :].any()
+    assert masks["predictions"].any(axis=0).all()  # every class keeps its logit
+    assert masks["Conv1"].any(axis=(0, 1, 3)).all()  # and the image its three channels
+
+
+def test_channel_ranking_removes_the_weakest_channels_first(mobilenet: keras.Model) -> None:
+    plan = layout(mobilenet, "channel")
+    kernels = _kernels(mobilenet, plan.names)
+    group = next(g for g in plan.groups if g.producers == ("block_3_expand",))
+    kernels["block_3_expand"][..., :5] *= 1e-3  # five channels whose filters are far weaker than the rest
+    kernels["block_3_depthwise"][:, :, :5, :] *= 1e-3
+    masks = channel_masks(kernels, plan.groups, 0.3, "lamp", min_density=0.002)
+    assert not kept_channels(masks, group)[:5].any()
+
+
+def test_a_channel_ticket_compacts_to_about_one_minus_t_of_the_weights(mobilenet: keras.Model) -> None:
+    model = keras.models.clone_model(mobilenet)
+    model.set_weights(mobilenet.get_weights())
+    plan = layout(model, "channel")
+    kernels = _kernels(model, plan.names)
+    masks = channel_masks(kernels, plan.groups, 0.5, "layer", min_density=0.002)
+    for name, mask in masks.items():
+        model.get_layer(name).kernel.assign(kernels[name] * mask)
+    images = np.random.default_rng(0).integers(0, 256, (32, 32, 32, 3)).astype("uint8")
+    compaction = compact_model(model)
+    assert np.abs(compaction.model.predict(images, verbose=0) - model.predict(images, verbose=0)).max() < 1e-4
+    before, after = model_cost(mobilenet), model_cost(compaction.model)
+    kernel_total = sum(kernel.size for kernel in kernels.values())
+    kept_kernels = sum(int(mask.sum()) for mask in masks.values())
+    compact_kernels = sum(int(np.prod(compaction.model.get_layer(n).kernel.shape)) for n in plan.names)
+    assert compact_kernels == kept_kernels  # compaction removes exactly what the channel mask removed
+    assert abs(kept_kernels / kernel_total - 0.5) < 0.01
+    assert 0.35 < after.macs / before.macs < 0.65  # layer scope: MACs fall with the weights
+
+
+def test_the_random_control_moves_whole_channels_and_keeps_each_groups_count(mobilenet: keras.Model) -> None:
+    plan = layout(mobilenet, "channel")
+    kernels = _kernels(mobilenet, plan.names)
+    masks = channel_masks(kernels, plan.groups, 0.6, "lamp", min_density=0.002)
+    moved = random_channel_masks(kernels, plan.groups, masks, seed=3)
+    assert any(not np.array_equal(kept_channels(masks, g), kept_channels(moved, g)) for g in plan.groups)
+    for group in plan.groups:
+        assert kept_channels(masks, group).sum() == kept_channels(moved, group).sum()
+    assert sum(int(m.sum()) for m in moved.values()) == pytest.approx(sum(int(m.sum()) for m in masks.values()),
+                                                                      rel=0.05)
+
+
+def test_a_threshold_whole_channels_cannot_reach_is_refused(mobilenet: keras.Model) -> None:
+    plan = layout(mobilenet, "channel")
+    shapes = {name: tuple(mobilenet.get_layer(name).kernel.shape) for name in plan.names}
+    check_channels_fit(shapes, plan.groups, 0.9, 0.002)
+    with pytest.raises(ValueError, match="can remove at most"):
+        check_channels_fit(shapes, plan.groups, 0.999, 0.01)

@@ -1,0 +1,95 @@
+"""Structured tickets trained by `python -m lth.train`, exported by `python -m lth.export` as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.integration.helpers import artifact, by_role, lth_env, run_lth, runs
+
+pytestmark = pytest.mark.slow  # trains three tickets, then converts and times four TFLite files
+FAST = ["train.epochs=3", "data.train_limit=256", "lth.verbose=0"]
+STRUCTURES = ("none", "xnnpack_1x1", "channel")
+
+
+def _export(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lth.export", *args], cwd=cwd, env=lth_env(), capture_output=True,
+                          text=True, timeout=900, check=False)
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    """One dense parent and a 50% ticket of each structure; the channel ticket exported."""
+    cwd = tmp_path_factory.mktemp("export")
+    sweep = run_lth(cwd, "-m", f"prune.structure={','.join(STRUCTURES)}", "prune.threshold=0.5", "reset.epoch=1",
+                    "prune.scope=layer", *FAST)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    _, tickets = by_role(runs(cwd))
+    by_structure = {ticket.data.params["prune.structure"]: ticket for ticket in tickets}
+    assert sorted(by_structure) == sorted(STRUCTURES)
+    done = _export(cwd, by_structure["channel"].info.run_id, "--runs", "100")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return cwd, by_structure
+
+
+def test_structures_mask_what_they_promise(searched: tuple[Path, dict[str, object]]) -> None:
+    cwd, tickets = searched
+    plain, xnnpack, channel = (artifact(cwd, tickets[s], "mask.npz") for s in STRUCTURES)
+    assert "block_1_depthwise" in plain and "Conv1" in plain
+    assert all(mask.shape[:2] == (1, 1) for mask in xnnpack.values())  # the 1x1 convolutions only
+    assert "Conv1" not in xnnpack and "predictions" not in xnnpack and "block_1_depthwise" not in xnnpack
+    assert int(sum(m.sum() for m in xnnpack.values())) == sum(m.size for m in xnnpack.values()) - round(
+        0.5 * sum(m.size for m in xnnpack.values()))  # exactly half of the 1x1 weights
+    expand, depthwise = channel["block_1_expand"], channel["block_1_depthwise"]
+    dead = ~expand.reshape(-1, expand.shape[-1]).any(axis=0)
+    assert dead.any() and np.array_equal(dead, ~depthwise.any(axis=(0, 1, 3)))  # whole channels, through the depthwise
+    assert not channel["block_1_project"][..., dead, :].any()
+    final = artifact(cwd, tickets["channel"], "weights/final.npz")
+    assert all(np.count_nonzero(final[f"{name}/kernel"][~mask]) == 0 for name, mask in channel.items())
+    remaining = float(tickets["channel"].data.metrics["weights_remaining"])
+    assert abs(remaining - 0.5) < 0.01
+
+
+def test_every_exported_form_gives_the_tickets_test_accuracy(searched: tuple[Path, dict[str, object]]) -> None:
+    cwd, tickets = searched
+    ticket = tickets["channel"]
+    report = json.loads((cwd / "exports" / ticket.info.run_id / "export.json").read_text())
+    masked = report["forms"][0]
+    assert masked["name"] == "masked"
+    assert masked["test_accuracy"] == pytest.approx(ticket.data.metrics["test_accuracy"], abs=1e-6)
+    for form in report["forms"]:
+        assert form["test_accuracy"] == masked["test_accuracy"] and form["disagreements"] == 0, form["name"]
+        assert form["max_logit_diff"] < 1e-4, form["name"]
+    compact = next(form for form in report["forms"] if form["name"] == "compact.keras")
+    assert 0.35 < compact["cost"]["macs"] / masked["cost"]["macs"] < 0.65  # a 50% channel ticket: about half
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
+    logged = {item.path for item in client.list_artifacts(ticket.info.run_id, "export")}
+    assert logged == {f"export/{name}" for name in ("compact.keras", "dense.tflite", "sparse.tflite",
+                                                     "compact.tflite", "compact_sparse.tflite", "export.json",
+                                                     "export.md")}
+
+
+def test_the_latency_benchmark_reruns_from_the_logged_files(searched: tuple[Path, dict[str, object]]) -> None:
+    cwd, tickets = searched
+    run_id = tickets["channel"].info.run_id
+    done = _export(cwd, run_id, "--latency-only", "--out", str(cwd / "elsewhere"), "--runs", "100")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and ".tflite" in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["dense.tflite", "sparse.tflite", "compact.tflite",
+                                                           "compact_sparse.tflite"]
+    assert rows[0].split("|")[5].strip() == "1.00×"
+
+
+def test_an_unknown_run_is_one_line(searched: tuple[Path, dict[str, object]]) -> None:
+    cwd, _ = searched
+    done = _export(cwd, "0123456789abcdef0123456789abcdef", "--no-log")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "lth: error: cannot load ticket 0123456789abcdef0123456789abcdef")

@@ -96,7 +96,8 @@ def _mapped(layer: keras.layers.Layer, incoming: Channels) -> Channels:
     if not incoming.constant.any():
         return incoming
     shape = (1,) * (len(layer.output.shape) - 1) + (incoming.value.size,)
-    probe = np.where(incoming.constant, incoming.value, 0.0).astype(layer.compute_dtype).reshape(shape)
+    # float32 in: the layer casts to its own compute dtype, as it does in the model
+    probe = np.where(incoming.constant, incoming.value, 0.0).astype("float32").reshape(shape)
     mapped = np.asarray(keras.ops.convert_to_numpy(layer(probe, training=False)), dtype=np.float64).reshape(-1)
     return Channels(incoming.constant, np.where(incoming.constant, mapped, 0.0))
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lth.pruning.scopes import SCOPES, Masks, lamp_scores
+from lth.pruning.scopes import Masks, check_arguments, lamp_scores
 
 
 @dataclass(frozen=True)
@@ -186,10 +186,7 @@ def channel_masks(kernels: Mapping[str, np.ndarray], groups: Sequence[ChannelGro
     Raises:
         ValueError: On a bad threshold or scope, or a threshold whole channels cannot reach.
     """
-    if not 0.0 <= threshold < 1.0:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
-    if scope not in SCOPES:
-        raise ValueError(f"prune.scope must be one of {SCOPES}, got {scope!r}")
+    check_arguments(threshold, scope)
     shapes = {name: np.shape(kernel) for name, kernel in kernels.items()}
     check_channels_fit(shapes, groups, threshold, min_density)
     counter = _Counter(shapes, groups)

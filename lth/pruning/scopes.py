@@ -112,6 +112,14 @@ def check_floor_fits(sizes: Sequence[int], threshold: float, min_density: float)
                          f"more than the {keep_total} that threshold {threshold:.6g} leaves; lower prune.min_density")
 
 
+def check_arguments(threshold: float, scope: str) -> None:
+    """Refuse a threshold outside [0, 1) or an unknown scope (a ValueError naming it)."""
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+    if scope not in SCOPES:
+        raise ValueError(f"prune.scope must be one of {SCOPES}, got {scope!r}")
+
+
 def _prune_smallest(scores: np.ndarray, count: int) -> np.ndarray:
     """Keep-mask over a flat array removing the `count` lowest scores (stable: earlier first)."""
     keep = np.ones(scores.shape, dtype=bool)
@@ -138,10 +146,7 @@ def prune_masks(
     Raises:
         ValueError: On a bad threshold or scope, or a floor the total cannot honour.
     """
-    if not 0.0 <= threshold < 1.0:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
-    if scope not in SCOPES:
-        raise ValueError(f"prune.scope must be one of {SCOPES}, got {scope!r}")
+    check_arguments(threshold, scope)
     names = list(kernels)
     flats = [np.abs(np.asarray(kernels[n], dtype=np.float64)).ravel() for n in names]
     if previous is not None:  # already-pruned weights rank below every live one (magnitudes are >= 0)

@@ -26,6 +26,12 @@ def kind(record: Record) -> str:
     return schema.kind(str(record.get("method", "magnitude")), str(record.get("control", "none")))
 
 
+def scope(record: Record) -> str:
+    """`lamp`, or `lamp, channel` for a structured mask (lth.pruning.structure)."""
+    structure = record.get("structure", "none")
+    return str(record.get("scope", "global")) + ("" if structure == "none" else f", {structure}")
+
+
 def job_line(record: Record) -> str:
     """One line for a finished job."""
     origin = "reused" if record["reused"] else f"trained {record['epochs_trained']} epochs"
@@ -33,7 +39,7 @@ def job_line(record: Record) -> str:
     accuracy = ("DIVERGED (no accuracy)" if record["test_accuracy"] is None
                 else f"test accuracy {record['test_accuracy']:.4f}")
     return (
-        f"{kind(record)} [{record.get('scope', 'global')}] t={record['threshold']:.2f} k={record['reset_epoch']}{seed}: "
+        f"{kind(record)} [{scope(record)}] t={record['threshold']:.2f} k={record['reset_epoch']}{seed}: "
         f"{100 * record['weights_remaining']:.1f}% weights, {accuracy} "
         f"(dense {record['dense_test_accuracy']:.4f}), {origin}, run {record['ticket_run_id']}"
         + (f", error barrier {100 * record['stability_barrier']:.2f}%" if record.get("stability_barrier") is not None
@@ -55,7 +61,7 @@ def table(records: Sequence[Record]) -> str:
     rows = [
         (
             kind(r),
-            str(r.get("scope", "global")),
+            scope(r),
             str(r.get("seed", 0)),
             f"{r['threshold']:.3f}",
             str(r["reset_epoch"]),
@@ -66,7 +72,7 @@ def table(records: Sequence[Record]) -> str:
               else ()),
             ("reused " if r["reused"] else "") + str(r["ticket_run_id"])[:12],
         )
-        for r in sorted(records, key=lambda r: (kind(r), str(r.get("scope")), r["reset_epoch"], r["threshold"],
+        for r in sorted(records, key=lambda r: (kind(r), scope(r), r["reset_epoch"], r["threshold"],
                                                 r.get("seed", 0)))
     ]
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]

@@ -40,6 +40,7 @@ class CellResult:
     dense_run_id: str
     stability_barrier: float | None = None  # stability=on: the analysed network's error barrier
     reset_choice: str | None = None  # reset.epoch=auto: which k was chosen, and why
+    structure: str = "none"  # prune.structure: which weights the mask could remove
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -81,6 +82,7 @@ def cell_result(cell: Cell, dense: DenseParent, run_id: str, metrics: Mapping[st
         reused=reused,
         ticket_run_id=run_id,
         dense_run_id=dense.run_id,
+        structure=cell.prune.structure,
     )
 
 

@@ -114,3 +114,14 @@ def test_a_threshold_whole_channels_cannot_reach_is_refused(mobilenet: keras.Mod
     check_channels_fit(shapes, plan.groups, 0.9, 0.002)
     with pytest.raises(ValueError, match="can remove at most"):
         check_channels_fit(shapes, plan.groups, 0.999, 0.01)
+
+
+def test_the_job_line_and_table_name_a_structure_beside_the_scope() -> None:
+    from lth.results import job_line, table
+
+    record = {"threshold": 0.5, "reset_epoch": 1, "scope": "lamp", "method": "magnitude", "control": "none",
+              "seed": 0, "weights_remaining": 0.5, "test_accuracy": 0.9, "dense_test_accuracy": 0.91,
+              "epochs_trained": 14, "reused": False, "ticket_run_id": "abc", "dense_run_id": "def"}
+    assert job_line({**record, "structure": "channel"}).startswith("ticket [lamp, channel] t=0.50 k=1")
+    assert job_line(record).startswith("ticket [lamp] t=0.50")  # result.json from before the key: none
+    assert "lamp, xnnpack_1x1" in table([{**record, "structure": "xnnpack_1x1"}, record])

@@ -38,11 +38,13 @@ class Ticket:
 
 
 def _config_from_params(params: dict[str, str]) -> DictConfig:
+    """The model, data and train groups from a run's params (lth.tracking.identity.flatten wrote them)."""
     tree: dict[str, dict[str, object]] = {}
     for key, value in params.items():
         group, _, name = key.partition(".")
         if group in ("model", "data", "train") and "." not in name:
-            tree.setdefault(group, {})[name] = yaml.safe_load(value)
+            # str(None) is how a null was logged; YAML would read it back as the string "None".
+            tree.setdefault(group, {})[name] = None if value == "None" else yaml.safe_load(value)
     return OmegaConf.create(tree)
 
 

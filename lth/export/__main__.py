@@ -75,7 +75,7 @@ def _retime(arguments: argparse.Namespace, folder: Path) -> int:
           f"{arguments.threads} threads, {arguments.runs} runs (batch 1, median)\n")
     print("| file | recorded ms | recorded speed-up | now ms | speed-up now |\n|---|---|---|---|---|")
     for form in timed:
-        now = timing[BASELINE].median_ms / timing[form.name].median_ms
+        now = timing[form.name].speedup_over(timing[BASELINE])
         print(f"| {form.name} | {form.latency_ms:.3f} | {form.speedup:.2f}× | {timing[form.name].median_ms:.3f} | "
               f"{now:.2f}× |")
     return 0

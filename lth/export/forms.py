@@ -63,7 +63,7 @@ class Form:
     latency_ms: float | None = None  # median at batch 1
     latency_p10_ms: float | None = None
     latency_p90_ms: float | None = None
-    speedup: float | None = None  # dense.tflite's median latency / this one's
+    speedup: float | None = None  # dense.tflite's latency / this one's, paired round by round (Latency.speedup_over)
 
 
 @dataclass(frozen=True)
@@ -123,13 +123,13 @@ def export_forms(masked: keras.Model, folder: Path, test: TestSet | None, runs: 
         (folder / name).write_bytes(files[name])
     progress(f"timing {len(files)} TFLite files at batch 1, {runs} runs each, {threads} threads (a fresh process)")
     timing = measure([folder / name for name in files], runs=runs, threads=threads)
-    baseline = timing[BASELINE].median_ms
+    baseline = timing[BASELINE]
     for name, (source, _) in TFLITE_FORMS.items():
         flatbuffer = files[name]
         accuracy, difference, disagreements, _ = _outputs(
             lambda images, flatbuffer=flatbuffer: tflite.logits(flatbuffer, images, threads=threads), test, reference)
         forms.append(Form(name, len(files[name]), model_cost(masked if source == "masked" else compact), accuracy,
                           difference, disagreements, tflite.sparse_tensors(files[name]), timing[name].median_ms,
-                          timing[name].p10_ms, timing[name].p90_ms, baseline / timing[name].median_ms))
+                          timing[name].p10_ms, timing[name].p90_ms, timing[name].speedup_over(baseline)))
     return Export(forms, compaction.removed_channels, compaction.folded_layers, threads, runs,
                   tflite.sparse_kernels_possible()[1], 0 if test is None else len(test.labels))

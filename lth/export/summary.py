@@ -61,7 +61,8 @@ def markdown(export: Export, title: str) -> str:
         + ("Every form predicts the same class on every test image." if agree else
            "**Some forms predict another class on some test images** (see the table)."),
         f"Latency: TFLite interpreter with its default XNNPACK delegate, batch 1, {export.threads} threads, median of "
-        f"{export.runs} runs per file in interleaved rounds; `{BASELINE}` is the masked model with its zeros stored, "
+        f"{export.runs} runs per file in 20 interleaved rounds; a speed-up is the median over rounds of "
+        f"`{BASELINE}`'s round median over the file's. `{BASELINE}` is the masked model with its zeros stored, "
         f"i.e. what the dense network costs.",
         f"Sparse kernels on this CPU: {export.sparse_kernels}.", ""])
 

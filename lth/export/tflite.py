@@ -97,15 +97,25 @@ class Latency:
     p10_ms: float
     p90_ms: float
     runs: int
+    round_medians_ms: list[float]  # the median of each interleaved round, in round order
+
+    def speedup_over(self, baseline: Latency) -> float:
+        """The median over rounds of baseline / this, each round against the same round's baseline.
+
+        Pairing by round cancels what a slow spell of the machine does to a whole round; on 2
+        shared cores a run-wide median ratio of two identical files drifted up to 3x where this
+        stays within a few per cent.
+        """
+        return float(statistics.median(b / t for b, t in zip(baseline.round_medians_ms, self.round_medians_ms)))
 
 
-def latencies(files: Mapping[str, bytes], runs: int = 100, threads: int = 2, rounds: int = 10, seed: int = 0,
+def latencies(files: Mapping[str, bytes], runs: int = 100, threads: int = 2, rounds: int = 20, seed: int = 0,
               warmup_s: float = 0.3) -> dict[str, Latency]:
     """Median latency of each file at batch 1, measured in interleaved rounds.
 
     Every round times `runs / rounds` invocations of every file, the files in a fresh random
-    order each round, so a slow spell of the machine falls on all of them alike and their
-    ratios stay comparable. Each file first runs for `warmup_s` seconds (at least 10 times), and
+    order each round, so a slow spell of the machine falls on all of them alike, and ratios are
+    taken round by round (`Latency.speedup_over`). Each file first runs for `warmup_s` seconds (at least 10 times), and
     a few untimed calls open every round of a file: switching interpreters (each has its own
     thread pool) slows the next calls, by up to 20% in the median of 20 calls on 2 cores.
     """
@@ -119,7 +129,7 @@ def latencies(files: Mapping[str, bytes], runs: int = 100, threads: int = 2, rou
         while calls < 10 or time.perf_counter() - started < warmup_s:
             runner.invoke()
             calls += 1
-    times: dict[str, list[float]] = {name: [] for name in files}
+    times: dict[str, list[list[float]]] = {name: [] for name in files}
     per_round = max(1, -(-runs // rounds))
     settle = max(3, per_round // 5)
     names = list(runners)
@@ -128,12 +138,19 @@ def latencies(files: Mapping[str, bytes], runs: int = 100, threads: int = 2, rou
             runner = runners[names[index]]
             for _ in range(settle):  # untimed: the first calls after another interpreter ran are slower
                 runner.invoke()
+            spent = []
             for _ in range(per_round):
                 started = time.perf_counter()
                 runner.invoke()
-                times[names[index]].append(time.perf_counter() - started)
-    return {name: Latency(statistics.median(spent) * 1e3, float(np.percentile(spent, 10)) * 1e3,
-                          float(np.percentile(spent, 90)) * 1e3, len(spent)) for name, spent in times.items()}
+                spent.append(time.perf_counter() - started)
+            times[names[index]].append(spent)
+    result = {}
+    for name, by_round in times.items():
+        every = [seconds for spent in by_round for seconds in spent]
+        result[name] = Latency(statistics.median(every) * 1e3, float(np.percentile(every, 10)) * 1e3,
+                               float(np.percentile(every, 90)) * 1e3, len(every),
+                               [statistics.median(spent) * 1e3 for spent in by_round])
+    return result
 
 
 def sparse_kernels_possible() -> tuple[bool, str]:

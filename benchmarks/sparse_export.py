@@ -10,7 +10,8 @@ Two parts, each a table of structure x sparsity with the forms of `python -m lth
   under `--workdir`; a rerun reuses them), then `python -m lth.export` of every ticket, as a user would.
 
 Latency: TFLite interpreter with XNNPACK, batch 1, `--threads` threads, median of `--runs` runs,
-each ticket's files against its own dense.tflite in the same process.
+each ticket's files against its own dense.tflite in the same process; then the same benchmark run
+again on the written files (the `rerun` column: what `python -m lth.export <run> --latency-only` does).
 
 Examples:
     python benchmarks/sparse_export.py                         # both parts, the README's run
@@ -35,7 +36,15 @@ VARIANTS = [("none", "lamp"), ("xnnpack_1x1", "lamp"), ("channel", "lamp"), ("ch
 FILES = ("dense.tflite", "sparse.tflite", "compact.tflite", "compact_sparse.tflite")
 
 
-def _row(structure: str, scope: str, threshold: float, report: dict) -> dict:
+def _rerun(folder: Path, args: argparse.Namespace) -> dict[str, float]:
+    """The export's latency benchmark run again on its files (a fresh process): speed-up per file."""
+    from lth.export.latency import measure
+
+    timing = measure([folder / name for name in FILES], runs=args.runs, threads=args.threads)
+    return {name: timing[name].speedup_over(timing["dense.tflite"]) for name in FILES}
+
+
+def _row(structure: str, scope: str, threshold: float, report: dict, rerun: dict[str, float]) -> dict:
     forms = {form["name"]: form for form in report["forms"]}
     masked, compact = forms["masked"]["cost"], forms["compact.keras"]["cost"]
     row = {"structure": structure, "scope": scope, "threshold": threshold,
@@ -47,6 +56,7 @@ def _row(structure: str, scope: str, threshold: float, report: dict) -> dict:
         row[f"{name}:kib"] = forms[name]["size_bytes"] / 1024
         row[f"{name}:ms"] = forms[name]["latency_ms"]
         row[f"{name}:speedup"] = forms[name]["speedup"]
+        row[f"{name}:rerun"] = rerun[name]
     return row
 
 
@@ -69,8 +79,9 @@ def random_part(args: argparse.Namespace) -> list[dict]:
         plan = layout(model, structure)
         for threshold in args.thresholds:
             folder = args.workdir / "random" / f"{structure}-{scope}-{threshold}"
-            if (folder / "export.json").exists():  # measured before: a rerun only tabulates
-                rows.append(_row(structure, scope, threshold, json.loads((folder / "export.json").read_text())))
+            if (folder / "export.json").exists():  # exported before: only the latency is measured again
+                rows.append(_row(structure, scope, threshold, json.loads((folder / "export.json").read_text()),
+                                 _rerun(folder, args)))
                 continue
             for variable, value in zip(model.weights, initial):
                 variable.assign(value)
@@ -83,7 +94,7 @@ def random_part(args: argparse.Namespace) -> list[dict]:
             export = export_forms(model, folder, None, runs=args.runs, threads=args.threads, progress=lambda _: None)
             title = f"MobileNetV2 1.0 at 224, random weights, {structure} ({scope}) at {threshold:.0%}"
             report, _ = write(export, folder, title)
-            rows.append(_row(structure, scope, threshold, json.loads(report.read_text())))
+            rows.append(_row(structure, scope, threshold, json.loads(report.read_text()), _rerun(folder, args)))
             print(f"{title}: {time.monotonic() - started:.0f} s", flush=True)
     keras.backend.clear_session()
     return rows
@@ -121,7 +132,8 @@ def trained_part(args: argparse.Namespace) -> list[dict]:
                        str(args.runs), "--threads", str(args.threads)]
             print("$", " ".join(command[1:]), flush=True)
             subprocess.run(command, cwd=workdir, check=True, env=_environment(), capture_output=True)
-        rows.append(_row(structure, scope, threshold, json.loads((folder / "export.json").read_text())))
+        rows.append(_row(structure, scope, threshold, json.loads((folder / "export.json").read_text()),
+                         _rerun(folder, args)))
     return sorted(rows, key=lambda r: ([v for v in VARIANTS].index((r["structure"], r["scope"])), r["threshold"]))
 
 
@@ -129,14 +141,16 @@ def table(rows: list[dict], title: str) -> str:
     """The README's table: sizes, MACs, latency and speed-up against dense.tflite, per structure and sparsity."""
     lines = [f"### {title}", "",
              "| structure (scope) | sparsity | test acc. | MACs compacted | MACs non-zero | dense.tflite | "
-             "sparse.tflite | compact.tflite | compact_sparse.tflite |", "|---|---|---|---|---|---|---|---|---|"]
+             "sparse.tflite | compact.tflite | compact_sparse.tflite | speed-ups rerun (sparse, compact) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         cells = [f"{row[f'{name}:kib']:,.0f} KiB, {row[f'{name}:ms']:.3g} ms ({row[f'{name}:speedup']:.2f}×)"
                  for name in FILES]
         accuracy = "–" if row["accuracy"] is None else f"{row['accuracy']:.3f}" + (
             "" if row["accuracies_agree"] else " (forms disagree!)")
         lines.append(f"| {row['structure']} ({row['scope']}) | {row['threshold']:.0%} | {accuracy} | "
-                     f"{row['macs_compact']:.3f} | {row['macs_nonzero']:.3f} | {' | '.join(cells)} |")
+                     f"{row['macs_compact']:.3f} | {row['macs_nonzero']:.3f} | {' | '.join(cells)} | "
+                     f"{row['sparse.tflite:rerun']:.2f}×, {row['compact.tflite:rerun']:.2f}× |")
     return "\n".join(lines)
 
 

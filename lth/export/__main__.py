@@ -24,7 +24,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
                         help="MLflow store holding the run (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: exports/<run id>)")
-    parser.add_argument("--runs", type=int, default=200, help="timed runs per TFLite file; the median is reported")
+    parser.add_argument("--runs", type=int, default=200,
+                        help="timed runs per TFLite file at least (more for a fast model: about a second of calls)")
     parser.add_argument("--threads", type=int, default=2, help="TFLite interpreter threads")
     parser.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test images only")
     parser.add_argument("--no-log", action="store_true", help="write the folder, log nothing to MLflow")
@@ -72,12 +73,14 @@ def _retime(arguments: argparse.Namespace, folder: Path) -> int:
         timed = [form for form in recorded.forms if form.latency_ms is not None]
         timing = measure([folder / form.name for form in timed], runs=arguments.runs, threads=arguments.threads)
     print(f"Latency of {folder}: recorded at {recorded.threads} threads, {recorded.runs} runs; now at "
-          f"{arguments.threads} threads, {arguments.runs} runs (batch 1, median)\n")
-    print("| file | recorded ms | recorded speed-up | now ms | speed-up now |\n|---|---|---|---|---|")
+          f"{arguments.threads} threads, {timing[BASELINE].runs} runs (batch 1, median)\n")
+    print("| file | recorded ms | recorded speed-up (p10-p90) | now ms | speed-up now (p10-p90) |\n"
+          "|---|---|---|---|---|")
     for form in timed:
-        now = timing[form.name].speedup_over(timing[BASELINE])
-        print(f"| {form.name} | {form.latency_ms:.3f} | {form.speedup:.2f}× | {timing[form.name].median_ms:.3f} | "
-              f"{now:.2f}× |")
+        now, low, high = timing[form.name].speedups_over(timing[BASELINE])
+        spread = "" if form.speedup_p10 is None else f" ({form.speedup_p10:.2f}-{form.speedup_p90:.2f})"
+        print(f"| {form.name} | {form.latency_ms:.3f} | {form.speedup:.2f}×{spread} | "
+              f"{timing[form.name].median_ms:.3f} | {now:.2f}× ({low:.2f}-{high:.2f}) |")
     return 0
 
 

@@ -63,7 +63,9 @@ class Form:
     latency_ms: float | None = None  # median at batch 1
     latency_p10_ms: float | None = None
     latency_p90_ms: float | None = None
-    speedup: float | None = None  # dense.tflite's latency / this one's, paired round by round (Latency.speedup_over)
+    speedup: float | None = None  # dense.tflite's latency / this one's, paired round by round (Latency.speedups_over)
+    speedup_p10: float | None = None  # the spread of that ratio over rounds: the noise a rerun falls within
+    speedup_p90: float | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,6 @@ def export_forms(masked: keras.Model, folder: Path, test: TestSet | None, runs: 
             lambda images, flatbuffer=flatbuffer: tflite.logits(flatbuffer, images, threads=threads), test, reference)
         forms.append(Form(name, len(files[name]), model_cost(masked if source == "masked" else compact), accuracy,
                           difference, disagreements, tflite.sparse_tensors(files[name]), timing[name].median_ms,
-                          timing[name].p10_ms, timing[name].p90_ms, timing[name].speedup_over(baseline)))
-    return Export(forms, compaction.removed_channels, compaction.folded_layers, threads, runs,
+                          timing[name].p10_ms, timing[name].p90_ms, *timing[name].speedups_over(baseline)))
+    return Export(forms, compaction.removed_channels, compaction.folded_layers, threads, timing[BASELINE].runs,
                   tflite.sparse_kernels_possible()[1], 0 if test is None else len(test.labels))

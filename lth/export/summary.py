@@ -27,11 +27,19 @@ def _size(value: int | None) -> str:
     return "–" if value is None else (f"{value / 2**20:.2f} MiB" if value >= 2**20 else f"{value / 2**10:.0f} KiB")
 
 
+def _speedup(form: Form) -> str:
+    if form.speedup is None:
+        return "–"
+    spread = "" if form.speedup_p10 is None else f" ({form.speedup_p10:.2f}-{form.speedup_p90:.2f})"
+    return f"{form.speedup:.2f}×{spread}"
+
+
 def table(export: Export) -> str:
     """One row per form: size, parameters, MACs, accuracy against the masked model, latency."""
     masked = export.forms[0].cost
     lines = ["| form | file size | params (non-zero) | MACs (non-zero) | MACs vs masked | test accuracy | "
-             "max \\|Δ logit\\| | differing predictions | latency ms (p10-p90) | speed-up vs dense.tflite |",
+             "max \\|Δ logit\\| | differing predictions | latency ms (p10-p90) | "
+             "speed-up vs dense.tflite (p10-p90 over rounds) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for form in export.forms:
         latency = "–" if form.latency_ms is None else \
@@ -42,7 +50,7 @@ def table(export: Export) -> str:
             f"({_mega(form.cost.nonzero_params)}) | {_mega(form.cost.macs)} ({_mega(form.cost.nonzero_macs)}) | "
             f"{form.cost.macs / masked.macs:.3f} | {_number(form.test_accuracy, '.4f')} | "
             f"{_number(form.max_logit_diff, '.2e')} | {'–' if form.disagreements is None else form.disagreements} | "
-            f"{latency} | {_number(form.speedup, '.2f')}{'×' if form.speedup is not None else ''} |")
+            f"{latency} | {_speedup(form)} |")
     return "\n".join(lines)
 
 
@@ -61,9 +69,10 @@ def markdown(export: Export, title: str) -> str:
         + ("Every form predicts the same class on every test image." if agree else
            "**Some forms predict another class on some test images** (see the table)."),
         f"Latency: TFLite interpreter with its default XNNPACK delegate, batch 1, {export.threads} threads, median of "
-        f"{export.runs} runs per file in 20 interleaved rounds; a speed-up is the median over rounds of "
-        f"`{BASELINE}`'s round median over the file's. `{BASELINE}` is the masked model with its zeros stored, "
-        f"i.e. what the dense network costs.",
+        f"{export.runs} runs per file (at least the runs asked for, and about a second of calls) in 20 interleaved "
+        f"rounds; a speed-up is the median over rounds of `{BASELINE}`'s round median over the file's, with its "
+        f"p10-p90 over rounds, the noise a rerun falls within. `{BASELINE}` is the masked model with its zeros "
+        f"stored, i.e. what the dense network costs.",
         f"Sparse kernels on this CPU: {export.sparse_kernels}.", ""])
 
 

@@ -99,28 +99,37 @@ class Latency:
     runs: int
     round_medians_ms: list[float]  # the median of each interleaved round, in round order
 
-    def speedup_over(self, baseline: Latency) -> float:
-        """The median over rounds of baseline / this, each round against the same round's baseline.
+    def speedups_over(self, baseline: Latency) -> tuple[float, float, float]:
+        """(median, p10, p90) over rounds of baseline / this, each round against the same round's baseline.
 
         Pairing by round cancels what a slow spell of the machine does to a whole round; on 2
-        shared cores a run-wide median ratio of two identical files drifted up to 3x where this
-        stays within a few per cent.
+        shared cores a run-wide median ratio of two identical files drifted up to 3x. The p10-p90
+        spread over rounds is the noise a rerun's speed-up should fall within.
         """
-        return float(statistics.median(b / t for b, t in zip(baseline.round_medians_ms, self.round_medians_ms)))
+        ratios = [b / t for b, t in zip(baseline.round_medians_ms, self.round_medians_ms)]
+        return (float(statistics.median(ratios)), float(np.percentile(ratios, 10)), float(np.percentile(ratios, 90)))
+
+    def speedup_over(self, baseline: Latency) -> float:
+        """The median over rounds of baseline / this (see `speedups_over`)."""
+        return self.speedups_over(baseline)[0]
 
 
 def latencies(files: Mapping[str, bytes], runs: int = 100, threads: int = 2, rounds: int = 20, seed: int = 0,
-              warmup_s: float = 0.3) -> dict[str, Latency]:
+              warmup_s: float = 0.3, min_seconds: float = 1.0, max_runs: int = 20000) -> dict[str, Latency]:
     """Median latency of each file at batch 1, measured in interleaved rounds.
 
-    Every round times `runs / rounds` invocations of every file, the files in a fresh random
+    Every round times the same number of invocations of every file, the files in a fresh random
     order each round, so a slow spell of the machine falls on all of them alike, and ratios are
-    taken round by round (`Latency.speedup_over`). Each file first runs for `warmup_s` seconds (at least 10 times), and
-    a few untimed calls open every round of a file: switching interpreters (each has its own
-    thread pool) slows the next calls, by up to 20% in the median of 20 calls on 2 cores.
+    taken round by round (`Latency.speedups_over`). Each file runs at least `runs` times, and
+    more for a fast model, until each has been timed for about `min_seconds` (at most
+    `max_runs`): 200 calls of a 50 us model last 10 ms, which one hiccup of a shared machine
+    spoils. Each file first runs for `warmup_s` seconds (at least 10 times), and a few untimed
+    calls open every round of a file: switching interpreters (each has its own thread pool)
+    slows the next calls, by up to 20% in the median of 20 calls on 2 cores.
     """
     runners = {name: interpreter(flatbuffer, threads, batch=1) for name, flatbuffer in files.items()}
     rng = np.random.default_rng(seed)
+    warm: list[float] = []
     for runner in runners.values():
         details = runner.get_input_details()[0]
         image = rng.integers(0, 255, details["shape"]).astype(details["dtype"])
@@ -129,8 +138,10 @@ def latencies(files: Mapping[str, bytes], runs: int = 100, threads: int = 2, rou
         while calls < 10 or time.perf_counter() - started < warmup_s:
             runner.invoke()
             calls += 1
+        warm.append((time.perf_counter() - started) / calls)
+    wanted = min(max_runs, max(runs, int(min_seconds / max(statistics.median(warm), 1e-7))))
     times: dict[str, list[list[float]]] = {name: [] for name in files}
-    per_round = max(1, -(-runs // rounds))
+    per_round = max(1, -(-wanted // rounds))
     settle = max(3, per_round // 5)
     names = list(runners)
     for _ in range(rounds):

@@ -9,7 +9,8 @@ Two parts, each a table of structure x sparsity with the forms of `python -m lth
   `python -m lth.train -m` (one dense parent, a ticket per structure and sparsity, in MLflow
   under `--workdir`; a rerun reuses them), then `python -m lth.export` of every ticket, as a user would.
 
-Latency: TFLite interpreter with XNNPACK, batch 1, `--threads` threads, median of `--runs` runs,
+Latency: TFLite interpreter with XNNPACK, batch 1, `--threads` threads, median of `--runs` runs (at least;
+about a second of calls for a fast model), speed-ups paired round by round with their p10-p90 over rounds,
 each ticket's files against its own dense.tflite in the same process; then the same benchmark run
 again on the written files (the `rerun` column: what `python -m lth.export <run> --latency-only` does).
 
@@ -56,6 +57,7 @@ def _row(structure: str, scope: str, threshold: float, report: dict, rerun: dict
         row[f"{name}:kib"] = forms[name]["size_bytes"] / 1024
         row[f"{name}:ms"] = forms[name]["latency_ms"]
         row[f"{name}:speedup"] = forms[name]["speedup"]
+        row[f"{name}:spread"] = (forms[name].get("speedup_p10"), forms[name].get("speedup_p90"))
         row[f"{name}:rerun"] = rerun[name]
     return row
 
@@ -144,7 +146,8 @@ def table(rows: list[dict], title: str) -> str:
              "sparse.tflite | compact.tflite | compact_sparse.tflite | speed-ups rerun (sparse, compact) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        cells = [f"{row[f'{name}:kib']:,.0f} KiB, {row[f'{name}:ms']:.3g} ms ({row[f'{name}:speedup']:.2f}×)"
+        cells = [f"{row[f'{name}:kib']:,.0f} KiB, {row[f'{name}:ms']:.3g} ms, {row[f'{name}:speedup']:.2f}×"
+                 + ("" if name == "dense.tflite" else " ({:.2f}-{:.2f})".format(*row[f"{name}:spread"]))
                  for name in FILES]
         accuracy = "–" if row["accuracy"] is None else f"{row['accuracy']:.3f}" + (
             "" if row["accuracies_agree"] else " (forms disagree!)")
@@ -160,6 +163,7 @@ def figure(rows: list[dict], title: str, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (speed, size) = plt.subplots(1, 2, figsize=(11, 4.2))
     for index, (structure, scope) in enumerate(VARIANTS):
@@ -175,7 +179,10 @@ def figure(rows: list[dict], title: str, path: Path) -> None:
             size.plot(x, [r[f"{name}:kib"] / 1024 for r in mine], style, marker="o", color=colour, label=label)
     speed.axhline(1.0, color="black", linewidth=0.8)
     speed.set(xlabel="sparsity (%)", ylabel="speed-up over dense.tflite (batch 1)", title="latency")
-    size.set(xlabel="sparsity (%)", ylabel="file size (MiB)", title="size", yscale="log")
+    size.set(xlabel="sparsity (%)", ylabel="file size (MiB)", title="size (dense.tflite: the top line)", yscale="log")
+    size.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=2))  # 0.25, 0.5, 1, 2, 4, 8, 16 MiB
+    size.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    size.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     size.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -190,6 +197,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200, help="timed runs per TFLite file")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=ROOT / "reproduce" / "sparse_export")
+    parser.add_argument("--table-only", action="store_true", help="tabulate and draw the rows an earlier run saved")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -200,7 +208,9 @@ def main() -> None:
              "trained": (trained_part, "MobileNetV2 a0.35 at 32x32, digits tickets (k=1)")}
     for name, (measure, title) in parts.items():
         if args.part in (name, "both"):
-            rows = measure(args)
+            saved = args.workdir / f"rows-{name}.json"
+            rows = json.loads(saved.read_text()) if args.table_only else measure(args)
+            saved.write_text(json.dumps(rows, indent=1))
             text.append(table(rows, title))
             figure(rows, title, args.workdir / f"sparse_export_{name}.png")
     text.append(f"\nLatency: batch 1, {args.threads} threads, median of {args.runs} runs; "

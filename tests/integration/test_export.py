@@ -14,7 +14,7 @@ from tests.integration.helpers import artifact, by_role, lth_env, run_lth, runs
 
 pytestmark = pytest.mark.slow  # trains three tickets, then converts and times four TFLite files
 FAST = ["train.epochs=3", "data.train_limit=256", "lth.verbose=0"]
-STRUCTURES = ("none", "xnnpack_1x1", "channel")
+STRUCTURES = ("xnnpack_1x1", "channel")  # none: every other test trains it
 
 
 def _export(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -24,7 +24,7 @@ def _export(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
-    """One dense parent and a 50% ticket of each structure; the channel ticket exported."""
+    """One dense parent and a 50% ticket of each structure but none; the channel ticket exported."""
     cwd = tmp_path_factory.mktemp("export")
     sweep = run_lth(cwd, "-m", f"prune.structure={','.join(STRUCTURES)}", "prune.threshold=0.5", "reset.epoch=1",
                     "prune.scope=layer", *FAST)
@@ -39,8 +39,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 
 def test_structures_mask_what_they_promise(searched: tuple[Path, dict[str, object]]) -> None:
     cwd, tickets = searched
-    plain, xnnpack, channel = (artifact(cwd, tickets[s], "mask.npz") for s in STRUCTURES)
-    assert "block_1_depthwise" in plain and "Conv1" in plain
+    xnnpack, channel = (artifact(cwd, tickets[s], "mask.npz") for s in STRUCTURES)
     assert all(mask.shape[:2] == (1, 1) for mask in xnnpack.values())  # the 1x1 convolutions only
     assert "Conv1" not in xnnpack and "predictions" not in xnnpack and "block_1_depthwise" not in xnnpack
     assert int(sum(m.sum() for m in xnnpack.values())) == sum(m.size for m in xnnpack.values()) - round(

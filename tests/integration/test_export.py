@@ -83,7 +83,7 @@ def test_the_latency_benchmark_reruns_from_the_logged_files(searched: tuple[Path
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and ".tflite" in line]
     assert [row.split("|")[1].strip() for row in rows] == ["dense.tflite", "sparse.tflite", "compact.tflite",
                                                            "compact_sparse.tflite"]
-    assert rows[0].split("|")[5].strip() == "1.00×"
+    assert rows[0].split("|")[5].strip().startswith("1.00×")
 
 
 def test_an_unknown_run_is_one_line(searched: tuple[Path, dict[str, object]]) -> None:

@@ -119,10 +119,12 @@ def export_forms(masked: keras.Model, folder: Path, test: TestSet | None, runs: 
     forms.append(Form("compact.keras", (folder / "compact.keras").stat().st_size, model_cost(compact),
                       *_outputs(predict["compact"], test, reference)[:3]))
     files: dict[str, bytes] = {}
-    for name, (source, sparse) in TFLITE_FORMS.items():
-        progress(f"converting {name}")
-        files[name] = tflite.convert(masked if source == "masked" else compact, sparse=sparse)
-        (folder / name).write_bytes(files[name])
+    for source, model in (("masked", masked), ("compact", compact)):
+        names = [name for name, (origin, _) in TFLITE_FORMS.items() if origin == source]
+        progress(f"converting {' and '.join(names)}")
+        for name, flatbuffer in zip(names, tflite.convert(model, [TFLITE_FORMS[name][1] for name in names])):
+            files[name] = flatbuffer
+            (folder / name).write_bytes(flatbuffer)
     progress(f"timing {len(files)} TFLite files at batch 1, {runs} runs each, {threads} threads (a fresh process)")
     timing = measure([folder / name for name in files], runs=runs, threads=threads)
     baseline = timing[BASELINE]

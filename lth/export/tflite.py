@@ -18,7 +18,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,16 +46,22 @@ def _quiet_deprecation() -> Iterator[None]:
         yield
 
 
-def convert(model: keras.Model, sparse: bool) -> bytes:
-    """The model as a float32 TFLite flatbuffer; `sparse` stores sparse weights compressed."""
+def convert(model: keras.Model, sparse: Sequence[bool] = (False, True)) -> list[bytes]:
+    """The model as float32 TFLite flatbuffers, one per entry of `sparse` (True: sparse weights stored compressed).
+
+    One SavedModel export serves every conversion (it takes as long as a conversion).
+    """
     import tensorflow as tf
 
+    flatbuffers = []
     with tempfile.TemporaryDirectory(prefix="lth-saved-model-") as folder, _quiet_tensorflow():
         model.export(folder, format="tf_saved_model", verbose=False)  # Keras 3's own SavedModel export
-        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
-        if sparse:
-            converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-        return bytes(converter.convert())
+        for compressed in sparse:
+            converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+            if compressed:
+                converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+            flatbuffers.append(bytes(converter.convert()))
+    return flatbuffers
 
 
 def interpreter(flatbuffer: bytes, threads: int, batch: int | None = None) -> object:

@@ -70,8 +70,10 @@ def _prepare(cfg: DictConfig) -> tuple[Cell, str, DataSplits]:
         data = _data(cell)
         log.info(data.summary)
         sizes = sparse.prunable_sizes(cell, data)
-        check_floor_fits(list(sizes.values()), sparse.final_threshold(cell.prune, sizes), cell.prune.min_density)
-        sparse.check_structure_fits(cell, data)
+        if cell.prune.structure == "channel":  # the floor is in channels (a layer keeps about f^2 of its weights)
+            sparse.check_structure_fits(cell, data)
+        else:
+            check_floor_fits(list(sizes.values()), sparse.final_threshold(cell.prune, sizes), cell.prune.min_density)
     except ValueError as error:
         raise ConfigError(str(error)) from error
     with exclusive(cell.state.state_dir, "tracking", cell.state.lock_timeout_min, "the tracking store"):

@@ -20,8 +20,15 @@ from lth import tracking
 from lth.cell import Cell, PruneConfig
 from lth.data.splits import DataSplits
 from lth.dense import DenseParent
-from lth.pruning.channels import channel_masks, check_channels_fit, random_channel_masks
-from lth.pruning.collapse import CollapsedMaskError, judge
+from lth.pruning.channels import (
+    channel_floor_layers,
+    channel_keeps,
+    check_channels_fit,
+    kept_channels,
+    masks_of_keeps,
+    random_keeps,
+)
+from lth.pruning.collapse import Collapse, CollapsedMaskError, collapsed_layers, judge
 from lth.pruning.masks import Masks, random_masks_like
 from lth.pruning.scopes import imp_level_threshold, imp_masks, prune_masks
 from lth.pruning.structure import Layout, layout
@@ -96,8 +103,9 @@ def one_shot_masks(cell: Cell, plan: Layout, source: Weights) -> Masks:
     kernels = {n: source[kernel_path(n)] for n in plan.names}
     seed = control_seed(cell.train.seed, prune)
     if prune.structure == "channel":
-        masks = channel_masks(kernels, plan.groups, prune.threshold, prune.scope, prune.min_density)
-        return random_channel_masks(kernels, plan.groups, masks, seed) if prune.control == "random_mask" else masks
+        keeps = channel_keeps(kernels, plan.groups, prune.threshold, prune.scope, prune.min_density)
+        keeps = random_keeps(plan.groups, keeps, seed) if prune.control == "random_mask" else keeps
+        return masks_of_keeps(kernels, plan.groups, keeps)
     masks = prune_masks(kernels, prune.threshold, prune.scope, None, prune.min_density)
     return random_masks_like(masks, seed) if prune.control == "random_mask" else masks
 
@@ -125,13 +133,19 @@ def starting_weights(cell: Cell, dense: DenseParent) -> Weights:
     return dense.weights_at(cell.reset_epoch)
 
 
-def check_collapse(prune: PruneConfig, report: Mapping[str, Any]) -> list[str]:
+def check_collapse(prune: PruneConfig, report: Mapping[str, Any], plan: Layout, masks: Masks) -> list[str]:
     """Tag the active run with its collapsed and floor layers; warn, or refuse a collapsed mask before training.
+
+    A channel mask's floor is in channels: its floor layers are those of the groups held there.
 
     Returns:
         The collapsed (emptied) layers.
     """
-    verdict = judge(report, prune.min_density)
+    if prune.structure == "channel":
+        keeps = [kept_channels(masks, group) for group in plan.groups]
+        verdict = Collapse(collapsed_layers(report), channel_floor_layers(plan.groups, keeps, prune.min_density))
+    else:
+        verdict = judge(report, prune.min_density)
     tracking.set_tags(schema.collapse_tags(verdict.collapsed, verdict.floor))  # tagged even when refused
     verdict.refuse_or_warn(prune.on_collapse, prune.min_density)
     return verdict.collapsed
@@ -168,7 +182,7 @@ def train_masked(cell: Cell, data: DataSplits, dense: DenseParent, masks: Masks,
     network = network_for(cell.model, cell.train, data.steps_per_epoch)
     depthwise = [name for name in masks if isinstance(network.model.get_layer(name), keras.layers.DepthwiseConv2D)]
     report = log_masks(masks, depthwise)
-    check_collapse(cell.prune, report)  # before any training: refusing must cost nothing
+    check_collapse(cell.prune, report, mask_layout(cell, data), masks)  # before any training: refusing costs nothing
     begin = group.Start(start, masks, reset_epoch, dense.iterations_at(reset_epoch), dense.loss_scale_at(reset_epoch))
     result = group.train(network, data, begin, epochs, cell.state.state_dir / "backup" / run_id,
                          lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch), cell.state.verbose,

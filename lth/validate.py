@@ -83,7 +83,9 @@ def validate_config(cfg: DictConfig) -> Cell:
         final_threshold = max(final_threshold, *(imp_threshold(r, cfg.prune.levels) for r in rates.values()))
     # The floor alone would keep at least min_density of the weights; the exact per-layer
     # count (ceil per layer) is checked once the model is built, still before any training.
-    _check(min_density == 0 or min_density < 1.0 - final_threshold - 1e-12,  # 1 - 0.99 is 0.01 + 9e-18
+    # Under prune.structure=channel the floor counts channels, checked once the model is built.
+    # (The 1e-12: 1 - 0.99 is 0.01 + 9e-18.)
+    _check(structure == "channel" or min_density == 0 or min_density < 1.0 - final_threshold - 1e-12,
            f"prune.min_density={min_density} keeps at least that fraction of every layer, but the threshold leaves "
            f"only {1.0 - final_threshold:.6g} of the weights; lower prune.min_density below {1.0 - final_threshold:.6g}")
     epochs, reset = cfg.train.epochs, cfg.reset.epoch

@@ -5,10 +5,22 @@
   constant removed, and that constant folded into the next layer's bias.
 - `python -m lth.export <run id>` (lth.export.__main__): the ticket compacted, converted to TFLite
   (float32, and with sparse weights), measured and logged back to its run.
+
+`Ticket` and `load_ticket` are imported on first use (PEP 562), so the command line answers
+`--help` and bad arguments without starting TensorFlow.
 """
 
 from __future__ import annotations
 
-from lth.export.ticket import Ticket, load_ticket
+from typing import Any
 
 __all__ = ["Ticket", "load_ticket"]
+
+
+def __getattr__(name: str) -> Any:
+    """`Ticket` and `load_ticket`, loaded with Keras the first time one is asked for."""
+    if name in __all__:
+        from lth.export import ticket
+
+        return getattr(ticket, name)
+    raise AttributeError(f"module 'lth.export' has no attribute {name!r}")

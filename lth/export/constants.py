@@ -7,7 +7,8 @@ shifted by its statistics). This module follows such constants through the graph
 
 - a Conv2D or Dense output is constant when every input channel it reads with a non-zero
   weight is constant, and the value reaches every output position alike (1x1 kernels,
-  `valid` padding, or a constant 0, which zero padding cannot change);
+  `valid` padding, or a constant 0, which zero padding cannot change); the layer's own
+  activation (LeNet's Dense layers carry a ReLU) then applies to it;
 - a depthwise channel is constant when its kernel is all zero, or its input is constant
   under the same rule;
 - BatchNorm and activations map a constant to a constant: the layer itself computes it,
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from lth.pruning.graph import LayerGraph
+from lth.pruning.graph import CHANNEL_MIXING, LayerGraph
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,27 @@ def bias_of(layer: keras.layers.Layer, count: int) -> np.ndarray:
     return np.zeros(count) if bias is None else np.asarray(bias.numpy(), dtype=np.float64)
 
 
+def _activated(layer: keras.layers.Layer, constant: np.ndarray, value: np.ndarray) -> Channels:
+    """A kernel layer's own `activation` applied to its constant outputs (LeNet's Dense layers carry a ReLU)."""
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", "linear")
+    if name == "linear" or not constant.any():
+        return Channels(constant, np.where(constant, value, 0.0))
+    if name in CHANNEL_MIXING:  # not a function of each channel alone
+        return Channels.varying(constant.size)
+    shape = (1,) * (len(layer.output.shape) - 1) + (value.size,)
+    activated = np.asarray(keras.ops.convert_to_numpy(activation(np.where(constant, value, 0.0).astype("float32")
+                                                                 .reshape(shape))), dtype=np.float64).reshape(-1)
+    return Channels(constant, np.where(constant, activated, 0.0))
+
+
 def _kernel_layer(layer: keras.layers.Layer, incoming: Channels) -> Channels:
     kernel = np.asarray(layer.kernel.numpy())
     reads = (kernel.reshape(-1, *kernel.shape[-2:]) != 0).any(axis=0)  # (in, out): a non-zero weight
     foldable = folds(incoming, layer)
     constant = ~(reads & ~foldable[:, None]).any(axis=0)
     value = bias_of(layer, kernel.shape[-1]) + np.where(foldable, incoming.value, 0.0) @ kernel_sum(layer)
-    return Channels(constant, np.where(constant, value, 0.0))
+    return _activated(layer, constant, value)
 
 
 def _depthwise(layer: keras.layers.Layer, incoming: Channels) -> Channels:
@@ -88,7 +103,7 @@ def _depthwise(layer: keras.layers.Layer, incoming: Channels) -> Channels:
     dead = ~(np.asarray(layer.kernel.numpy()) != 0).any(axis=(0, 1))[:, 0]
     constant = dead | folds(incoming, layer)
     value = bias_of(layer, sums.size) + np.where(dead, 0.0, incoming.value * sums)
-    return Channels(constant, np.where(constant, value, 0.0))
+    return _activated(layer, constant, value)
 
 
 def _mapped(layer: keras.layers.Layer, incoming: Channels) -> Channels:

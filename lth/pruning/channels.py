@@ -131,8 +131,8 @@ def _scaled(groups: Sequence[ChannelGroup], kernels: Mapping[str, np.ndarray], s
             floors: Sequence[int], counter: _Counter) -> list[int]:
     """layer/erk: group g keeps min(1, w_g / u) of its channels; the u whose counts come closest to `target`.
 
-    w_g is 1 for `layer`, and for `erk` the ERK score of the group's producer kernels,
-    sum(shape) / prod(shape) summed over them (so a group keeps a fraction proportional to it).
+    w_g is 1 for `layer`, and for `erk` the ERK score of the group's producer kernels: the sum of
+    their shapes' sums over the sum of their sizes (so a group keeps a fraction proportional to it).
     """
     if scope == "layer":
         weights = np.ones(len(groups))
@@ -172,12 +172,12 @@ def check_channels_fit(shapes: Mapping[str, tuple[int, ...]], groups: Sequence[C
                          f"prune.min_density")
 
 
-def channel_masks(kernels: Mapping[str, np.ndarray], groups: Sequence[ChannelGroup], threshold: float, scope: str,
-                  min_density: float = 0.0) -> Masks:
-    """Masks over `kernels` (every pruned layer, in network order) removing whole channels of `groups`.
+def channel_keeps(kernels: Mapping[str, np.ndarray], groups: Sequence[ChannelGroup], threshold: float, scope: str,
+                  min_density: float = 0.0) -> list[np.ndarray]:
+    """Which channels of each group a channel mask keeps (masks_of_keeps turns them into kernel masks).
 
     Args:
-        kernels: Kernel arrays of the layers the sparsity counts.
+        kernels: Kernel arrays of the layers the sparsity counts (every pruned layer, in network order).
         groups: The channel groups that may lose channels (lth.pruning.structure.channel_groups).
         threshold: Fraction of the weights of `kernels` to remove, in [0, 1).
         scope: One of SCOPES.
@@ -194,7 +194,13 @@ def channel_masks(kernels: Mapping[str, np.ndarray], groups: Sequence[ChannelGro
     floors = _floors(groups, min_density)
     alive = _ranked(kernels, groups, scope, target, floors, counter) if scope in ("global", "lamp") \
         else _scaled(groups, kernels, scope, target, floors, counter)
-    return _masks(kernels, groups, [_strongest(kernels, g, n) for g, n in zip(groups, alive)])
+    return [_strongest(kernels, g, n) for g, n in zip(groups, alive)]
+
+
+def channel_masks(kernels: Mapping[str, np.ndarray], groups: Sequence[ChannelGroup], threshold: float, scope: str,
+                  min_density: float = 0.0) -> Masks:
+    """Masks over `kernels` removing whole channels of `groups` (the arguments of `channel_keeps`)."""
+    return masks_of_keeps(kernels, groups, channel_keeps(kernels, groups, threshold, scope, min_density))
 
 
 def _strongest(kernels: Mapping[str, np.ndarray], group: ChannelGroup, count: int) -> np.ndarray:
@@ -204,7 +210,9 @@ def _strongest(kernels: Mapping[str, np.ndarray], group: ChannelGroup, count: in
     return keep
 
 
-def _masks(kernels: Mapping[str, np.ndarray], groups: Sequence[ChannelGroup], keeps: Sequence[np.ndarray]) -> Masks:
+def masks_of_keeps(kernels: Mapping[str, np.ndarray], groups: Sequence[ChannelGroup],
+                   keeps: Sequence[np.ndarray]) -> Masks:
+    """Kernel masks removing each group's channels that `keeps` does not keep, from every member."""
     masks = {name: np.ones(np.shape(kernel), dtype=bool) for name, kernel in kernels.items()}
     for group, keep in zip(groups, keeps):
         for name in group.producers:
@@ -217,18 +225,34 @@ def _masks(kernels: Mapping[str, np.ndarray], groups: Sequence[ChannelGroup], ke
 
 
 def kept_channels(masks: Mapping[str, np.ndarray], group: ChannelGroup) -> np.ndarray:
-    """Which channels of a group a mask keeps (read off its first producer's output slices)."""
-    mask = np.asarray(masks[group.producers[0]], dtype=bool)
-    return mask.reshape(-1, mask.shape[-1]).any(axis=0)
+    """Which channels of a group a mask keeps: any weight left in a member's slice of the channel.
+
+    A kept channel can still show no weight when every input of every member is gone (a group
+    emptied upstream, with min_density 0); where the keep-flags are at hand, use them instead.
+    """
+    slices = [np.asarray(masks[name], bool).reshape(-1, group.channels).any(axis=0) for name in group.producers]
+    slices += [np.asarray(masks[name], bool).any(axis=(0, 1, 3)) for name in group.depthwise]
+    slices += [np.moveaxis(np.asarray(masks[name], bool), -2, 0).reshape(group.channels, -1).any(axis=1)
+               for name in group.readers]
+    return np.logical_or.reduce(slices)
 
 
-def random_channel_masks(kernels: Mapping[str, np.ndarray], groups: Sequence[ChannelGroup], masks: Masks,
-                         seed: int) -> Masks:
+def random_keeps(groups: Sequence[ChannelGroup], keeps: Sequence[np.ndarray], seed: int) -> list[np.ndarray]:
     """The random-mask control of a channel mask: each group keeps as many channels, chosen at random."""
     rng = np.random.default_rng(seed)
-    keeps = []
-    for group in groups:
-        keep = np.zeros(group.channels, dtype=bool)
-        keep[rng.permutation(group.channels)[: int(kept_channels(masks, group).sum())]] = True
-        keeps.append(keep)
-    return _masks(kernels, groups, keeps)
+    moved = []
+    for group, keep in zip(groups, keeps):
+        chosen = np.zeros(group.channels, dtype=bool)
+        chosen[rng.permutation(group.channels)[: int(np.count_nonzero(keep))]] = True
+        moved.append(chosen)
+    return moved
+
+
+def channel_floor_layers(groups: Sequence[ChannelGroup], keeps: Sequence[np.ndarray], min_density: float) -> list[str]:
+    """The producers and depthwise filters of the groups held at their channel floor.
+
+    lth.pruning.collapse's weight rule would also flag every layer between two thinned groups,
+    which keeps about f^2 of its weights without any group being at its floor.
+    """
+    return [name for group, keep, floor in zip(groups, keeps, _floors(groups, min_density))
+            if 0 < np.count_nonzero(keep) <= floor for name in (*group.producers, *group.depthwise)]

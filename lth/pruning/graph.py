@@ -18,11 +18,23 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import keras
+import numpy as np
 
 # Layers whose output channel c depends on input channel c alone, through a fixed function.
 ELEMENTWISE_TYPES: tuple[type, ...] = (keras.layers.ReLU, keras.layers.Activation, keras.layers.Rescaling,
                                        keras.layers.Dropout, keras.layers.Identity, keras.layers.LeakyReLU)
 POOL_TYPES: tuple[type, ...] = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+# Activations whose output channel depends on the other channels too: a layer applying one is `other`.
+CHANNEL_MIXING: frozenset[str] = frozenset({"softmax", "log_softmax", "sparsemax"})
+
+
+def _per_channel(layer: keras.layers.Layer) -> bool:
+    """Whether an elementwise-looking layer really maps each channel on its own."""
+    if isinstance(layer, keras.layers.Activation):
+        return getattr(layer.activation, "__name__", "") not in CHANNEL_MIXING
+    if isinstance(layer, keras.layers.Rescaling):  # a per-channel scale or offset would need slicing
+        return all(np.ndim(value) == 0 for value in (layer.scale, layer.offset))
+    return True
 
 Kind = str  # one of KINDS
 KINDS: tuple[str, ...] = ("input", "conv", "depthwise", "dense", "batchnorm", "elementwise", "pad", "add", "pool",
@@ -35,6 +47,9 @@ def kind_of(layer: keras.layers.Layer) -> Kind:
         return "input"
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         return "depthwise" if layer.depth_multiplier == 1 and layer.data_format == "channels_last" else "other"
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and \
+            getattr(layer.activation, "__name__", "") in CHANNEL_MIXING:
+        return "other"  # e.g. a softmax classifier: removing one output changes the others
     if isinstance(layer, keras.layers.Conv2D):
         return "conv" if layer.groups == 1 and layer.data_format == "channels_last" else "other"
     if isinstance(layer, keras.layers.Dense):
@@ -42,7 +57,7 @@ def kind_of(layer: keras.layers.Layer) -> Kind:
     if isinstance(layer, keras.layers.BatchNormalization):
         return "batchnorm" if layer.axis in (-1, len(layer.input.shape) - 1) else "other"
     if isinstance(layer, ELEMENTWISE_TYPES):
-        return "elementwise"
+        return "elementwise" if _per_channel(layer) else "other"
     if isinstance(layer, keras.layers.ZeroPadding2D):
         return "pad" if layer.data_format == "channels_last" else "other"
     if isinstance(layer, keras.layers.Add):
@@ -146,6 +161,10 @@ def layer_graph(model: keras.Model) -> LayerGraph:
     for node in nodes.values():
         for source in node.inputs:
             consumers[source].append(node.name)
+    missing = [tensor for tensor in keras.tree.flatten(model.outputs) if id(tensor) not in producer]
+    if missing:
+        raise ValueError("the model's output is not the output of one of its layers (a layer called more than "
+                         "once?): the graph needs a flat functional model")
     outputs = frozenset(producer[id(tensor)] for tensor in keras.tree.flatten(model.outputs))
     graph = LayerGraph(nodes, consumers, outputs)
     _assign_spaces(graph)

@@ -171,3 +171,42 @@ def test_macs_and_params_are_counted_per_output_position() -> None:
     assert cost.nonzero_macs == 16 * 3 * 3 * 3 * 2 + 16 * 3 * 3 * 4 + int(np.count_nonzero(
         model.get_layer("head").kernel.numpy()))
     assert cost.params == 3 * 3 * 3 * 4 + 3 * 3 * 4 + 4 * 2 + 2
+
+
+def test_a_constant_passes_through_the_kernel_layers_own_activation() -> None:
+    # LeNet's hidden layers are Dense(activation="relu"): a unit whose inputs are all pruned passes relu(bias).
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(4, activation="relu", name="fc1")(inputs)
+    outputs = keras.layers.Dense(3, name="head")(hidden)
+    model = keras.Model(inputs, outputs)
+    kernel = np.array(model.get_layer("fc1").kernel.numpy())
+    kernel[:, [1, 2]] = 0.0
+    model.get_layer("fc1").kernel.assign(kernel)
+    model.get_layer("fc1").bias.assign(np.array([0.1, -0.8, 0.6, 0.2]))  # relu: 0 for unit 1, 0.6 for unit 2
+    compaction = compact_model(model)
+    images = np.random.default_rng(6).normal(size=(8, 6)).astype("float32")
+    assert compaction.model.get_layer("fc1").units == 2
+    assert np.abs(compaction.model.predict(images, verbose=0) - model.predict(images, verbose=0)).max() < 1e-5
+
+
+def test_an_activation_that_mixes_channels_keeps_them_all() -> None:
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(4, name="fc1")(inputs)
+    hidden = keras.layers.Activation("softmax", name="mix")(hidden)
+    outputs = keras.layers.Dense(3, name="head")(hidden)
+    model = keras.Model(inputs, outputs)
+    kernel = np.array(model.get_layer("fc1").kernel.numpy())
+    kernel[:, 1] = 0.0
+    model.get_layer("fc1").kernel.assign(kernel)
+    compaction = compact_model(model)
+    images = np.random.default_rng(7).normal(size=(8, 6)).astype("float32")
+    assert compaction.model.get_layer("fc1").units == 4  # softmax normalises over every channel
+    assert np.abs(compaction.model.predict(images, verbose=0) - model.predict(images, verbose=0)).max() < 1e-5
+
+
+def test_a_layer_called_twice_is_refused_with_a_value_error() -> None:
+    inputs = keras.Input((4,))
+    shared = keras.layers.Dense(4, name="shared")
+    model = keras.Model(inputs, shared(shared(inputs)))
+    with pytest.raises(ValueError, match="flat functional"):
+        layer_graph(model)

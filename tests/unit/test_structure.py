@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 import numpy as np
 import pytest
@@ -9,7 +11,17 @@ import pytest
 from lth.cell import ModelConfig
 from lth.export.compact import compact_model
 from lth.export.cost import model_cost
-from lth.pruning.channels import channel_masks, check_channels_fit, kept_channels, random_channel_masks
+from lth.pruning.channels import (
+    channel_floor_layers,
+    channel_keeps,
+    channel_masks,
+    check_channels_fit,
+    kept_channels,
+    masks_of_keeps,
+    random_keeps,
+)
+from lth.pruning.collapse import judge
+from lth.pruning.masks import sparsity_report
 from lth.pruning.scopes import SCOPES, prune_masks
 from lth.pruning.structure import layout
 from lth.training.models import build_model
@@ -99,8 +111,9 @@ def test_a_channel_ticket_compacts_to_about_one_minus_t_of_the_weights(mobilenet
 def test_the_random_control_moves_whole_channels_and_keeps_each_groups_count(mobilenet: keras.Model) -> None:
     plan = layout(mobilenet, "channel")
     kernels = _kernels(mobilenet, plan.names)
-    masks = channel_masks(kernels, plan.groups, 0.6, "lamp", min_density=0.002)
-    moved = random_channel_masks(kernels, plan.groups, masks, seed=3)
+    keeps = channel_keeps(kernels, plan.groups, 0.6, "lamp", min_density=0.002)
+    masks = masks_of_keeps(kernels, plan.groups, keeps)
+    moved = masks_of_keeps(kernels, plan.groups, random_keeps(plan.groups, keeps, seed=3))
     assert any(not np.array_equal(kept_channels(masks, g), kept_channels(moved, g)) for g in plan.groups)
     for group in plan.groups:
         assert kept_channels(masks, group).sum() == kept_channels(moved, group).sum()
@@ -125,3 +138,53 @@ def test_the_job_line_and_table_name_a_structure_beside_the_scope() -> None:
     assert job_line({**record, "structure": "channel"}).startswith("ticket [lamp, channel] t=0.50 k=1")
     assert job_line(record).startswith("ticket [lamp] t=0.50")  # result.json from before the key: none
     assert "lamp, xnnpack_1x1" in table([{**record, "structure": "xnnpack_1x1"}, record])
+
+
+def _joined_branches() -> keras.Model:
+    """stem -> (a -> b) + p -> head: the group of b and p has two producers, one reading an emptiable group."""
+    inputs = keras.Input((6, 6, 3))
+    stem = keras.layers.Conv2D(8, 1, name="stem")(inputs)
+    branch = keras.layers.Conv2D(8, 1, name="b")(keras.layers.Conv2D(8, 1, name="a")(stem))
+    joined = keras.layers.Add(name="join")([branch, keras.layers.Conv2D(8, 1, name="p")(stem)])
+    return keras.Model(inputs, keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling2D()(joined)))
+
+
+def test_the_random_control_keeps_each_groups_count_even_when_a_producer_lost_all_its_inputs() -> None:
+    model = _joined_branches()
+    plan = layout(model, "channel")
+    rng = np.random.default_rng(0)
+    kernels = {name: rng.normal(size=model.get_layer(name).kernel.shape) for name in plan.names}
+    kernels["a"] *= 1e-3  # the weakest group: global ranking empties it first, which leaves b reading nothing
+    keeps = channel_keeps(kernels, plan.groups, 0.55, "global", 0.0)
+    masks = masks_of_keeps(kernels, plan.groups, keeps)
+    moved = masks_of_keeps(kernels, plan.groups, random_keeps(plan.groups, keeps, seed=0))
+    assert sum(int(m.sum()) for m in moved.values()) == sum(int(m.sum()) for m in masks.values())
+    for group, keep in zip(plan.groups, keeps):
+        assert np.array_equal(kept_channels(masks, group), keep)
+
+
+def test_a_channel_threshold_past_the_weight_floor_is_checked_in_channels(compose: Callable[..., object]) -> None:
+    from lth.validate import validate_config
+
+    # Between two groups a layer keeps about f^2 of its weights, so t = 0.85 with min_density 0.2 is reachable.
+    validate_config(compose("prune.structure=channel", "prune.threshold=0.85", "prune.min_density=0.2"))
+    model = build_model(ModelConfig("mobilenet_v2", 32, 10, alpha=0.35, bn_momentum=0.9), 0)
+    plan = layout(model, "channel")
+    kernels = _kernels(model, plan.names)
+    keeps = channel_keeps(kernels, plan.groups, 0.85, "layer", 0.2)
+    masks = masks_of_keeps(kernels, plan.groups, keeps)
+    total = sum(kernel.size for kernel in kernels.values())
+    assert abs(1 - sum(int(m.sum()) for m in masks.values()) / total - 0.85) < 0.01
+    assert all(keep.sum() >= np.ceil(0.2 * keep.size) for keep in keeps)
+
+
+def test_channel_tickets_are_at_the_floor_only_where_a_group_is(mobilenet: keras.Model) -> None:
+    plan = layout(mobilenet, "channel")
+    kernels = _kernels(mobilenet, plan.names)
+    keeps = channel_keeps(kernels, plan.groups, 0.78, "layer", 0.2)
+    masks = masks_of_keeps(kernels, plan.groups, keeps)
+    at_floor = channel_floor_layers(plan.groups, keeps, 0.2)
+    expected = {name for group, keep in zip(plan.groups, keeps) if keep.sum() <= np.ceil(0.2 * group.channels)
+                for name in (*group.producers, *group.depthwise)}
+    assert set(at_floor) == expected
+    assert len(at_floor) < len(judge(sparsity_report(masks), 0.2).floor)  # the weight rule tags layers between groups

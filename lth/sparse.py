@@ -133,15 +133,17 @@ def starting_weights(cell: Cell, dense: DenseParent) -> Weights:
     return dense.weights_at(cell.reset_epoch)
 
 
-def check_collapse(prune: PruneConfig, report: Mapping[str, Any], plan: Layout, masks: Masks) -> list[str]:
+def check_collapse(prune: PruneConfig, report: Mapping[str, Any], plan: Layout | None = None,
+                   masks: Masks | None = None) -> list[str]:
     """Tag the active run with its collapsed and floor layers; warn, or refuse a collapsed mask before training.
 
-    A channel mask's floor is in channels: its floor layers are those of the groups held there.
+    A channel mask's floor is in channels: its floor layers are those of the groups held there
+    (`plan` and `masks` are needed then).
 
     Returns:
         The collapsed (emptied) layers.
     """
-    if prune.structure == "channel":
+    if prune.structure == "channel" and plan is not None and masks is not None:
         keeps = [kept_channels(masks, group) for group in plan.groups]
         verdict = Collapse(collapsed_layers(report), channel_floor_layers(plan.groups, keeps, prune.min_density))
     else:

@@ -77,6 +77,7 @@ def _weights(layer: keras.layers.Layer, kind: str, keep_in: np.ndarray | None, k
     """The compacted layer's weights, and whether a removed channel's constant was folded into its bias."""
     values = [np.asarray(weight.numpy()) for weight in layer.weights]
     if kind in ("conv", "dense"):
+        assert keep_in is not None and incoming is not None  # given for every conv and dense layer
         kernel = values[0]
         removed = ~keep_in
         fold = np.where(removed & folds(incoming, layer), incoming.value, 0.0) @ kernel_sum(layer)

@@ -10,6 +10,20 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
+def _register_config_resolvers() -> None:
+    """Let conf/ compute a default from another key (`prune.scope` from `prune.structure`) in every process
+    that reads a config: each imports lth before it resolves one."""
+    from omegaconf import OmegaConf
+
+    from lth.vocabulary import default_scope
+
+    if not OmegaConf.has_resolver("lth.default_scope"):
+        OmegaConf.register_new_resolver("lth.default_scope", default_scope)
+
+
+_register_config_resolvers()
+
+
 def load_ticket(run_id: str, tracking_uri: str | None = None, weights: str = "final") -> Ticket:
     """Load a finished ticket from MLflow; see `lth.export.load_ticket`.
 

@@ -28,8 +28,20 @@ METHODS: tuple[str, ...] = typing.get_args(Method)
 CONTROLS: tuple[str, ...] = typing.get_args(Control)
 ON_COLLAPSE: tuple[str, ...] = typing.get_args(OnCollapse)
 STRUCTURES: tuple[str, ...] = typing.get_args(Structure)
+DEFAULT_SCOPE, CHANNEL_DEFAULT_SCOPE = "lamp", "layer"
 IMAGENET_NEEDS_TENSORFLOW = "data=imagenet reads TFRecord shards with tf.data: it needs train.backend=tensorflow"
 
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key and the fix."""
+
+
+def default_scope(structure: str) -> str:
+    """`prune.scope` where the config leaves it: lamp, or layer when whole channels go.
+
+    A channel ticket is pruned for speed. LAMP (or one global ranking) spends a channel budget in the late,
+    parameter-heavy, low-resolution layers, so half the weights gone removes a fifth of the MACs on
+    MobileNetV2; the same fraction of every channel group makes the MACs fall with the weights, as
+    Torch-Pruning's default uniform ratio does. Registered as the `lth.default_scope` resolver (lth/__init__.py).
+    """
+    return CHANNEL_DEFAULT_SCOPE if structure == "channel" else DEFAULT_SCOPE

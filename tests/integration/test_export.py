@@ -27,11 +27,13 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     """One dense parent and a 50% ticket of each structure but none; the channel ticket exported."""
     cwd = tmp_path_factory.mktemp("export")
     sweep = run_lth(cwd, "-m", f"prune.structure={','.join(STRUCTURES)}", "prune.threshold=0.5", "reset.epoch=1",
-                    "prune.scope=layer", *FAST)
+                    *FAST)  # each structure's default scope, as a user gets it
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     _, tickets = by_role(runs(cwd))
     by_structure = {ticket.data.params["prune.structure"]: ticket for ticket in tickets}
     assert sorted(by_structure) == sorted(STRUCTURES)
+    assert {s: t.data.params["prune.scope"] for s, t in by_structure.items()} == {"xnnpack_1x1": "lamp",
+                                                                                  "channel": "layer"}
     done = _export(cwd, by_structure["channel"].info.run_id, "--runs", "100")
     assert done.returncode == 0, done.stderr[-3000:]
     return cwd, by_structure

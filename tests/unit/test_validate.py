@@ -42,6 +42,16 @@ def test_default_and_edge_values_pass(compose: Callable[..., object]) -> None:
     validate_config(compose("prune.structure=channel", "prune.control=random_mask"))
 
 
+@pytest.mark.parametrize(("overrides", "scope"), [
+    ((), "lamp"), (("prune.structure=xnnpack_1x1",), "lamp"), (("prune.structure=channel",), "layer"),
+    (("prune.structure=channel", "prune.scope=lamp"), "lamp"), (("prune.scope=global",), "global"),
+])
+def test_scope_is_lamp_unless_channels_go_then_layer(compose: Callable[..., object], overrides: tuple[str, ...],
+                                                     scope: str) -> None:
+    # A channel ticket is for speed: the same fraction of every group makes the MACs fall with the weights.
+    assert validate_config(compose(*overrides)).prune.scope == scope
+
+
 def test_lenet_takes_one_channel_and_its_preset_passes(compose: Callable[..., object], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="data.channels=3 but model lenet_300_100 takes 1"):
         validate_config(compose("model=lenet_300_100", "data.channels=3"))

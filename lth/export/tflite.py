@@ -110,7 +110,7 @@ class Latency:
 
         Pairing by round cancels what a slow spell of the machine does to a whole round; on 2
         shared cores a run-wide median ratio of two identical files drifted up to 3x. The p10-p90
-        spread over rounds is the noise a rerun's speed-up should fall within.
+        spread over rounds is the noise within one run; a rerun in a new process adds its own.
         """
         ratios = [b / t for b, t in zip(baseline.round_medians_ms, self.round_medians_ms)]
         return (float(statistics.median(ratios)), float(np.percentile(ratios, 10)), float(np.percentile(ratios, 90)))

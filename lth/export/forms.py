@@ -45,6 +45,7 @@ TFLITE_FORMS: dict[str, tuple[str, bool]] = {  # file -> (the Keras model it com
 class TestSet:
     """Images (uint8, the model's input) and their labels."""
 
+    __test__ = False  # a data class, not a pytest test class, despite its name
     images: np.ndarray
     labels: np.ndarray
 

@@ -60,23 +60,27 @@ def control_seed(train_seed: int, prune: PruneConfig) -> int:
     return int(np.random.SeedSequence([train_seed, prune.control_seed, 1]).generate_state(1)[0])
 
 
+def _network_layout(cell: Cell, data: DataSplits) -> tuple[keras.Model, Layout]:
+    """The cell's network, built once, and the layers its masks cover."""
+    model = network_for(cell.model, cell.train, data.steps_per_epoch).model
+    return model, layout(model, cell.prune.structure, cell.prune.ignore)
+
+
 def mask_layout(cell: Cell, data: DataSplits) -> Layout:
     """The layers this cell's masks cover (and, for `prune.structure=channel`, its channel groups)."""
-    model = network_for(cell.model, cell.train, data.steps_per_epoch).model
-    return layout(model, cell.prune.structure, cell.prune.ignore)
+    return _network_layout(cell, data)[1]
 
 
 def prunable_sizes(cell: Cell, data: DataSplits) -> dict[str, int]:
     """Kernel sizes of the layers this cell prunes, by name in network order (checks `prune.ignore` too)."""
-    model = network_for(cell.model, cell.train, data.steps_per_epoch).model
-    return {name: int(np.prod(model.get_layer(name).kernel.shape)) for name in mask_layout(cell, data).names}
+    model, plan = _network_layout(cell, data)
+    return {name: int(np.prod(model.get_layer(name).kernel.shape)) for name in plan.names}
 
 
 def check_structure_fits(cell: Cell, data: DataSplits) -> None:
     """Before training: refuse a channel threshold that whole channels cannot reach (a ValueError)."""
     if cell.prune.structure == "channel":
-        model = network_for(cell.model, cell.train, data.steps_per_epoch).model
-        plan = mask_layout(cell, data)
+        model, plan = _network_layout(cell, data)
         shapes = {name: tuple(model.get_layer(name).kernel.shape) for name in plan.names}
         check_channels_fit(shapes, plan.groups, cell.prune.threshold, cell.prune.min_density)
 
@@ -133,17 +137,15 @@ def starting_weights(cell: Cell, dense: DenseParent) -> Weights:
     return dense.weights_at(cell.reset_epoch)
 
 
-def check_collapse(prune: PruneConfig, report: Mapping[str, Any], plan: Layout | None = None,
-                   masks: Masks | None = None) -> list[str]:
+def check_collapse(prune: PruneConfig, report: Mapping[str, Any], plan: Layout, masks: Masks) -> list[str]:
     """Tag the active run with its collapsed and floor layers; warn, or refuse a collapsed mask before training.
 
-    A channel mask's floor is in channels: its floor layers are those of the groups held there
-    (`plan` and `masks` are needed then).
+    A channel mask's floor is in channels: its floor layers are those of `plan`'s groups held there.
 
     Returns:
         The collapsed (emptied) layers.
     """
-    if prune.structure == "channel" and plan is not None and masks is not None:
+    if prune.structure == "channel":
         keeps = [kept_channels(masks, group) for group in plan.groups]
         verdict = Collapse(collapsed_layers(report), channel_floor_layers(plan.groups, keeps, prune.min_density))
     else:
@@ -184,7 +186,8 @@ def train_masked(cell: Cell, data: DataSplits, dense: DenseParent, masks: Masks,
     network = network_for(cell.model, cell.train, data.steps_per_epoch)
     depthwise = [name for name in masks if isinstance(network.model.get_layer(name), keras.layers.DepthwiseConv2D)]
     report = log_masks(masks, depthwise)
-    check_collapse(cell.prune, report, mask_layout(cell, data), masks)  # before any training: refusing costs nothing
+    plan = layout(network.model, cell.prune.structure, cell.prune.ignore)
+    check_collapse(cell.prune, report, plan, masks)  # before any training: refusing must cost nothing
     begin = group.Start(start, masks, reset_epoch, dense.iterations_at(reset_epoch), dense.loss_scale_at(reset_epoch))
     result = group.train(network, data, begin, epochs, cell.state.state_dir / "backup" / run_id,
                          lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch), cell.state.verbose,

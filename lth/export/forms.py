@@ -65,7 +65,7 @@ class Form:
     latency_p10_ms: float | None = None
     latency_p90_ms: float | None = None
     speedup: float | None = None  # dense.tflite's latency / this one's, paired round by round (Latency.speedups_over)
-    speedup_p10: float | None = None  # the spread of that ratio over rounds: the noise a rerun falls within
+    speedup_p10: float | None = None  # the spread of that ratio over rounds: the noise within this run
     speedup_p90: float | None = None
 
 

@@ -71,7 +71,7 @@ def markdown(export: Export, title: str) -> str:
         f"Latency: TFLite interpreter with its default XNNPACK delegate, batch 1, {export.threads} threads, median of "
         f"{export.runs} runs per file (at least the runs asked for, and about a second of calls) in 20 interleaved "
         f"rounds; a speed-up is the median over rounds of `{BASELINE}`'s round median over the file's, with its "
-        f"p10-p90 over rounds, the noise a rerun falls within. `{BASELINE}` is the masked model with its zeros "
+        f"p10-p90 over rounds, the noise within this run. `{BASELINE}` is the masked model with its zeros "
         f"stored, i.e. what the dense network costs.",
         f"Sparse kernels on this CPU: {export.sparse_kernels}.", ""])
 

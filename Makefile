@@ -30,12 +30,14 @@ TEST_WORKERS ?= 2
 test: install
 	$(BIN)/python -m pytest -m "not slow and not slurm" -n $(TEST_WORKERS) --dist loadfile --durations=15
 
+# In file order, not pytest-xdist's default of the files with most tests first: that put the backup kill test (one test,
+# 12 of the 49 minutes) last, where it ran alone on one worker for its whole length while the other sat idle.
 test-slow: install
-	$(BIN)/python -m pytest -m slow -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(BIN)/python -m pytest -m slow -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 # Needs a cluster: `sudo tools/slurm_localhost.sh start` (a real single-node SLURM on this machine).
 test-slurm: install
-	$(BIN)/python -m pytest -m slurm
+	$(BIN)/python -m pytest -m slurm --durations=10
 
 # The tracking server of `tracking=server` (cluster sweeps); also serves the MLflow UI on the same port.
 MLFLOW_PORT ?= 5000

@@ -54,7 +54,7 @@ def _elapsed_s(job: str) -> float:
 
 
 def main() -> None:
-    from tests.mlflow_server import start_mlflow_server
+    from tests.support.mlflow_server import start_mlflow_server
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8, help="train.epochs of every job (digits, 1,437 images)")

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.helpers import lth_env
+from tests.support.jobs import lth_env
 
 pytestmark = pytest.mark.slow  # 21 training processes: about 8 minutes on 2 cores
 
-WORKER = Path(__file__).with_name("backup_kill_worker.py")
+WORKER = Path(__file__).parents[1] / "support" / "workers" / "backup_kill.py"
 KILLS = 20
 
 

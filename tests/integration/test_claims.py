@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.integration.helpers import artifact, by_role, kill_lth_at, run_lth, runs
+from tests.support.jobs import kill_lth_at, run_lth
+from tests.support.store import artifact, by_role, runs
 
 pytestmark = pytest.mark.slow  # three jobs on the full digits: about two minutes on 2 cores
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.helpers import by_role, runs, start_lth
+from tests.support.jobs import start_lth
+from tests.support.store import by_role, runs
 
 THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-from tests.ingest_fixtures import make_small_imagenet
-from tests.integration.helpers import lth_env, run_lth, runs
+from tests.support.jobs import lth_env, run_lth
+from tests.support.paths import REPO_ROOT
+from tests.support.small_imagenet import make_small_imagenet
+from tests.support.store import runs
 
 pytestmark = pytest.mark.slow  # a SparkSession, two lth and ingest processes: about a minute and a half on 2 cores
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.helpers import lth_env
+from tests.support.jobs import lth_env
 
 SEED, BATCH, COUNT, EPOCHS = 3, 8, 168, 4  # 21 steps an epoch: more than the prefetch queue holds
 DATA = {"name": "synthetic", "num_classes": 10, "image_size": 8, "train_size": COUNT, "val_size": 16,

@@ -1,6 +1,6 @@
 """Masks under data parallelism on a CPU split into 4 devices (TensorFlow and JAX).
 
-Each case runs `tests.integration.data_parallel_worker` in a process of its own: the
+Each case runs `tests.support.workers.data_parallel` in a process of its own: the
 device split must happen before the backend starts. Measured on 2 cores: the BN-free
 model agrees to 4e-8 (bound 2e-7). After one step of MobileNetV2, TensorFlow's
 per-replica BatchNorm moves the moving statistics by 0.12 and the update as a whole by
@@ -16,12 +16,12 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-from tests.integration.helpers import lth_env
+from tests.support.jobs import lth_env
+from tests.support.paths import REPO_ROOT
 
 
 def _worker(mode: str) -> dict:
-    done = subprocess.run([sys.executable, "-W", "ignore", "-m", "tests.integration.data_parallel_worker", mode],
+    done = subprocess.run([sys.executable, "-W", "ignore", "-m", "tests.support.workers.data_parallel", mode],
                           cwd=REPO_ROOT, env=lth_env(), capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

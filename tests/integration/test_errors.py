@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import run_lth, runs
+from tests.support.jobs import run_lth
+from tests.support.store import runs
 
 
 def test_bad_sweep_cell_stops_the_sweep_before_any_job(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.helpers import artifact, by_role, lth_env, run_lth, runs
+from tests.support.jobs import lth_env, run_lth
+from tests.support.store import artifact, by_role, runs
 
 pytestmark = pytest.mark.slow  # trains three tickets, then converts and times four TFLite files
 FAST = ["train.epochs=2", "data.train_limit=128", "lth.verbose=0"]  # what is checked needs no accuracy

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import by_role, run_lth, runs
+from tests.support.jobs import run_lth
+from tests.support.store import by_role, runs
 
 pytestmark = pytest.mark.slow
 # Where accuracy falls steeply: measured here, tickets hold 0.88-0.90 from 3% to 16% of weights (dense 0.9375), so

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.helpers import artifact, by_role, run_lth, runs
+from tests.support.jobs import run_lth
+from tests.support.store import artifact, by_role, runs
 
 COMMON = ["train.epochs=3", "reset.epoch=1", "lth.verbose=0", "prune.method=imp"]
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CONFIG_DIR, REPO_ROOT
-from tests.ingest_fixtures import BAD_TRAIN, CLASSES, ESCAPE_KEY, SmallImagenet, make_small_imagenet
+from tests.support.paths import CONFIG_DIR, REPO_ROOT
+from tests.support.small_imagenet import BAD_TRAIN, CLASSES, ESCAPE_KEY, SmallImagenet, make_small_imagenet
 
 pytestmark = pytest.mark.slow  # a SparkSession and TensorFlow in its workers: about a minute for the module
 
@@ -377,7 +377,8 @@ def test_a_killed_ingest_resumes_to_the_shards_of_an_uninterrupted_one(
 
 
 def test_lth_trains_a_ticket_from_the_shards_validating_on_the_holdout(holdout_shards: Path, tmp_path: Path) -> None:
-    from tests.integration.helpers import by_role, run_lth, runs
+    from tests.support.jobs import run_lth
+    from tests.support.store import by_role, runs
 
     done = run_lth(tmp_path, "data=imagenet", f"data.path={holdout_shards}", "data.num_classes=3", "data.val_split=holdout",
                    "model=mobilenet_v2_tiny", "train.epochs=2", "train.batch_size=8", "prune.threshold=0.5",

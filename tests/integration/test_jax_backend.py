@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.helpers import artifact, by_role, lth_env, runs
+from tests.support.jobs import lth_env
+from tests.support.store import artifact, by_role, runs
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import by_role, run_lth, runs
+from tests.support.jobs import run_lth
+from tests.support.store import by_role, runs
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 

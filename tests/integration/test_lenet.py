@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.helpers import artifact, runs
+from tests.support.store import artifact, runs
 
 SIZES = {"fc1": 784 * 300, "fc2": 300 * 100, "predictions": 100 * 10}  # 235,200 + 30,000 + 1,000
 RATES = {"fc1": 0.2, "fc2": 0.2, "predictions": 0.1}  # prune.rate, and prune.layer_rates for the output layer
@@ -72,7 +72,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     from hydra import compose, initialize_config_dir
 
     from lth.training.devices import select_backend
-    from tests.conftest import CONFIG_DIR
+    from tests.support.paths import CONFIG_DIR
 
     store = tmp_path_factory.mktemp("lenet")
     _fashion_files(store / "fashion")

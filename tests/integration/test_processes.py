@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.helpers import artifact, by_role, lth_env, run_lth, runs
+from tests.support.jobs import lth_env, run_lth
+from tests.support.store import artifact, by_role, runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 CELL = ["train.backend=jax", "model=lenet_300_100", "data=synthetic", "data.num_classes=10", "data.train_size=256",

@@ -23,8 +23,8 @@ from lth.data.shards import load_shards
 from lth.ingest import run_ingest
 from lth.ingest.shards import RECEIPTS
 from lth.pieces import piece
-from tests.conftest import CONFIG_DIR
-from tests.ingest_fixtures import make_small_imagenet
+from tests.support.paths import CONFIG_DIR
+from tests.support.small_imagenet import make_small_imagenet
 
 pytestmark = pytest.mark.slow  # a SparkSession and two ingests: 30 s, and the default suite is at its 20 minutes
 

@@ -18,7 +18,8 @@ import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from tests.integration.helpers import by_role, lth_env, run_lth, runs
+from tests.support.jobs import lth_env, run_lth
+from tests.support.store import by_role, runs
 
 FAMILY = "f0a1b2c3d4e5f6a7"
 LAYERS = (("Conv1", 864), ("block_1_depthwise", 864), ("Conv_1", 143360), ("predictions", 12810))

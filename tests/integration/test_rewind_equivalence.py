@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.integration.helpers import artifact, by_role, run_lth, runs
+from tests.support.jobs import run_lth
+from tests.support.store import artifact, by_role, runs
 
 T0 = ["prune.threshold=0", "prune.min_density=0"]  # a ticket that prunes nothing: the dense network, rewound
 SMALL = ["train.epochs=2", "data.train_limit=128", "lth.verbose=0"]  # 2 steps an epoch
@@ -79,7 +80,7 @@ def test_k1_ticket_with_the_dense_optimizer_state_restored_ends_exactly_at_the_d
     from lth.data import load_data
     from lth.training.fitting import fit_and_evaluate
     from lth.training.network import MaskedNetwork
-    from tests.conftest import CONFIG_DIR
+    from tests.support.paths import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["data.train_limit=128", "train.epochs=3"])

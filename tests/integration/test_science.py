@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.helpers import artifact, by_role, kill_lth_at, run_lth, runs
+from tests.support.jobs import kill_lth_at, run_lth
+from tests.support.store import artifact, by_role, runs
 
 TINY = ["train.epochs=2", "data.train_limit=128", "lth.verbose=0"]
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.helpers import artifact, by_role, run_lth, runs, start_lth
+from tests.support.jobs import run_lth, start_lth
+from tests.support.store import artifact, by_role, runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 CELL = ["model=lenet_300_100", "reset.epoch=1", "prune.threshold=0.8", "prune.scope=layer", "lth.verbose=2"]

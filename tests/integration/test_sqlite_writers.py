@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.integration.helpers import by_role, run_lth, runs, start_lth
+from tests.support.jobs import run_lth, start_lth
+from tests.support.store import by_role, runs
 
 pytestmark = pytest.mark.slow  # twelve TensorFlow processes (about 1.2 GB each): a few minutes on 2 cores
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.helpers import artifact, run_lth, runs
+from tests.support.jobs import run_lth
+from tests.support.store import artifact, runs
 
 pytestmark = pytest.mark.slow  # about 4 minutes of tiny MobileNetV2 training on 2 cores
 

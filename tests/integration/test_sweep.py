@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.helpers import FAST, artifact, by_role, run_lth, runs
+from tests.support.jobs import FAST, run_lth
+from tests.support.store import artifact, by_role, runs
 
 THRESHOLDS = (0.5, 0.8, 0.9)
 GLOBAL = ["prune.scope=global", "prune.min_density=0"]  # plain global magnitude, recomputed independently below

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from lth.validate import ConfigError
-from tests.integration.flaky_proxy import Exchange, FlakyProxy, log_batch_with_metric
-from tests.integration.helpers import lth_env
-from tests.mlflow_server import MlflowServer, start_mlflow_server
+from tests.support.flaky_proxy import Exchange, FlakyProxy, log_batch_with_metric
+from tests.support.jobs import lth_env
+from tests.support.mlflow_server import MlflowServer, start_mlflow_server
 
 JOB = ["prune.threshold=0.5", "reset.epoch=1", "train.epochs=3", "data.train_limit=128", "lth.verbose=0"]
 FAILURES = 3  # the proxy answers 503 to this many attempts of the first epoch's metrics

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mlflow_server import start_mlflow_server
+from tests.support.mlflow_server import start_mlflow_server
 
 
 def _cluster_up() -> bool:

@@ -13,21 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.helpers import lth_env
+from tests.support.jobs import lth_env
+from tests.support.slurm import FAST, command, npz, runs, sacct
 
 # A sweep queues up to 7 jobs on the one test node: the tests' own bounds on it go up to 1500 s.
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster"), pytest.mark.timeout(1800)]
-# One CPU and 1 GB per job so the single test node schedules them; 4 GPUs each, as the seed's jobs.
-SLURM = ["cluster=slurm", "tracking=server", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
-         "hydra.launcher.partition=low", "lth.verbose=2"]
-FAST = ["train.epochs=3", "data.train_limit=256"]
-
-
-def _command(uri: str, experiment: str, *overrides: str) -> list[str]:
-    return [sys.executable, "-m", "lth.train", "-m", *SLURM, f"tracking.uri={uri}", f"tracking.experiment={experiment}",
-            *overrides]
-
-
 @contextmanager
 def _sweep(cwd: Path, command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A sweep running in the background with its output in `log` (a file never fills and blocks it, as a pipe
@@ -52,43 +42,22 @@ def _wait_for_line(log: Path, pattern: str, sweep: subprocess.Popen[bytes], time
     return found
 
 
-def _runs(uri: str, experiment: str) -> list:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    found = client.get_experiment_by_name(experiment)
-    return [] if found is None else client.search_runs([found.experiment_id], max_results=1000)
-
-
-def _sacct(job: str) -> list[dict[str, str]]:
-    done = subprocess.run(["sacct", "-j", job, "-X", "-n", "-P", "-o", "JobID,State,AllocTRES"],
-                          capture_output=True, text=True, check=True, timeout=60)
-    return [dict(zip(("id", "state", "tres"), line.split("|"))) for line in done.stdout.splitlines() if line]
-
-
-def _npz(uri: str, run_id: str, path: str) -> dict[str, np.ndarray]:
-    from lth import tracking
-
-    tracking.connect_uri(uri)
-    return tracking.fetch(run_id, path, lambda file: dict(np.load(file)))
-
-
 def test_a_sweep_is_one_array_of_4_gpu_jobs_after_its_dense_parent(
     tmp_path: Path, tracking_server: str, experiment: str
 ) -> None:
-    done = subprocess.run(_command(tracking_server, experiment, "prune.threshold=0.5,0.8,0.9", "reset.epoch=0,1", *FAST),
+    done = subprocess.run(command(tracking_server, experiment, "prune.threshold=0.5,0.8,0.9", "reset.epoch=0,1", *FAST),
                           cwd=tmp_path, env=lth_env(), capture_output=True, text=True, timeout=1500)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     dense_job = re.search(r"dense parent\(s\) first, as SLURM job\(s\) (\d+)", output).group(1)
     arrays = re.findall(r"lth: 6 ticket jobs in SLURM array (\d+)", output)
     assert len(arrays) == 1  # one sbatch --array for the whole sweep
-    tasks = _sacct(arrays[0])
+    tasks = sacct(arrays[0])
     assert sorted(task["id"] for task in tasks) == [f"{arrays[0]}_{i}" for i in range(6)]
     assert all(task["state"] == "COMPLETED" and "gres/gpu=4" in task["tres"] for task in tasks), tasks
-    assert _sacct(dense_job)[0]["state"] == "COMPLETED"
+    assert sacct(dense_job)[0]["state"] == "COMPLETED"
 
-    all_runs = _runs(tracking_server, experiment)
+    all_runs = runs(tracking_server, experiment)
     dense = [r for r in all_runs if r.data.tags["lth.role"] == "dense"]
     tickets = [r for r in all_runs if r.data.tags["lth.role"] == "ticket"]
     assert len(dense) == 1 and len(tickets) == 6
@@ -108,7 +77,7 @@ def _wait_for_epoch(uri: str, experiment: str, epoch: int, timeout: float) -> st
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ticket = next((r for r in _runs(uri, experiment) if r.data.tags["lth.role"] == "ticket"), None)
+        ticket = next((r for r in runs(uri, experiment) if r.data.tags["lth.role"] == "ticket"), None)
         if ticket and any(m.step >= epoch for m in MlflowClient(uri).get_metric_history(ticket.info.run_id, "loss")):
             return ticket.info.run_id
         time.sleep(0.5)
@@ -120,14 +89,14 @@ def test_a_preempted_ticket_resumes_in_the_same_run_and_ends_as_if_never_stopped
 ) -> None:
     cell = ["prune.threshold=0.5", "reset.epoch=1", "train.epochs=10", "data.train_limit=512"]
     log = tmp_path / "sweep.log"
-    with _sweep(tmp_path, _command(tracking_server, experiment, *cell), log) as sweep:
+    with _sweep(tmp_path, command(tracking_server, experiment, *cell), log) as sweep:
         run_id = _wait_for_epoch(tracking_server, experiment, 3, timeout=900)
         # A high-priority job that needs the node's 4 GPUs preempts the ticket (partition low).
         subprocess.run(["sbatch", "-p", "high", "--gpus-per-node=4", "-J", "preemptor", "--wrap", "sleep 1"], check=True,
                        timeout=60)
         assert sweep.wait(timeout=900) == 0, log.read_text()[-4000:]
 
-    tickets = [r for r in _runs(tracking_server, experiment) if r.data.tags["lth.role"] == "ticket"]
+    tickets = [r for r in runs(tracking_server, experiment) if r.data.tags["lth.role"] == "ticket"]
     assert [r.info.run_id for r in tickets] == [run_id]  # ONE run, continued after the requeue
     ticket = tickets[0]
     assert ticket.info.status == "FINISHED" and ticket.data.tags["lth.slurm_restarts"] == "1"
@@ -140,12 +109,12 @@ def test_a_preempted_ticket_resumes_in_the_same_run_and_ends_as_if_never_stopped
                            f"tracking.experiment={experiment}-twin", "lth.state_dir=.lth-twin", *cell],
                           cwd=tmp_path, env=lth_env(), capture_output=True, text=True, timeout=900)
     assert twin.returncode == 0, twin.stderr[-3000:]
-    straight = next(r for r in _runs(tracking_server, f"{experiment}-twin") if r.data.tags["lth.role"] == "ticket")
+    straight = next(r for r in runs(tracking_server, f"{experiment}-twin") if r.data.tags["lth.role"] == "ticket")
     # Tolerance 0: the resumed run is bit-identical (weights, optimizer state, epoch and data order restored).
     assert ticket.data.metrics["test_accuracy"] == straight.data.metrics["test_accuracy"]
     assert ticket.data.metrics["test_loss"] == straight.data.metrics["test_loss"]
-    resumed_weights = _npz(tracking_server, ticket.info.run_id, "weights/final.npz")
-    straight_weights = _npz(tracking_server, straight.info.run_id, "weights/final.npz")
+    resumed_weights = npz(tracking_server, ticket.info.run_id, "weights/final.npz")
+    straight_weights = npz(tracking_server, straight.info.run_id, "weights/final.npz")
     for path, value in straight_weights.items():
         np.testing.assert_array_equal(resumed_weights[path], value, err_msg=path)
 
@@ -154,7 +123,7 @@ def test_a_cancelled_task_is_reported_failed_and_the_others_are_intact(
     tmp_path: Path, tracking_server: str, experiment: str
 ) -> None:
     log = tmp_path / "sweep.log"
-    with _sweep(tmp_path, _command(tracking_server, experiment, "prune.threshold=0.5,0.8", "reset.epoch=1", *FAST),
+    with _sweep(tmp_path, command(tracking_server, experiment, "prune.threshold=0.5,0.8", "reset.epoch=1", *FAST),
                 log) as sweep:
         array = _wait_for_line(log, r"ticket jobs in SLURM array (\d+)", sweep, timeout=900).group(1)
         subprocess.run(["scancel", f"{array}_1"], check=True, timeout=60)
@@ -163,7 +132,7 @@ def test_a_cancelled_task_is_reported_failed_and_the_others_are_intact(
     assert re.search(rf"lth: job 1 FAILED: RuntimeError\('SLURM job {array}_1 ended CANCELLED.*log \S+_log\.err", output)
     assert "1 of 2 jobs did not finish" in output
     assert "lth: tickets 1/2 done, 0 running, 0 pending, 1 failed" in output.splitlines()
-    tickets = [r for r in _runs(tracking_server, experiment) if r.data.tags["lth.role"] == "ticket"]
+    tickets = [r for r in runs(tracking_server, experiment) if r.data.tags["lth.role"] == "ticket"]
     finished = [r for r in tickets if r.info.status == "FINISHED"]
     assert [r.data.tags["lth.threshold"] for r in finished] == ["0.5"]
     assert finished[0].data.tags["lth.slurm_job_id"] == f"{array}_0"

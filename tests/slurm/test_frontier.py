@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import lth_env
-from tests.slurm.test_cluster import FAST, _command, _runs, _sacct
+from tests.support.jobs import lth_env
+from tests.support.slurm import FAST, command, runs, sacct
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster"), pytest.mark.timeout(1800)]
 
@@ -20,7 +20,7 @@ def test_a_frontier_sweep_trains_its_dense_parent_once_then_submits_one_array_pe
 ) -> None:
     sweep_dir = tmp_path / "sweep"
     done = subprocess.run(
-        _command(tracking_server, experiment, "hydra/sweeper=lth_frontier", "reset.epoch=1",
+        command(tracking_server, experiment, "hydra/sweeper=lth_frontier", "reset.epoch=1",
                  "hydra.sweeper.frontier.per_round=2", "hydra.sweeper.frontier.max_rounds=2",
                  f"hydra.sweep.dir={sweep_dir}", *FAST),
         cwd=tmp_path, env=lth_env(), capture_output=True, text=True, timeout=1500)
@@ -32,10 +32,10 @@ def test_a_frontier_sweep_trains_its_dense_parent_once_then_submits_one_array_pe
     assert len({array for _, array in arrays}) == 2
     assert len(re.findall(r"dense parent\(s\) first, as SLURM job\(s\) (\d+)", output)) == 1  # round 1 only
     for jobs, array in arrays:
-        tasks = _sacct(array)
+        tasks = sacct(array)
         assert len(tasks) == int(jobs) and all(task["state"] == "COMPLETED" for task in tasks), tasks
 
-    all_runs = _runs(tracking_server, experiment)
+    all_runs = runs(tracking_server, experiment)
     dense = [r for r in all_runs if r.data.tags["lth.role"] == "dense"]
     tickets = [r for r in all_runs if r.data.tags["lth.role"] == "ticket"]
     assert len(dense) == 1 and len(tickets) == sum(rounds)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-from tests.ingest_fixtures import BAD_TRAIN, make_small_imagenet
-from tests.integration.helpers import lth_env
+from tests.support.jobs import lth_env
+from tests.support.paths import REPO_ROOT
+from tests.support.small_imagenet import BAD_TRAIN, make_small_imagenet
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.helpers import lth_env
-from tests.slurm.test_cluster import SLURM, _npz, _runs, _sacct
+from tests.support.jobs import lth_env
+from tests.support.slurm import SLURM, npz, runs, sacct
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster"), pytest.mark.timeout(1500)]
 CELL = ["train.backend=jax", "model=lenet_300_100", "train.epochs=2", "reset.epoch=1", "prune.threshold=0.8",
@@ -32,11 +32,11 @@ def test_a_two_task_job_trains_one_ticket_equal_to_one_process(tmp_path: Path, t
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
 
-    runs = _runs(tracking_server, experiment)
-    dense = [r for r in runs if r.data.tags["lth.role"] == "dense"]
-    tickets = [r for r in runs if r.data.tags["lth.role"] == "ticket"]
+    all_runs = runs(tracking_server, experiment)
+    dense = [r for r in all_runs if r.data.tags["lth.role"] == "dense"]
+    tickets = [r for r in all_runs if r.data.tags["lth.role"] == "ticket"]
     assert len(dense) == 1 and len(tickets) == 1  # process 1 logged nothing of its own
-    assert all(r.info.status == "FINISHED" and r.data.tags["lth.processes"] == "2" for r in runs)
+    assert all(r.info.status == "FINISHED" and r.data.tags["lth.processes"] == "2" for r in all_runs)
     assert dense[0].data.tags["lth.replicas"] == "2"  # devices of both processes
     from mlflow.tracking import MlflowClient
 
@@ -48,7 +48,7 @@ def test_a_two_task_job_trains_one_ticket_equal_to_one_process(tmp_path: Path, t
     steps = subprocess.run(["sacct", "-j", job, "-n", "-P", "-o", "JobID,NTasks"], capture_output=True, text=True,
                            check=True, timeout=60).stdout
     assert f"{job}.0|2" in steps, steps
-    assert "gres/gpu=2" in _sacct(job)[0]["tres"]
+    assert "gres/gpu=2" in sacct(job)[0]["tres"]
     logs = "".join(p.read_text() for p in tmp_path.glob("multirun/*/*/.submitit/*/*_log.err"))
     visible = set(re.findall(r"process (\d) of 2 joined its run: .*CUDA_VISIBLE_DEVICES=(\S+)\)", logs))
     assert {index for index, _ in visible} == {"0", "1"}, logs[-3000:]
@@ -59,10 +59,10 @@ def test_a_two_task_job_trains_one_ticket_equal_to_one_process(tmp_path: Path, t
                            f"tracking.experiment={experiment}-one", "lth.state_dir=.lth-one", "lth.verbose=0", *CELL],
                           cwd=tmp_path, env=lth_env(), capture_output=True, text=True, timeout=900)
     assert twin.returncode == 0, twin.stderr[-3000:]
-    one = next(r for r in _runs(tracking_server, f"{experiment}-one") if r.data.tags["lth.role"] == "ticket")
-    two_weights = _npz(tracking_server, tickets[0].info.run_id, "weights/final.npz")
-    one_weights = _npz(tracking_server, one.info.run_id, "weights/final.npz")
-    masks = _npz(tracking_server, tickets[0].info.run_id, "mask.npz")
+    one = next(r for r in runs(tracking_server, f"{experiment}-one") if r.data.tags["lth.role"] == "ticket")
+    two_weights = npz(tracking_server, tickets[0].info.run_id, "weights/final.npz")
+    one_weights = npz(tracking_server, one.info.run_id, "weights/final.npz")
+    masks = npz(tracking_server, tickets[0].info.run_id, "mask.npz")
     assert max(float(np.max(np.abs(two_weights[path] - value))) for path, value in one_weights.items()) <= 2e-7
     assert sum(int(np.count_nonzero(two_weights[f"{name}/kernel"][~mask])) for name, mask in masks.items()) == 0
     assert abs(tickets[0].data.metrics["test_accuracy"] - one.data.metrics["test_accuracy"]) <= 1e-6

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import lth_env
-from tests.slurm.test_cluster import FAST, _command, _runs
+from tests.support.jobs import lth_env
+from tests.support.slurm import FAST, command, runs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster"), pytest.mark.timeout(1800)]
 
@@ -16,12 +16,12 @@ pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster"), pytes
 def test_a_stability_sweep_gives_one_analysis_per_cell_and_a_rerun_trains_nothing(
     tmp_path: Path, tracking_server: str, experiment: str
 ) -> None:
-    command = _command(tracking_server, experiment, "stability=on", "prune.threshold=0,0.8", "reset.epoch=0,2",
+    sweep = command(tracking_server, experiment, "stability=on", "prune.threshold=0,0.8", "reset.epoch=0,2",
                        *FAST)
-    done = subprocess.run(command, cwd=tmp_path, env=lth_env(), capture_output=True, text=True, timeout=1500)
+    done = subprocess.run(sweep, cwd=tmp_path, env=lth_env(), capture_output=True, text=True, timeout=1500)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
-    all_runs = _runs(tracking_server, experiment)
+    all_runs = runs(tracking_server, experiment)
     role = {run.info.run_id: run.data.tags["lth.role"] for run in all_runs}
     analyses = [r for r in all_runs if role[r.info.run_id] == "stability"]
     copies = [r for r in all_runs if role[r.info.run_id] == "stability_copy"]
@@ -33,6 +33,6 @@ def test_a_stability_sweep_gives_one_analysis_per_cell_and_a_rerun_trains_nothin
     assert len(set(jobs)) == 4 and all("_" in job for job in jobs)  # each in its own array task
     assert all(0.0 <= r.data.metrics["barrier"] <= 1.0 for r in analyses)
 
-    again = subprocess.run(command, cwd=tmp_path, env=lth_env(), capture_output=True, text=True, timeout=1500)
+    again = subprocess.run(sweep, cwd=tmp_path, env=lth_env(), capture_output=True, text=True, timeout=1500)
     assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
-    assert {r.info.run_id for r in _runs(tracking_server, experiment)} == set(role)  # nothing new was trained
+    assert {r.info.run_id for r in runs(tracking_server, experiment)} == set(role)  # nothing new was trained

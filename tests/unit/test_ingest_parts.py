@@ -17,7 +17,7 @@ from lth.ingest.images import ImageSettings, RejectedInput, normalise_image
 from lth.ingest.inventory import checked, read_val_labels, tree_inventory
 from lth.ingest.shards import RECEIPTS, plan_shards, write_shard
 from lth.ingest.sources import url_list_inventory
-from tests.ingest_fixtures import BAD_TRAIN, CLASSES, ESCAPE_KEY, SmallImagenet, make_small_imagenet
+from tests.support.small_imagenet import BAD_TRAIN, CLASSES, ESCAPE_KEY, SmallImagenet, make_small_imagenet
 
 SETTINGS = ImageSettings(shorter_side=256, allow_upscale=False, quality=90)
 DOWNLOAD = DownloadSettings(connect_timeout_s=1, read_timeout_s=1, total_timeout_s=5, retries=0, backoff_s=0,

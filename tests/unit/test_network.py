@@ -18,7 +18,7 @@ from lth.training.network import MaskedNetwork
 def small() -> tuple[object, object]:
     from hydra import compose, initialize_config_dir
 
-    from tests.conftest import CONFIG_DIR
+    from tests.support.paths import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = Cell.of(compose(config_name="train", overrides=["data.train_limit=128", "train.batch_size=32",

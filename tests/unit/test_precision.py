@@ -14,7 +14,7 @@ from lth.pieces import piece
 from lth.pruning.scopes import prune_masks
 from lth.training.models import build_model, kernel_path
 from lth.training.network import MaskedNetwork
-from tests.pieces import pieces
+from tests.support.pieces import pieces
 
 TINY = {"name": "mobilenet_v2", "alpha": 0.35, "input_size": 32, "num_classes": 10, "bn_momentum": 0.9}
 

@@ -11,7 +11,7 @@ import pytest
 from lth.data.splits import Part
 from lth.processes import TENSORFLOW_REFUSED, Processes, from_environment
 from lth.vocabulary import ConfigError
-from tests.integration.helpers import lth_env
+from tests.support.jobs import lth_env
 
 
 def test_the_spark_launchers_variables_name_the_group() -> None:

@@ -30,7 +30,7 @@ class DieAfter(keras.callbacks.Callback):
 def setup() -> tuple[object, object, MaskedNetwork]:
     from hydra import compose, initialize_config_dir
 
-    from tests.conftest import CONFIG_DIR
+    from tests.support.paths import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = Cell.of(compose(config_name="train", overrides=["data.train_limit=96", "train.batch_size=32",

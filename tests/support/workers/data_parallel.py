@@ -1,6 +1,6 @@
 """Trains with masks on 1 and on 4 logical CPU devices and prints what the test compares (JSON).
 
-Run as `python -m tests.integration.data_parallel_worker {toy|mobilenet|jax}`: a BN-free
+Run as `python -m tests.support.workers.data_parallel {toy|mobilenet|jax}`: a BN-free
 toy model or lth's MobileNetV2 on TensorFlow, or lth's MobileNetV2 on JAX. A process of
 its own: the CPU must be split into devices before the backend starts.
 """

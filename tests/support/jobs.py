@@ -1,4 +1,4 @@
-"""Running `python -m lth.train` as a user would, and reading what it left in MLflow."""
+"""Running `python -m lth.train` as a user would: to the end, in the background, or killed at a chosen line."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 # Small enough for 2 CPU cores: 4 steps per epoch, 3 epochs.
 FAST = ["train.epochs=3", "data.train_limit=256", "lth.verbose=2"]
@@ -35,13 +33,13 @@ def start_lth(cwd: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
                             stdout=handle, stderr=subprocess.STDOUT)
 
 
-HALTING = Path(__file__).with_name("halting.py")
+HALTING = Path(__file__).with_name("halting.py")  # the wrapper that halts a job at a text
 
 
 def kill_lth_at(cwd: Path, *args: str, text: str, log: Path, timeout: float = 600) -> str:
     """Run `python -m lth.train ARGS` in `cwd` until it prints `text`, SIGKILL it there, and return its log.
 
-    The job halts inside the write of `text` (tests/integration/halting.py), so the kill lands at
+    The job halts inside the write of `text` (tests/support/halting.py), so the kill lands at
     exactly that point, however busy the machine: polling the log and killing when the line shows
     up would let the job run on, possibly past the stage the test means to interrupt.
     """
@@ -59,27 +57,3 @@ def kill_lth_at(cwd: Path, *args: str, text: str, log: Path, timeout: float = 60
         process.send_signal(signal.SIGKILL)  # no handler, no cleanup, as a node crash or the OOM killer
         process.wait(timeout=60)
     return log.read_text()
-
-
-def runs(store_dir: Path) -> list:
-    """Every active run of the `lth` experiment in the default store of `store_dir`."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{store_dir / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("lth")
-    return [] if experiment is None else client.search_runs([experiment.experiment_id], max_results=1000)
-
-
-def artifact(store_dir: Path, run, path: str) -> dict[str, np.ndarray]:
-    """Load an `.npz` artifact of a run straight from the default ./mlruns artifact store."""
-    uri = run.info.artifact_uri
-    root = Path(uri.removeprefix("file://")) if uri.startswith("file://") else store_dir / uri
-    with np.load(root / path) as archive:
-        return {name: archive[name] for name in archive.files}
-
-
-def by_role(all_runs: list) -> tuple[list, list]:
-    """Split runs into (dense parents, tickets) by their `lth.role` tag."""
-    dense = [r for r in all_runs if r.data.tags["lth.role"] == "dense"]
-    tickets = [r for r in all_runs if r.data.tags["lth.role"] == "ticket"]
-    return dense, tickets

@@ -1,6 +1,6 @@
 """Run a module as `python -m` does, but halt it for good where it first prints a chosen text.
 
-    python tests/integration/halting.py TEXT FLAG MODULE [ARGS...]
+    python tests/support/halting.py TEXT FLAG MODULE [ARGS...]
 
 A kill test must kill a job at a known point. Polling the job's log and killing when a line shows
 up races the job: it runs on between the line and the kill, and on a busy machine it can finish the

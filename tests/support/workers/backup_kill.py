@@ -35,7 +35,7 @@ def _network_and_data() -> tuple[object, object]:
     from lth.data import load_data
     from lth.training.network import MaskedNetwork
 
-    config_dir = Path(__file__).resolve().parents[2] / "conf"
+    config_dir = Path(__file__).resolve().parents[3] / "conf"
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cell = Cell.of(compose(config_name="train", overrides=[
             "data.train_limit=96", "train.batch_size=32", f"train.epochs={EPOCHS}"]))

@@ -22,23 +22,31 @@ from lth.training.models import build_model, snapshot
 
 @pytest.fixture
 def ticket(tmp_path: Path, compose: Callable[..., object]):
-    """A ticket run as lth logs one: params, mask, start and final weights (half of every kernel pruned)."""
+    """A ticket run as lth logs one: params, mask, start and final weights (half of every kernel pruned).
+
+    Yields its run id, its masks and its final weights.
+    """
     previous = mlflow.get_tracking_uri()
     experiment_id = tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}", "lth")
     cell = Cell.of(compose())
     model = build_model(cell.model, cell.train.seed)
     rng = np.random.default_rng(0)
     masks = {name: rng.random(tuple(model.get_layer(name).kernel.shape)) < 0.5 for name in prunable_layer_names(model)}
-    weights = snapshot(model)
-    for name, mask in masks.items():
-        path = next(p for p in weights if p.startswith(f"{name}/") and p.endswith("kernel"))
-        weights[path] = weights[path] * mask
+    start = snapshot(model)
+    kept = {next(p for p in start if p.startswith(f"{name}/") and p.endswith("kernel")): mask
+            for name, mask in masks.items()}
+    for path, mask in kept.items():
+        start[path] = start[path] * mask
+    # Trained: every variable moved (pruned weights stay 0), so a model that was never given the final weights, or
+    # was given the start ones, differs from final everywhere.
+    final = {path: (value + rng.uniform(0.5, 1.0, value.shape).astype(value.dtype)) * kept.get(path, 1)
+             for path, value in start.items()}
     with mlflow.start_run(experiment_id=experiment_id, tags={schema.ROLE: schema.TICKET_ROLE}) as run:
         log_config(cell.groups, ("model", "data", "train"), "local")
         log_masks(masks)
-        log_weights(weights, schema.START_WEIGHTS)
-        log_weights(weights, schema.FINAL_WEIGHTS)
-    yield run.info.run_id, masks
+        log_weights(start, schema.START_WEIGHTS)
+        log_weights(final, schema.FINAL_WEIGHTS)
+    yield run.info.run_id, masks, final
     mlflow.set_tracking_uri(previous)
 
 
@@ -50,7 +58,7 @@ def _winner(run_id: str) -> Row:
 def test_a_winner_is_a_keras_model_of_its_run_whose_masks_hold_after_loading(ticket) -> None:
     from lth.report.models import MODEL_NAME, log_winners
 
-    run_id, masks = ticket
+    run_id, masks, final = ticket
     [logged] = log_winners({1: _winner(run_id), 2: None}, None)
     client = MlflowClient()
     run = client.get_run(run_id)
@@ -64,6 +72,10 @@ def test_a_winner_is_a_keras_model_of_its_run_whose_masks_hold_after_loading(tic
     assert model_info.saved_input_example_info is not None
 
     loaded = mlflow.keras.load_model(logged.model_uri)
+    weights = snapshot(loaded)
+    assert sorted(weights) == sorted(final)
+    for path, value in final.items():  # the ticket's final weights, every variable (BatchNorm statistics too)
+        np.testing.assert_array_equal(weights[path], value, err_msg=path)
     for name, mask in masks.items():
         kernel = loaded.get_layer(name).kernel
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(kernel.constraint.mask) > 0, mask, err_msg=name)
@@ -80,7 +92,7 @@ def test_a_winner_is_a_keras_model_of_its_run_whose_masks_hold_after_loading(tic
 def test_a_winner_is_logged_and_registered_once(ticket) -> None:
     from lth.report.models import log_winners, registered_name
 
-    run_id, _ = ticket
+    run_id, _, _ = ticket
     name = registered_name("digits mobilenet_v2 (a=0.35)", "0123456789abcdef")
     assert name == "lth-digits_mobilenet_v2_a_0.35-01234567"
     first = log_winners({1: _winner(run_id)}, None)

@@ -37,15 +37,25 @@ SETTINGS = {"source": "tree", "image": {"shorter_side": 256, "allow_upscale": Fa
             "source_settings": {"root": "/data/imagenet", "val_labels": "/data/LOC_val_solution.csv",
                                 "devkit_meta": None}}
 HANG_S = 60  # every read here takes well under a second; this long means it hung
+MARK_STEP = 5  # grey levels between two records' marks: JPEG moves a flat grey by 1 at most
+
+
+def _mark_value(mark: int) -> int:
+    return 10 + MARK_STEP * mark
+
+
+def _marks(images: np.ndarray) -> list[int]:
+    """The record mark of each image in a batch (its mean grey, rounded to the nearest mark)."""
+    return [round((float(value) - 10) / MARK_STEP) for value in images.reshape(len(images), -1).mean(axis=1)]
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _jpeg(label: int) -> bytes:
-    pixels = np.full((SIZE, SIZE, 3), 40, np.uint8)
-    pixels[..., label] = 220
+def _jpeg(mark: int) -> bytes:
+    """A JPEG of one flat grey, the record's own `mark` (crops, flips and resizing keep a flat image flat)."""
+    pixels = np.full((SIZE, SIZE, 3), _mark_value(mark), np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
@@ -56,6 +66,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 train shards and 1 val shard of 12 records, with the manifest an ingest writes."""
     folder = tmp_path_factory.mktemp("pristine")
     splits: dict[str, Any] = {}
+    mark = 0  # every record its own, so a reader that returns one record twice is caught
     for split, names in (("train", TRAIN), ("val", [VAL])):
         entries = []
         for name in names:
@@ -63,7 +74,8 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 for index in range(PER_SHARD):
                     label = index % CLASSES
                     writer.write(serialize_example(f"n{label:08d}", f"{name}-{index}.JPEG", label,
-                                                   EncodedImage(_jpeg(label), SIZE, SIZE, SIZE, SIZE)))
+                                                   EncodedImage(_jpeg(mark), SIZE, SIZE, SIZE, SIZE)))
+                    mark += 1
             entries.append({"file": name, "images": PER_SHARD, "sha256": _sha256(folder / name),
                             "bytes": (folder / name).stat().st_size})
         splits[split] = {"images": PER_SHARD * len(names), "classes": {}, "shards": entries}
@@ -114,6 +126,11 @@ def _flip_byte(path: Path, record: int) -> None:
     data = bytearray(path.read_bytes())
     data[(start + end) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+def _read_marks(dataset: tf.data.Dataset) -> list[int]:
+    """The marks of every image one pass over `dataset` yields, sorted: the multiset of records read."""
+    return sorted(mark for images, _ in dataset for mark in _marks(np.asarray(images)))
 
 
 def _drain(dataset: tf.data.Dataset) -> tuple[int, BaseException | None]:
@@ -247,9 +264,13 @@ def test_the_error_propagates_out_of_keras_fit(shards: Path) -> None:
 
 def test_intact_shards_read_every_record_once_per_epoch_and_a_memory_cache_still_works(shards: Path) -> None:
     data = load_shards(_cfg(shards, shuffle_buffer=32, cache="memory"), BATCH, seed=0)
+    train_marks, val_marks = list(range(3 * PER_SHARD)), list(range(3 * PER_SHARD, 4 * PER_SHARD))
     assert _drain(data.train) == (3 * PER_SHARD // BATCH, None)
+    assert _read_marks(data.train) == train_marks  # each record once: no shard twice, none left out
     assert _drain(data.val) == (3, None) and _drain(data.test) == (3, None)
+    assert _read_marks(data.val) == _read_marks(data.test) == val_marks
     for name in TRAIN:
         (shards / name).unlink()  # the cache serves later epochs: nothing opens the shards again
     data.begin_epoch(1)
     assert _drain(data.train) == (3 * PER_SHARD // BATCH, None)
+    assert _read_marks(data.train) == train_marks

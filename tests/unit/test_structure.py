@@ -155,12 +155,17 @@ def test_the_random_control_keeps_each_groups_count_even_when_a_producer_lost_al
     rng = np.random.default_rng(0)
     kernels = {name: rng.normal(size=model.get_layer(name).kernel.shape) for name in plan.names}
     kernels["a"] *= 1e-3  # the weakest group: global ranking empties it first, which leaves b reading nothing
-    keeps = channel_keeps(kernels, plan.groups, 0.55, "global", 0.0)
+    keeps = channel_keeps(kernels, plan.groups, 0.65, "global", 0.0)  # stem keeps 5 of 8, a none, b and p all 8
+    assert [int(keep.sum()) for keep in keeps] == [5, 0, 8]
     masks = masks_of_keeps(kernels, plan.groups, keeps)
-    moved = masks_of_keeps(kernels, plan.groups, random_keeps(plan.groups, keeps, seed=0))
+    chosen = random_keeps(plan.groups, keeps, seed=0)
+    moved = masks_of_keeps(kernels, plan.groups, chosen)
     assert sum(int(m.sum()) for m in moved.values()) == sum(int(m.sum()) for m in masks.values())
-    for group, keep in zip(plan.groups, keeps):
+    for group, keep, control in zip(plan.groups, keeps, chosen):
         assert np.array_equal(kept_channels(masks, group), keep)
+        assert np.array_equal(kept_channels(moved, group), control)  # the control's masks keep what it chose...
+        assert np.count_nonzero(control) == np.count_nonzero(keep), group  # ...as many channels as the ticket's group
+    assert not np.array_equal(chosen[0], keeps[0])  # the stem's 5 are drawn at random, not the ticket's
 
 
 def test_a_channel_threshold_past_the_weight_floor_is_checked_in_channels(compose: Callable[..., object]) -> None:
@@ -181,10 +186,12 @@ def test_a_channel_threshold_past_the_weight_floor_is_checked_in_channels(compos
 def test_channel_tickets_are_at_the_floor_only_where_a_group_is(mobilenet: keras.Model) -> None:
     plan = layout(mobilenet, "channel")
     kernels = _kernels(mobilenet, plan.names)
-    keeps = channel_keeps(kernels, plan.groups, 0.78, "layer", 0.2)
+    # 2 of the 25 groups end at their floor here (at t = 0.78 none did, which left nothing to check).
+    keeps = channel_keeps(kernels, plan.groups, 0.9, "layer", 0.2)
     masks = masks_of_keeps(kernels, plan.groups, keeps)
     at_floor = channel_floor_layers(plan.groups, keeps, 0.2)
-    expected = {name for group, keep in zip(plan.groups, keeps) if keep.sum() <= np.ceil(0.2 * group.channels)
-                for name in (*group.producers, *group.depthwise)}
+    floored = [keep.sum() <= np.ceil(0.2 * group.channels) for group, keep in zip(plan.groups, keeps)]
+    assert 0 < sum(floored) < len(floored)
+    expected = {name for group, low in zip(plan.groups, floored) if low for name in (*group.producers, *group.depthwise)}
     assert set(at_floor) == expected
     assert len(at_floor) < len(judge(sparsity_report(masks), 0.2).floor)  # the weight rule tags layers between groups

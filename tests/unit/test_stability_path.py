@@ -101,3 +101,54 @@ def test_copies_default_to_the_next_data_seed_and_the_analysis_key_follows_its_s
     assert analysis_key(Cell.of(compose("stability=on", "stability.threshold=0.05")), subject) == base  # a verdict only
     assert analysis_key(Cell.of(compose("stability=on", "stability.bn=interpolate")), subject) != base
     assert analysis_key(Cell.of(compose("stability=on", "stability.points=10")), subject) != base
+
+
+def _two_batch_norms() -> tuple[object, list[object]]:
+    """Conv -> BN -> ReLU -> Conv -> BN -> logits, with BN weights and moving statistics far from their defaults."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    layers = [keras.layers.Conv2D(4, 3, name="conv_a"), keras.layers.BatchNormalization(epsilon=1e-3, name="bn_a"),
+              keras.layers.ReLU(name="relu_a"), keras.layers.Conv2D(3, 1, name="conv_b"),
+              keras.layers.BatchNormalization(epsilon=1e-3, name="bn_b")]
+    inputs = keras.Input((6, 6, 2))
+    hidden = inputs
+    for layer in layers:
+        hidden = layer(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D()(hidden)))
+    rng = np.random.default_rng(4)
+    for bn in (layers[1], layers[4]):
+        size = bn.gamma.shape
+        bn.set_weights([rng.uniform(0.5, 2.0, size), rng.normal(0.5, 1.0, size), rng.normal(3.0, 1.0, size),
+                        rng.uniform(5.0, 9.0, size)])  # moving statistics no batch has: only a recompute moves them
+    return model, layers
+
+
+def _moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    flat = values.reshape(-1, values.shape[-1]).astype(np.float64)
+    return flat.mean(axis=0), flat.var(axis=0)  # the biased variance, as BatchNorm normalises with
+
+
+def test_recomputed_batch_norm_statistics_are_the_mean_over_batches_of_each_layers_batch_moments() -> None:
+    """Each BN layer's moving mean and variance become the average over the batches of its input's batch mean and
+    biased variance, where its input comes through earlier BN layers normalising with their batch's own moments."""
+    from lth.stability.path import recompute_batch_norm
+
+    model, (conv_a, bn_a, _, conv_b, bn_b) = _two_batch_norms()
+    rng = np.random.default_rng(5)
+    batches = [rng.normal(size=(8, 6, 6, 2)).astype("float32") for _ in range(3)]
+    gamma, beta = (np.asarray(bn_a.gamma.numpy(), np.float64), np.asarray(bn_a.beta.numpy(), np.float64))
+    expected: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"bn_a": [], "bn_b": []}
+    for images in batches:  # by hand: the layers' own kernels, the normalisation written out
+        first = np.asarray(conv_a(images).numpy(), np.float64)
+        expected["bn_a"].append(_moments(first))
+        mean, variance = expected["bn_a"][-1]
+        normalised = np.maximum(gamma * (first - mean) / np.sqrt(variance + 1e-3) + beta, 0.0)
+        expected["bn_b"].append(_moments(np.asarray(conv_b(normalised.astype("float32")).numpy(), np.float64)))
+    assert recompute_batch_norm(model, batches) is not None
+    for bn in (bn_a, bn_b):
+        means, variances = zip(*expected[bn.name])
+        np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean(means, axis=0), rtol=1e-5, atol=1e-5,
+                                   err_msg=bn.name)
+        np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean(variances, axis=0), rtol=1e-5, atol=1e-5,
+                                   err_msg=bn.name)

@@ -7,6 +7,7 @@ stopped here and hands back the file it would have submitted.
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 from collections.abc import Iterator
@@ -27,8 +28,9 @@ if TYPE_CHECKING:
     from hydra_plugins.lth_launcher.slurm_launcher import SlurmLauncher
 
 LTH_LAUNCHER = "hydra_plugins.lth_launcher.slurm_launcher"
-# submitit refuses to build a SLURM executor where the SLURM client is not installed.
-pytestmark = pytest.mark.skipif(shutil.which("srun") is None, reason="no SLURM client (srun) on PATH")
+# In the SLURM stage (`make test-slurm`): submitit refuses to build a SLURM executor where the SLURM client is not
+# installed, and CI installs it only there. No controller is needed: sbatch is never called.
+pytestmark = pytest.mark.slurm
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 SETUP = ["export LTH_SETUP_MARK=1", "module load cuda/12"]
 # Two cells of one dense parent, as the sweeper hands them over: the parent launch submits them as an array.
@@ -51,6 +53,16 @@ class Submitted(Exception):
     def __init__(self, submission: Submission) -> None:
         super().__init__("sbatch")
         self.submission = submission
+
+
+@pytest.fixture(autouse=True)
+def slurm_client() -> None:
+    """Skip without a SLURM client (srun) on PATH; under LTH_REQUIRE_SLURM=1 (as in CI) that is an error."""
+    if shutil.which("srun") is None:
+        message = "no SLURM client (srun) on PATH: run `tools/slurm_localhost.sh start` as root"
+        if os.environ.get("LTH_REQUIRE_SLURM") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 @pytest.fixture

@@ -1,18 +1,20 @@
-"""A SIGKILL at any instant of a backup write leaves a backup a new job resumes from, bit-identically.
+"""A SIGKILL in any phase of a backup write leaves a backup that a new job resumes from, bit-identically.
 
 Keras' BackupAndRestore overwrites its weights file in place and then its epoch file, so
 a kill inside the write leaves a half-written HDF5 file, or new weights beside the old
 epoch. lth's backup writes each generation whole before it replaces the last one.
+
+Each killed job kills itself at one phase of one epoch's write (tests/support/workers/backup_kill.py),
+so every phase is hit exactly, whatever the machine's load. Kills at random instants inside the
+write, many of them: benchmarks/backup_kill_sweep.py.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,64 +22,58 @@ import pytest
 
 from tests.support.jobs import lth_env
 
-pytestmark = pytest.mark.slow  # 21 training processes: about 8 minutes on 2 cores
+pytestmark = pytest.mark.slow  # 11 short training processes
 
 WORKER = Path(__file__).parents[1] / "support" / "workers" / "backup_kill.py"
-KILLS = 20
+EPOCHS = 3  # the worker's schedule
+BEFORE_RENAME = ("folder-made", "weights-cut", "weights-written", "metadata-written", "flushed")
+AFTER_RENAME = ("renamed", "done")
+# Epoch 2's write has an earlier backup to fall back on: every phase. Epoch 1's has none: one phase on each side.
+KILLS = [(2, phase) for phase in BEFORE_RENAME + AFTER_RENAME] + [(1, "weights-cut"), (1, "renamed")]
 
 
-def _start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, str(WORKER), *args], env=lth_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+def _worker(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(WORKER), *args], env=lth_env(), text=True, capture_output=True,
+                          timeout=timeout, check=False)
 
 
-def _write_windows(reference: Path, backup: Path) -> dict[int, float]:
-    """Train uninterrupted once; return how long each epoch's backup write took, by epoch."""
-    worker = _start("train", str(backup), str(reference))
-    output, _ = worker.communicate(timeout=600)
-    assert worker.returncode == 0, output
-    marks = {(kind, int(epoch)): float(at) for kind, epoch, at in re.findall(r"save-(begin|end) (\d) ([\d.]+)", output)}
-    return {epoch: marks["end", epoch] - marks["begin", epoch] for epoch in (1, 2)}
+def _resumed_from(epoch: int, phase: str) -> int:
+    """The epoch a job killed in `phase` of epoch `epoch`'s write must resume from: the rename is the commit."""
+    return epoch if phase in AFTER_RENAME else epoch - 1
 
 
-def _kill_inside_write(backup: Path, epoch: int, delay: float) -> None:
-    """Start a training job and SIGKILL it `delay` seconds after its backup of `epoch` began."""
-    worker = _start("train", str(backup), str(backup.with_suffix(".unused.npz")))
-    try:
-        for line in worker.stdout:
-            if line.startswith(f"save-begin {epoch} "):
-                time.sleep(delay)
-                os.kill(worker.pid, signal.SIGKILL)
-                break
-        worker.wait(timeout=60)
-    finally:
-        worker.kill()
-    assert worker.returncode == -signal.SIGKILL, "the job ended before it was killed"
+def test_a_job_killed_in_any_phase_of_a_backup_write_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    reference = _worker("train", str(tmp_path / "reference-backup"), str(tmp_path / "reference.npz"), timeout=600)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    phases = re.findall(r"^phase (\d) (\S+) ", reference.stdout, flags=re.MULTILINE)
+    assert [(int(e), p) for e, p in phases if p != "weights-cut"] == [
+        (epoch, phase) for epoch in range(1, EPOCHS + 1) for phase in BEFORE_RENAME + AFTER_RENAME
+        if phase != "weights-cut"]  # every phase is reached, in order, in every epoch's write
 
-
-def test_a_job_killed_anywhere_in_a_backup_write_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
-    reference = tmp_path / "reference.npz"
-    windows = _write_windows(reference, tmp_path / "reference-backup")
     backups = []
-    for kill in range(KILLS):
-        epoch = 1 + kill % 2  # epoch 1's write has no earlier backup to fall back on, epoch 2's has
-        delay = windows[epoch] * 1.1 * (kill // 2) / (KILLS // 2 - 1)  # from its first instant to just past its end
-        backups.append(tmp_path / f"kill-{kill:02d}-epoch-{epoch}-at-{delay:.3f}s")
-        _kill_inside_write(backups[-1], epoch, delay)
+    for epoch, phase in KILLS:
+        backups.append(tmp_path / f"killed-epoch-{epoch}-{phase}")
+        killed = _worker("train", str(backups[-1]), str(tmp_path / "unused.npz"), str(epoch), phase, timeout=600)
+        assert killed.returncode == -signal.SIGKILL, f"{backups[-1].name}: {killed.stderr[-2000:]}"
+        assert killed.stdout.rstrip().splitlines()[-1].startswith(f"phase {epoch} {phase} ") or phase == "weights-cut"
 
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()
-    resumer = _start("resume", str(resumed_dir), *map(str, backups))
-    output, _ = resumer.communicate(timeout=900)
-    assert resumer.returncode == 0, output[-3000:]
-    with np.load(reference) as archive:
+    resumer = _worker("resume", str(resumed_dir), *map(str, backups), timeout=900)
+    assert resumer.returncode == 0, resumer.stderr[-3000:]
+    trained = {name: int(epochs) for name, epochs in re.findall(r"^trained (\S+) (\d+)$", resumer.stdout, re.MULTILINE)}
+    with np.load(tmp_path / "reference.npz") as archive:
         expected = {name: archive[name] for name in archive.files}
-    wrong = re.findall(r"^failed .*$", output, flags=re.MULTILINE)
-    for backup in backups:
+    wrong = re.findall(r"^failed .*$", resumer.stdout, flags=re.MULTILINE)
+    for (epoch, phase), backup in zip(KILLS, backups):
+        # A job that threw its backup away and trained from epoch 0 would end bit-identical too: count its epochs.
+        if trained.get(backup.name) != EPOCHS - _resumed_from(epoch, phase):
+            wrong.append(f"{backup.name}: trained {trained.get(backup.name)} epochs, not "
+                         f"{EPOCHS - _resumed_from(epoch, phase)} (resumed from epoch {_resumed_from(epoch, phase)})")
         result = resumed_dir / f"{backup.name}.npz"
         if result.exists():
             with np.load(result) as archive:
                 differ = [name for name in expected if not np.array_equal(archive[name], expected[name])]
-            if differ or sorted(archive.files) != sorted(expected):
-                wrong.append(f"{backup.name}: {len(differ)} of {len(expected)} variables differ, e.g. {differ[:3]}")
-    assert not wrong, f"{len(wrong)} of {KILLS} killed jobs did not resume to the uninterrupted result:\n" + "\n".join(wrong)
+                if differ or sorted(archive.files) != sorted(expected):
+                    wrong.append(f"{backup.name}: {len(differ)} of {len(expected)} variables differ, e.g. {differ[:3]}")
+    assert not wrong, f"{len(wrong)} of {len(KILLS)} killed jobs did not resume as they must:\n" + "\n".join(wrong)

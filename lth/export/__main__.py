@@ -81,6 +81,7 @@ def test_set(config: DictConfig, limit: int | None) -> TestSet:
 
 def _retime(arguments: argparse.Namespace, folder: Path) -> None:
     """Time an earlier export's TFLite files again; print the recorded and new speed-ups side by side."""
+    import hashlib
     import tempfile
 
     from lth import tracking
@@ -101,6 +102,9 @@ def _retime(arguments: argparse.Namespace, folder: Path) -> None:
             source = f"the '{schema.EXPORT_FOLDER}/' artifacts of run {arguments.run_id}"
         recorded = summary.read(folder / summary.REPORT_JSON)
         timed = [form for form in recorded.forms if form.latency_ms is not None]
+        for form in timed:  # what exactly is timed, so a rerun can be matched to the files it measured
+            content = (folder / form.name).read_bytes()
+            print(f"lth: timing {form.name}: {len(content)} bytes, sha256 {hashlib.sha256(content).hexdigest()}")
         timing = measure([folder / form.name for form in timed], runs=arguments.runs, threads=arguments.threads)
     print(f"Latency of {source}: recorded at {recorded.threads} threads, {recorded.runs} runs; now at "
           f"{arguments.threads} threads, {timing[BASELINE].runs} runs (batch 1, median)\n")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lth.export.forms import TFLITE_FORMS
 from tests.support.jobs import lth_env, run_lth
 from tests.support.store import artifact, by_role, runs
+from tests.support.tflite import tflite_logits
 
 pytestmark = pytest.mark.slow  # trains three tickets, then converts and times four TFLite files
 FAST = ["train.epochs=2", "data.train_limit=128", "lth.verbose=0"]  # what is checked needs no accuracy
@@ -58,12 +62,35 @@ def test_structures_mask_what_they_promise(searched: tuple[Path, dict[str, objec
 
 
 def test_every_exported_form_gives_the_tickets_test_accuracy(searched: tuple[Path, dict[str, object]]) -> None:
+    import keras
+    import mlflow
+
+    from lth import load_ticket
+    from lth.export.__main__ import test_set
+
     cwd, tickets = searched
     ticket = tickets["channel"]
-    report = json.loads((cwd / "exports" / ticket.info.run_id / "export.json").read_text())
+    folder = cwd / "exports" / ticket.info.run_id
+    report = json.loads((folder / "export.json").read_text())
     masked = report["forms"][0]
     assert masked["name"] == "masked"
     assert masked["test_accuracy"] == pytest.approx(ticket.data.metrics["test_accuracy"], abs=1e-6)
+    # Every written file run here by its own runtime on the ticket's test split, against the masked ticket as
+    # MLflow holds it: the export's own comparison is not the judge.
+    previous = mlflow.get_tracking_uri()
+    try:
+        loaded = load_ticket(ticket.info.run_id, f"sqlite:///{cwd / 'mlflow.db'}")
+    finally:
+        mlflow.set_tracking_uri(previous)  # this worker's later tests keep their own store
+    test = test_set(loaded.config, None)
+    reference = np.asarray(loaded.model.predict(test.images, verbose=0), np.float64)
+    outputs = {"compact.keras": keras.saving.load_model(folder / "compact.keras").predict(test.images, verbose=0)}
+    outputs.update({name: tflite_logits(folder / name, test.images) for name in TFLITE_FORMS})
+    assert float(np.mean(reference.argmax(axis=1) == test.labels)) == pytest.approx(
+        ticket.data.metrics["test_accuracy"], abs=1e-6)
+    for name, logits in outputs.items():
+        assert np.array_equal(np.argmax(logits, axis=1), reference.argmax(axis=1)), name
+        assert float(np.abs(logits - reference).max()) < 1e-4, name
     for form in report["forms"]:
         assert form["test_accuracy"] == masked["test_accuracy"] and form["disagreements"] == 0, form["name"]
         assert form["max_logit_diff"] < 1e-4, form["name"]
@@ -79,10 +106,21 @@ def test_every_exported_form_gives_the_tickets_test_accuracy(searched: tuple[Pat
 
 
 def test_the_latency_benchmark_reruns_from_the_logged_files(searched: tuple[Path, dict[str, object]]) -> None:
+    from mlflow.tracking import MlflowClient
+
     cwd, tickets = searched
     run_id = tickets["channel"].info.run_id
+    client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
+    logged = Path(client.download_artifacts(run_id, "export", str(cwd / "logged")))
+    digests = {name: hashlib.sha256((logged / name).read_bytes()).hexdigest() for name in TFLITE_FORMS}
+    # The local export folder drifts from what the run logged: only the logged files may be timed.
+    local = cwd / "exports" / run_id
+    (local / "sparse.tflite").write_bytes((local / "dense.tflite").read_bytes())
     done = _export(cwd, run_id, "--latency-only", "--out", str(cwd / "elsewhere"), "--runs", "100")
     assert done.returncode == 0, done.stderr[-3000:]
+    timed = dict(re.findall(r"^lth: timing (\S+): \d+ bytes, sha256 ([0-9a-f]{64})$", done.stdout, re.MULTILINE))
+    assert timed == digests
+    assert f"Latency of the 'export/' artifacts of run {run_id}:" in done.stdout
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and ".tflite" in line]
     assert [row.split("|")[1].strip() for row in rows] == ["dense.tflite", "sparse.tflite", "compact.tflite",
                                                            "compact_sparse.tflite"]

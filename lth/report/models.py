@@ -80,6 +80,8 @@ def _log_model(row: Row, run_id: str) -> str:
     # A logged model belongs to the active experiment, not its source run's: without this the winners
     # land in MLflow's Default experiment, out of the UI's Models page and column.
     mlflow.set_experiment(experiment_id=MlflowClient().get_run(run_id).info.experiment_id)
+    # Built, so the saved optimizer holds a slot per weight: loading an unbuilt one warns that it skips its variables.
+    ticket.model.optimizer.build(ticket.model.trainable_variables)
     example = np.zeros((1, *ticket.model.input_shape[1:]), dtype=ticket.model.inputs[0].dtype)  # uint8 images
     signature = infer_signature(example, ticket.model.predict(example, verbose=0))
     info = Model.log(artifact_path=None, name=MODEL_NAME, flavor=_KerasFlavour(), model=ticket.model,

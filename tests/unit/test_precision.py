@@ -43,7 +43,7 @@ def test_mixed_precision_trains_float32_masked_weights_to_exact_zeros(precision:
     names = list(network.mask_variables)
     masks = prune_masks({n: network.initial_weights[kernel_path(n)] for n in names}, 0.8, "layer")
     network.load(network.initial_weights, masks, start_epoch=0)
-    network.model.fit(data.train, epochs=1, verbose=0)
+    network.model.fit(data.train, epochs=1, verbose=0, shuffle=False)
     after = network.snapshot()
     assert sum(int(np.count_nonzero(after[kernel_path(n)][~masks[n]])) for n in names) == 0
     moved = sum(int(np.count_nonzero(after[kernel_path(n)] != network.initial_weights[kernel_path(n)])) for n in names)

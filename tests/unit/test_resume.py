@@ -78,7 +78,7 @@ def fit_and_evaluate_with(network: MaskedNetwork, data: object, backup: Path, ex
     from lth.training.backup import SignalSafeBackup
     from lth.training.fitting import EpochEnd, EpochOrder
 
-    network.model.fit(data.train, validation_data=data.val, epochs=3, initial_epoch=0, verbose=0, callbacks=[
+    network.model.fit(data.train, validation_data=data.val, epochs=3, initial_epoch=0, verbose=0, shuffle=False, callbacks=[
         EpochOrder(data, 0, 3), EpochEnd(lambda *_: None), SignalSafeBackup(str(backup)), extra])
 
 

@@ -59,7 +59,11 @@ def _data(cell: Cell) -> DataSplits:
                           f"devices (JAX data parallel): use a multiple of {replicas}")
     group_of = processes.current()
     part = Part(group_of.index, group_of.count)
-    return shared_data(cell.data, cell.train.batch_size, cell.train.order_seed, replicas, part)
+    data = shared_data(cell.data, cell.train.batch_size, cell.train.order_seed, replicas, part)
+    if group_of.several:  # read off the input itself: a process that fed whole batches would train the same
+        log.info("process %d of %d feeds %d of every %d training images", group_of.index, group_of.count,
+                 len(data.train[0][1]), cell.train.batch_size)
+    return data
 
 
 def _prepare(cfg: DictConfig) -> tuple[Cell, str, DataSplits]:

@@ -7,8 +7,8 @@
 #
 # Runs as root without systemd. It starts munge, MariaDB (socket only) + slurmdbd (submitit
 # reads job states with sacct; without accounting a cancelled job makes it wait forever),
-# slurmctld and slurmd. The node advertises 4 fake GPUs (character devices, so
-# --gpus-per-node=4 schedules) and two partitions: `low` (default) and `high`, whose jobs
+# slurmctld and slurmd. The node advertises 8 fake GPUs (character devices, so
+# --gpus-per-node=4 schedules), room for two of the seed's 4-GPU jobs at once, and two partitions: `low` (default) and `high`, whose jobs
 # preempt and requeue those of `low`. State and logs live in $LTH_SLURM_DIR.
 set -euo pipefail
 
@@ -16,6 +16,7 @@ STATE=${LTH_SLURM_DIR:-/var/tmp/lth-slurm}  # configs' state, spool, logs, pid f
 CLUSTER=${LTH_SLURM_CLUSTER:-lth}           # ClusterName, as sacct shows it
 CPUS=${LTH_SLURM_CPUS:-16}                  # CPUs advertised (more than exist: SlurmdParameters=config_overrides)
 MEMORY_MB=${LTH_SLURM_MEMORY_MB:-64000}     # memory advertised to the scheduler (not enforced)
+GPUS=${LTH_SLURM_GPUS:-8}                   # fake GPUs: two 4-GPU jobs at once (a job preempting needs all of them)
 NODE=$(hostname -s)
 DB_SOCKET=/run/mysqld/mysqld.sock           # slurmdbd's client library looks here for StorageHost=localhost
 PIDS="$STATE/pids"
@@ -49,7 +50,7 @@ wait_for() {  # wait_for <what> <seconds> <command...>
 write_configs() {
     mkdir -p "$STATE"/{log,ctld,spool,dev,mysql} "$PIDS" /etc/slurm /run/mysqld
     chown mysql:mysql "$STATE/mysql" /run/mysqld
-    for i in 0 1 2 3; do  # Slurm drops GPUs without a device file and refuses regular files
+    for i in $(seq 0 $((GPUS - 1))); do  # Slurm drops GPUs without a device file and refuses regular files
         [ -c "$STATE/dev/gpu$i" ] || mknod "$STATE/dev/gpu$i" c 1 3
     done
     cat >/etc/slurm/slurm.conf <<EOF
@@ -89,12 +90,12 @@ PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
 SlurmctldParameters=preempt_send_user_signal
 JobRequeue=1
-NodeName=$NODE CPUs=$CPUS RealMemory=$MEMORY_MB Gres=gpu:4 State=UNKNOWN
+NodeName=$NODE CPUs=$CPUS RealMemory=$MEMORY_MB Gres=gpu:$GPUS State=UNKNOWN
 PartitionName=low Nodes=$NODE Default=YES MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE GraceTime=30
 PartitionName=high Nodes=$NODE MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
 EOF
     cat >/etc/slurm/gres.conf <<EOF
-NodeName=$NODE Name=gpu File=$STATE/dev/gpu[0-3]
+NodeName=$NODE Name=gpu File=$STATE/dev/gpu[0-$((GPUS - 1))]
 EOF
     cat >/etc/slurm/slurmdbd.conf <<EOF
 AuthType=auth/munge
@@ -125,7 +126,7 @@ start_database() {
 cancel_leftover_jobs() {
     # A controller restored from its state directory believes the jobs of its previous life
     # are still queued or running, although their processes died with it (a stopped machine,
-    # a killed test run). Left alone, such a "running" job holds the node's 4 GPUs until the
+    # a killed test run). Left alone, such a "running" job holds the node's GPUs until the
     # controller gives up on it, about 30 minutes later, and every new job waits behind it.
     local leftover
     leftover=$(squeue -h -o %A | sort -u)
@@ -155,7 +156,7 @@ start() {
     alive slurmd || slurmd -N "$NODE"
     wait_for slurmd 30 bash -c "sinfo -h -N -o %t | grep -Eq '^(idle|mix|alloc)'"
     if [ "$restarted" -eq 1 ]; then cancel_leftover_jobs; fi
-    echo "slurm_localhost: up (cluster $CLUSTER, node $NODE, partitions low and high, 4 GPUs); state in $STATE"
+    echo "slurm_localhost: up (cluster $CLUSTER, node $NODE, partitions low and high, $GPUS GPUs); state in $STATE"
 }
 
 stop() {

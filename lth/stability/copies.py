@@ -5,7 +5,8 @@ parent itself (it trained epochs k..E from its epoch-k weights with its own data
 ticket run. Copy j starts from exactly the same weights, mask, optimizer step and loss scale,
 and trains epochs k..E with `train.data_seed` = the j-th of `stability.data_seeds`. A copy is
 a run of its own (role `stability_copy`, under the subject's run), claimed by identity like
-every stage, so a rerun reuses finished copies and resumes a killed one from its backup.
+every stage, so a rerun reuses finished copies and resumes a killed one from its backup. It logs
+the weights it started from (`weights/start.npz`, as a ticket does) and its final weights.
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def ensure_copy(cell: Cell, experiment_id: str, dense: DenseParent, subject: Sub
             network = network_for(copy.model, copy.train, data.steps_per_epoch)
             epochs, k = copy.train.epochs, subject.reset_epoch
             result = group.train(network, data, subject.start, epochs, copy.state.state_dir / "backup" / stage.run_id,
-                                 lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch), copy.state.verbose)
+                                 lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch), copy.state.verbose,
+                                 loaded=lambda: log_weights(network.snapshot(), schema.START_WEIGHTS))  # as a ticket
             if result.diverged:
                 raise RuntimeError(f"stability copy {stage.run_id} ({name}) diverged: its path would mean nothing")
             final = network.snapshot()

@@ -79,6 +79,11 @@ def test_two_processes_train_one_ticket_equal_to_one_process(one_process: Path, 
     masks = artifact(tmp_path, tickets[0], "mask.npz")
     final = artifact(tmp_path, tickets[0], "weights/final.npz")
     assert sum(int(np.count_nonzero(final[f"{name}/kernel"][~mask])) for name, mask in masks.items()) == 0
+    # Each process fed its half of every batch: feeding whole batches (duplicated rows) gives the same mean
+    # gradient to a BatchNorm-free model, so the weights above cannot tell.
+    for index, done in enumerate(outcomes):
+        output = done.stdout + done.stderr
+        assert f"process {index} of 2 feeds 32 of every 64 training images" in output, output[-2000:]
     # Both processes print process 0's result; only process 0 writes result.json.
     assert all("test accuracy" in done.stdout for done in outcomes)
     assert (tmp_path / "outputs/process0/result.json").is_file()
@@ -92,6 +97,8 @@ def test_jax_data_parallel_evaluates_splits_that_do_not_divide_over_its_devices(
     done = subprocess.run([sys.executable, "-m", "lth.train", *CELL, "train.devices=2"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
+    dense, tickets = by_role(runs(tmp_path))
+    assert [run.data.tags["lth.replicas"] for run in dense + tickets] == ["2", "2"]  # train.devices=2 was heeded
     difference, one, two = _compare(one_process, tmp_path)
     assert difference <= 2e-7
     assert two["test_accuracy"] == pytest.approx(one["test_accuracy"], abs=1e-6)

@@ -47,7 +47,8 @@ def test_one_analysis_and_one_copy_per_cell_logged_under_the_analysed_run(sweep:
         assert run.data.tags["lth.analysed_run"] in analysed
     for analysis in analyses:
         assert len(analysis.data.metrics) >= 3 and 0.0 <= analysis.data.metrics["barrier"] <= 1.0
-        assert analysis.data.tags["lth.stable"] in ("true", "false")
+        threshold = float(analysis.data.params["stability.threshold"])
+        assert analysis.data.tags["lth.stable"] == str(analysis.data.metrics["barrier"] < threshold).lower()
     assert sorted(_barriers(cwd)) == [(0.0, 0), (0.0, 3), (0.8, 0), (0.8, 3)]
     assert output.count("error barrier") >= 4  # in every job line
 
@@ -80,16 +81,29 @@ def test_the_barrier_is_larger_when_copies_split_at_initialisation_than_one_epoc
 def test_a_ticket_copy_keeps_the_mask_and_starts_where_the_ticket_did(sweep: tuple[Path, str]) -> None:
     cwd, _ = sweep
     all_runs = runs(cwd)
+    tickets = {r.info.run_id: r for r in _role(all_runs, "ticket")}
+    (dense,) = _role(all_runs, "dense")
+    checked = {"ticket": 0, "dense": 0}
     for copy in _role(all_runs, "stability_copy"):
-        ticket = next((r for r in _role(all_runs, "ticket") if r.info.run_id == copy.data.tags["lth.analysed_run"]), None)
-        if ticket is None:
-            continue
-        masks = artifact(cwd, ticket, "mask.npz")
+        start = artifact(cwd, copy, "weights/start.npz")
         final = artifact(cwd, copy, "weights/final.npz")
-        ticket_final = artifact(cwd, ticket, "weights/final.npz")
-        assert all(np.all(final[f"{name}/kernel"][~mask.astype(bool)] == 0.0) for name, mask in masks.items())
         assert copy.data.tags["lth.data_seed"] == "1"
-        assert not np.array_equal(final["Conv1/kernel"], ticket_final["Conv1/kernel"])  # other SGD noise
+        ticket = tickets.get(copy.data.tags["lth.analysed_run"])
+        if ticket is None:  # a copy of the dense network starts from its checkpoint at k
+            assert copy.data.tags["lth.analysed_run"] == dense.info.run_id
+            expected_start = artifact(cwd, dense, f"checkpoints/epoch_{int(copy.data.tags['lth.reset_epoch']):03d}.npz")
+            checked["dense"] += 1
+        else:
+            masks = artifact(cwd, ticket, "mask.npz")
+            assert all(np.all(final[f"{name}/kernel"][~mask.astype(bool)] == 0.0) for name, mask in masks.items())
+            expected_start = artifact(cwd, ticket, "weights/start.npz")
+            ticket_final = artifact(cwd, ticket, "weights/final.npz")
+            assert not np.array_equal(final["Conv1/kernel"], ticket_final["Conv1/kernel"])  # other SGD noise
+            checked["ticket"] += 1
+        assert sorted(start) == sorted(expected_start)
+        for path, value in expected_start.items():  # every variable, BatchNorm statistics included
+            np.testing.assert_array_equal(start[path], value, err_msg=f"{copy.info.run_name}: {path}")
+    assert checked == {"ticket": 2, "dense": 2}  # t=0.8 at k=0 and k=3, the dense network at k=0 and k=3
 
 
 def test_a_copy_with_the_runs_own_data_seed_is_the_run_itself_and_the_barrier_is_exactly_zero(

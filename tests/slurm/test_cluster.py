@@ -16,7 +16,7 @@ import pytest
 from tests.support.jobs import lth_env
 from tests.support.slurm import FAST, command, npz, runs, sacct
 
-# A sweep queues up to 7 jobs on the one test node: the tests' own bounds on it go up to 1500 s.
+# A sweep queues up to 7 jobs on the one test node (two run at once): the tests' own bounds on it go up to 1500 s.
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster"), pytest.mark.timeout(1800)]
 @contextmanager
 def _sweep(cwd: Path, command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
@@ -71,6 +71,12 @@ def test_a_sweep_is_one_array_of_4_gpu_jobs_after_its_dense_parent(
     assert progress[-1] == "lth: tickets 6/6 done, 0 running, 0 pending, 0 failed", progress
 
 
+def _node_gpus() -> int:
+    """The GPUs the test node advertises (`Gres=gpu:N`)."""
+    node = subprocess.run(["scontrol", "show", "node", "-o"], capture_output=True, text=True, check=True, timeout=60)
+    return int(re.search(r"Gres=gpu:(\d+)", node.stdout).group(1))
+
+
 def _wait_for_epoch(uri: str, experiment: str, epoch: int, timeout: float) -> str:
     """The ticket run's id once it has logged `epoch`."""
     from mlflow.tracking import MlflowClient
@@ -91,9 +97,10 @@ def test_a_preempted_ticket_resumes_in_the_same_run_and_ends_as_if_never_stopped
     log = tmp_path / "sweep.log"
     with _sweep(tmp_path, command(tracking_server, experiment, *cell), log) as sweep:
         run_id = _wait_for_epoch(tracking_server, experiment, 3, timeout=900)
-        # A high-priority job that needs the node's 4 GPUs preempts the ticket (partition low).
-        subprocess.run(["sbatch", "-p", "high", "--gpus-per-node=4", "-J", "preemptor", "--wrap", "sleep 1"], check=True,
-                       timeout=60)
+        # A high-priority job that needs every GPU of the node preempts the ticket (partition low), however many
+        # GPUs the node has beside the ticket's 4.
+        subprocess.run(["sbatch", "-p", "high", f"--gpus-per-node={_node_gpus()}", "-J", "preemptor", "--wrap",
+                        "sleep 1"], check=True, timeout=60)
         assert sweep.wait(timeout=900) == 0, log.read_text()[-4000:]
 
     tickets = [r for r in runs(tracking_server, experiment) if r.data.tags["lth.role"] == "ticket"]

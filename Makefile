@@ -22,16 +22,17 @@ demo: install
 	@echo "Next: . $(VENV)/bin/activate && mlflow ui   (then open the runs page printed above)"
 
 # Tests run in TEST_WORKERS processes (pytest-xdist), a test file to each at a time, so a module's shared fixture
-# (a sweep trained once for several tests) is built once. One small training process keeps about one core busy (user
-# time = wall time), so 2 workers on 2 cores ran the default suite in 12:46 where one took 23:30. The SLURM tests stay
-# one at a time: they share one node, and the preemption test's job takes all of its GPUs.
-TEST_WORKERS ?= 2
+# (a sweep trained once for several tests) is built once. Most tests start lth as a process and wait for it, and one
+# small training process keeps about one core busy with gaps (imports, MLflow, process starts): on 2 cores, 3 workers
+# kept 1.9 cores busy in the default suite and ran it in 7:55, where 2 took 9:54. The SLURM tests stay one at a time:
+# they share one node, and the preemption test's job needs all of its GPUs.
+TEST_WORKERS ?= 3
 
 test: install
 	$(BIN)/python -m pytest -m "not slow and not slurm" -n $(TEST_WORKERS) --dist loadfile --durations=15
 
-# In file order, not pytest-xdist's default of the files with most tests first: that put the backup kill test (one test,
-# 12 of the 49 minutes) last, where it ran alone on one worker for its whole length while the other sat idle.
+# In file order, not pytest-xdist's default of the files with most tests first: that put the longest single-test files
+# last, where each ran alone on one worker for its whole length while the others sat idle.
 test-slow: install
 	$(BIN)/python -m pytest -m slow -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 

@@ -31,8 +31,8 @@ TEST_WORKERS ?= 3
 test: install
 	$(BIN)/python -m pytest -m "not slow and not slurm" -n $(TEST_WORKERS) --dist loadfile --durations=15
 
-# In file order, not pytest-xdist's default of the files with most tests first: that put the longest single-test files
-# last, where each ran alone on one worker for its whole length while the others sat idle.
+# In collection order (the longest modules first, tests/conftest.py), not pytest-xdist's default of the files with most
+# tests first: that put the longest single-test files last, where each ran alone while the other workers sat idle.
 test-slow: install
 	$(BIN)/python -m pytest -m slow -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 

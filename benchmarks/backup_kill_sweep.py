@@ -7,7 +7,7 @@ write has no earlier backup to fall back on, epoch 2's has), as a node crash wou
 killed job is then started again; the table gives, per kill, the last phase the job reached,
 the epochs the resumed job trained, and whether its final variables equal the uninterrupted run's.
 
-    python benchmarks/backup_kill_sweep.py --kills 20
+    python benchmarks/backup_kill_sweep.py --kills 20 --model mobilenet_v2_tiny
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ WORKER = ROOT / "tests" / "support" / "workers" / "backup_kill.py"
 EPOCHS = 3  # the worker's schedule
 
 
+MODEL = "lenet_300_100"  # the config group model= of the killed jobs (--model)
+
+
 def _start(*args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "LTH_KILL_MODEL": MODEL}
     return subprocess.Popen([sys.executable, str(WORKER), *args], env=env, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)
 
@@ -69,11 +72,15 @@ def _kill_inside_write(backup: Path, epoch: int, delay: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kills", type=int, default=20, help="kill instants, alternating epochs 1 and 2")
+    parser.add_argument("--model", default="mobilenet_v2_tiny", help="the network: a conf/model group (default: the tiny "
+                        "MobileNetV2 of the digits default, BatchNorm statistics in its backup)")
     arguments = parser.parse_args()
+    global MODEL
+    MODEL = arguments.model
     with tempfile.TemporaryDirectory(prefix="lth-backup-kill-") as scratch:
         folder = Path(scratch)
         windows = _write_windows(folder)
-        print(f"backup write of epoch 1: {windows[1] * 1000:.1f} ms, of epoch 2: {windows[2] * 1000:.1f} ms")
+        print(f"model={MODEL}; backup write of epoch 1: {windows[1] * 1000:.1f} ms, of epoch 2: {windows[2] * 1000:.1f} ms")
         kills = []
         per_epoch = max(arguments.kills // 2 - 1, 1)
         for kill in range(arguments.kills):

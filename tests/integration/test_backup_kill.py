@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.jobs import lth_env
 
-pytestmark = pytest.mark.slow  # 11 short training processes
+pytestmark = pytest.mark.slow  # 11 short training processes of LeNet-300-100 (the worker's default)
 
 WORKER = Path(__file__).parents[1] / "support" / "workers" / "backup_kill.py"
 EPOCHS = 3  # the worker's schedule

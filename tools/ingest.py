@@ -18,7 +18,7 @@ def main(cfg: DictConfig) -> dict:
 
     try:
         return run_ingest(cfg)
-    except ConfigError as error:  # e.g. no Java: one line naming the fix, not Hydra's report of a traceback
+    except ConfigError as error:  # no Java, a missing folder, a holdout emptying a class: one line, no traceback
         raise SystemExit(f"lth: error: {error}") from None
 
 

@@ -14,6 +14,7 @@ import tarfile
 from pathlib import Path, PurePosixPath
 
 from lth.ingest.inventory import Inventory, Locator, Rejection, SourceRecord, read_val_labels
+from lth.vocabulary import ConfigError
 
 _CHECK_ROOT = "/lth-ingest-destination"  # a notional extraction folder; nothing is written there
 
@@ -29,11 +30,11 @@ def _unsafe_reason(member: tarfile.TarInfo) -> str | None:
 
 def _open_uncompressed(path: Path) -> tarfile.TarFile:
     if not path.is_file():
-        raise ValueError(f"archive not found: {path}")
+        raise ConfigError(f"archive not found: {path}")
     try:
         return tarfile.open(path, mode="r:")  # "r:" refuses compressed tars: byte ranges need an uncompressed file
     except tarfile.ReadError as error:
-        raise ValueError(f"{path} is not an uncompressed tar ({error}); the ImageNet archives are plain .tar") from None
+        raise ConfigError(f"{path} is not an uncompressed tar ({error}); the ImageNet archives are plain .tar") from None
 
 
 def _class_members(archive: Path, outer: tarfile.TarFile, class_tar: tarfile.TarInfo, inventory: Inventory) -> None:

@@ -19,6 +19,7 @@ import hashlib
 from collections import defaultdict
 
 from lth.ingest.inventory import SourceRecord
+from lth.vocabulary import ConfigError
 
 HOLDOUT = "holdout"  # the split's name in shard file names, the manifest and `data.val_split`
 
@@ -44,23 +45,27 @@ def held_out_keys(records: list[SourceRecord], per_class: int, seed: int) -> fro
         seed: The ingest's `shuffle_seed`.
 
     Raises:
-        ValueError: If `per_class` is negative, or would leave some class no training image;
-            the message names the smallest class and the largest value that works.
+        ConfigError: If `per_class` is negative, there is no training image to hold out from, or it
+            would leave some class no training image; the message names the smallest class and the
+            largest value that works.
     """
     if per_class < 0:
-        raise ValueError(f"holdout_per_class must be >= 0 (0: no holdout), got {per_class}")
+        raise ConfigError(f"holdout_per_class must be >= 0 (0: no holdout), got {per_class}")
     if per_class == 0:
         return frozenset()
     classes: dict[str, list[str]] = defaultdict(list)
     for record in records:
         if record.split == "train":
             classes[record.wnid].append(record.key)
+    if not classes:  # `checked` refuses such a source first; a direct caller gets the same one line, not min()'s
+        raise ConfigError(f"holdout_per_class={per_class} has no training images to hold out from: the records "
+                          f"list {len(records)} inputs, none in split train")
     smallest = min(sorted(classes), key=lambda wnid: len(classes[wnid]))
     if len(classes[smallest]) <= per_class:
         # Failing beats an uneven holdout: a class left with no training image cannot be learnt, and
         # fewer held-out images for some classes would weight validation accuracy towards the others.
-        raise ValueError(f"holdout_per_class={per_class} leaves class {smallest} ({len(classes[smallest])} training "
-                         f"images listed) with none to train on: set holdout_per_class to at most "
-                         f"{len(classes[smallest]) - 1}")
+        raise ConfigError(f"holdout_per_class={per_class} leaves class {smallest} ({len(classes[smallest])} training "
+                          f"images listed) with none to train on: set holdout_per_class to at most "
+                          f"{len(classes[smallest]) - 1}")
     return frozenset(key for keys in classes.values()
                      for key in sorted(keys, key=lambda key: (_rank(seed, key), key))[:per_class])

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lth.vocabulary import ConfigError
+
 
 class RejectedInput(Exception):
     """An input that cannot become a training example; its message is the reason in the manifest."""
@@ -28,9 +30,9 @@ class ImageSettings:
 
     def __post_init__(self) -> None:
         if self.shorter_side < 1:
-            raise ValueError(f"image.shorter_side must be >= 1, got {self.shorter_side}")
+            raise ConfigError(f"image.shorter_side must be >= 1, got {self.shorter_side}")
         if not 1 <= self.quality <= 95:
-            raise ValueError(f"image.quality must be in [1, 95] (PIL's useful range), got {self.quality}")
+            raise ConfigError(f"image.quality must be in [1, 95] (PIL's useful range), got {self.quality}")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lth.vocabulary import ConfigError
+
 SPLITS = ("train", "val")
 
 
@@ -89,10 +91,10 @@ def class_folder_inventory(split: str, root: Path) -> Inventory:
         root: The folder holding the class folders; files directly in it are not inputs.
     """
     if not root.is_dir():
-        raise ValueError(f"{split} folder not found: {root}")
+        raise ConfigError(f"{split} folder not found: {root}")
     classes = sorted(path for path in root.iterdir() if path.is_dir() and _visible(path))
     if not classes:
-        raise ValueError(f"{root} has no class sub-folders (expected {root}/<class>/<image files>)")
+        raise ConfigError(f"{root} has no class sub-folders (expected {root}/<class>/<image files>)")
     inventory = Inventory()
     for folder in classes:
         for path in _files_under(folder):
@@ -110,16 +112,16 @@ def read_val_labels(labels_path: Path, devkit_meta: Path | None = None) -> dict[
         devkit_meta: The devkit's `data/meta.mat`, which maps ILSVRC2012 ids to wnids; needed for the .txt.
     """
     if not labels_path.is_file():
-        raise ValueError(f"validation labels not found: {labels_path}")
+        raise ConfigError(f"validation labels not found: {labels_path}")
     if labels_path.suffix == ".csv":
         with labels_path.open(newline="") as handle:
             rows = csv.DictReader(handle)
             if rows.fieldnames is None or not {"ImageId", "PredictionString"} <= set(rows.fieldnames):
-                raise ValueError(f"{labels_path}: expected LOC_val_solution.csv columns ImageId,PredictionString")
+                raise ConfigError(f"{labels_path}: expected LOC_val_solution.csv columns ImageId,PredictionString")
             return {f"{row['ImageId']}.JPEG": row["PredictionString"].split()[0] for row in rows}
     if devkit_meta is None or not devkit_meta.is_file():
-        raise ValueError(f"{labels_path} holds ILSVRC2012 ids; set source.devkit_meta to the devkit's data/meta.mat "
-                         f"(got {devkit_meta}) or use LOC_val_solution.csv")
+        raise ConfigError(f"{labels_path} holds ILSVRC2012 ids; set source.devkit_meta to the devkit's data/meta.mat "
+                          f"(got {devkit_meta}) or use LOC_val_solution.csv")
     from scipy.io import loadmat
 
     synsets = loadmat(str(devkit_meta), squeeze_me=True)["synsets"]
@@ -148,7 +150,7 @@ def tree_inventory(root: Path, val_labels: Path | None, devkit_meta: Path | None
         if any(path.is_dir() for path in val.iterdir()):
             inventory.extend(class_folder_inventory("val", val))
         elif val_labels is None:
-            raise ValueError(f"{val} is flat: set source.val_labels to LOC_val_solution.csv or the devkit ground truth")
+            raise ConfigError(f"{val} is flat: set source.val_labels to LOC_val_solution.csv or the devkit ground truth")
         else:
             inventory.extend(flat_val_inventory(val, read_val_labels(val_labels, devkit_meta)))
     return inventory
@@ -160,10 +162,18 @@ def label_map(records: Iterable[SourceRecord]) -> dict[str, int]:
 
 
 def checked(inventory: Inventory) -> tuple[list[SourceRecord], list[Rejection], dict[str, int]]:
-    """Drop duplicate keys and validation classes unknown to training; return records, rejections, labels."""
+    """Drop duplicate keys and validation classes unknown to training; return records, rejections, labels.
+
+    Raises:
+        ConfigError: If the source lists no training image (e.g. class folders with no files in
+            them): there would be nothing to train on, no label map and no holdout to carve out.
+    """
     labels = label_map(inventory.records)
     if not labels:
-        raise ValueError("the source has no training images")
+        listed = sum(record.split == "val" for record in inventory.records)
+        raise ConfigError(f"the source has no training images ({listed} validation images and "
+                          f"{len(inventory.rejected)} rejected inputs listed): the source's "
+                          f"training folder, archive or URL list must hold images of at least one class")
     records: dict[str, SourceRecord] = {}
     rejected = list(inventory.rejected)
     for record in inventory.records:

@@ -32,6 +32,7 @@ from lth.ingest.fetch import DownloadSettings, Fetcher
 from lth.ingest.holdout import HOLDOUT, held_out_keys
 from lth.ingest.images import EncodedImage, ImageSettings, RejectedInput, normalise_image
 from lth.ingest.inventory import SourceRecord
+from lth.vocabulary import ConfigError
 
 RECEIPTS = ".ingest"  # folder of shard receipts and temporary files inside the output folder
 FORMAT = "lth-shards/1"  # bump when the record layout changes, so old shards are redone
@@ -90,7 +91,7 @@ def plan_shards(records: list[SourceRecord], labels: dict[str, int], shard_count
             instead of `train`; 0 writes no holdout.
 
     Raises:
-        ValueError: A shard count below 1, or a holdout that `held_out_keys` refuses.
+        ConfigError: A shard count below 1, or a holdout that `held_out_keys` refuses.
     """
     held = held_out_keys(records, holdout_per_class, seed)
     destinations: dict[str, list[SourceRecord]] = {}
@@ -101,7 +102,7 @@ def plan_shards(records: list[SourceRecord], labels: dict[str, int], shard_count
         chosen = sorted(destinations[split], key=lambda r: (_place(seed, r.key), r.key))
         requested = int(shard_counts.get(split, 1))
         if requested < 1:
-            raise ValueError(f"shards.{split} must be >= 1, got {requested}")
+            raise ConfigError(f"shards.{split} must be >= 1, got {requested}")
         count = min(requested, len(chosen))
         for index in range(count):
             part = tuple(r for r in chosen if _place(seed, r.key) % count == index)

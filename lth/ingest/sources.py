@@ -24,6 +24,7 @@ from lth.ingest.inventory import (
     class_folder_inventory,
     tree_inventory,
 )
+from lth.vocabulary import ConfigError
 
 _WNID = re.compile(r"^(n\d{8})(?:_\d+)?$")  # `n01440764` or an image id `n01440764_10026`
 
@@ -39,7 +40,7 @@ def url_list_inventory(split: str, list_path: Path) -> Inventory:
     yields the same keys, hence the same shards, as the tree itself.
     """
     if not list_path.is_file():
-        raise ValueError(f"URL list not found: {list_path}")
+        raise ConfigError(f"URL list not found: {list_path}")
     inventory = Inventory()
     for number, line in enumerate(list_path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
@@ -105,7 +106,7 @@ def source_inventory(source: DictConfig) -> Inventory:
         inventory = train_archive_inventory(Path(source.train_archive))
         if _optional_path(source.val_archive) is not None:
             if _optional_path(source.val_labels) is None:
-                raise ValueError("source.val_archive needs source.val_labels (LOC_val_solution.csv or the ground truth)")
+                raise ConfigError("source.val_archive needs source.val_labels (LOC_val_solution.csv or the ground truth)")
             inventory.extend(val_archive_inventory(Path(source.val_archive), Path(source.val_labels),
                                                    _optional_path(source.devkit_meta)))
         return inventory
@@ -114,4 +115,4 @@ def source_inventory(source: DictConfig) -> Inventory:
         if _optional_path(source.val_urls) is not None:
             inventory.extend(url_list_inventory("val", Path(source.val_urls)))
         return inventory
-    raise ValueError(f"source.kind must be one of tree, archives, urls, folder, digits; got {kind!r}")
+    raise ConfigError(f"source.kind must be one of tree, archives, urls, folder, digits; got {kind!r}")

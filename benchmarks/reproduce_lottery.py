@@ -137,11 +137,13 @@ def _rows(mode: str, dense: list, points: list, measure: str) -> list[dict[str, 
             row[kind] = _summary([accuracy(p) for p in learned])
             row[f"{kind}_stop"] = _summary([p.early_stop_epoch for p in learned if p.early_stop_epoch is not None])
             row[f"{kind}_failed"] = sum(1 for p in members if KIND_NAMES[p.kind] == kind and not p.learned)
-        by_seed = {(KIND_NAMES[p.kind], p.seed): accuracy(p) for p in members if p.learned and accuracy(p) is not None}
-        for control in ("reinit", "random"):  # ticket - control, paired by seed
-            row[f"gap_{control}"] = _summary([by_seed[("ticket", seed)] - by_seed[(control, seed)]
-                                              for seed in sorted({seed for _, seed in by_seed})
-                                              if ("ticket", seed) in by_seed and (control, seed) in by_seed])
+        # ticket - control, paired by replicate: (seed, data-order seed), as the report pairs them
+        by_replicate = {(KIND_NAMES[p.kind], p.replicate): accuracy(p) for p in members
+                        if p.learned and accuracy(p) is not None}
+        for control in ("reinit", "random"):
+            row[f"gap_{control}"] = _summary([by_replicate[("ticket", rep)] - by_replicate[(control, rep)]
+                                              for rep in sorted({rep for _, rep in by_replicate})
+                                              if ("ticket", rep) in by_replicate and (control, rep) in by_replicate])
         rows.append(row | reference)
     return rows
 

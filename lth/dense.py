@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -16,10 +17,13 @@ from lth.tracking.claim import claim
 from lth.tracking.client import Run
 from lth.tracking.identity import DENSE_KEYS, dense_hash, family_hash
 from lth.training import group
+from lth.training.chance import chance_text, dense_at_chance
 from lth.training.devices import check_replica_reuse
 from lth.training.fitting import optimizer_state
 from lth.training.network import network_for
 from lth.vocabulary import ConfigError
+
+log = logging.getLogger("lth")
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ def _train(cell: Cell, run_id: str, data: DataSplits) -> float:
         log_weights(network.snapshot(), schema.FINAL_WEIGHTS)
         tracking.log_metrics(schema.outcome_metrics(result.test_accuracy, result.test_loss, epochs,
                                                   epochs * network.replicas, result.seconds, result.early_stop))
+        if dense_at_chance(result.test_accuracy, cell.data.num_classes):  # a status of the parent, not of a ticket
+            tracking.set_tags({schema.DENSE_AT_CHANCE: "true"})
     return result.test_accuracy
 
 
@@ -145,6 +151,9 @@ def ensure_dense(cell: Cell, experiment_id: str, data: DataSplits) -> DenseParen
             kept = schema.kept_epochs(stage.finished.data.tags)
         else:
             accuracy, kept = _train(cell, stage.run_id, data), _kept(cell.state, epochs)
+        if dense_at_chance(accuracy, cell.data.num_classes):
+            log.warning("dense parent %s is at chance (%s): its tickets mean nothing; train it longer or fix what "
+                        "keeps it from learning", stage.run_id, chance_text(accuracy, cell.data.num_classes))
         iterations, loss_scales = _optimizer_history(stage.run_id)
         return DenseParent(stage.run_id, key, epochs, accuracy, stage.finished is not None, kept,
                            data.steps_per_epoch, iterations, loss_scales)

@@ -13,7 +13,7 @@ from hydra import compose
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lth import results
 from lth import tracking as lth_tracking
@@ -90,7 +90,8 @@ class SweepSummary(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         number = config.hydra.job.get("num", 0)
         if job_return.status == JobStatus.COMPLETED and isinstance(job_return._return_value, dict):
-            print(f"lth: job {number}: {results.job_line(job_return._return_value)}", flush=True)
+            classes = OmegaConf.select(config, "data.num_classes")  # warns of a dense parent at chance
+            print(f"lth: job {number}: {results.job_line(job_return._return_value, classes)}", flush=True)
         elif job_return.status == JobStatus.FAILED:
             print(f"lth: job {number} FAILED: {job_return._return_value!r}", flush=True)
         self._ended += 1

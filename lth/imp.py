@@ -71,6 +71,7 @@ class ImpJob:
     run_id: str  # the job's run, parent of its new levels
     sizes: Mapping[str, int]  # the pruned layers' kernel sizes, in network order
     ticket: Cell | None  # a control's ticket (the same cell with control none), whose masks it trains
+    all_prunable: int  # every prunable weight of the network: the base of weights_remaining
 
     def _ticket_masks(self, level: int) -> Masks | None:
         """The ticket's level-`level` mask, or None when the ticket stopped (diverged) before it."""
@@ -94,9 +95,12 @@ class ImpJob:
                     raise ConfigError(f"IMP level run {stage.run_id} of this {cell.prune.control} control has a mask "
                                       f"of its own, not one from the ticket's (trained before controls kept the "
                                       f"ticket's masks): delete it (mlflow runs delete --run-id {stage.run_id})")
-                return Level(stage.run_id, masks, run_weights(stage.run_id, schema.FINAL_WEIGHTS),
-                             dict(stage.finished.data.metrics), schema.divergence(stage.finished.data.tags))
-            log.info("IMP level %d of %d: %.2f%% of weights remain", level, cell.prune.levels, 100 * (1 - threshold))
+                # A level logged before the common base is summed up on it (its own run keeps what it logged).
+                metrics = sparse.rebased_metrics(stage.finished.data.metrics, masks, self.all_prunable)
+                return Level(stage.run_id, masks, run_weights(stage.run_id, schema.FINAL_WEIGHTS), metrics,
+                             schema.divergence(stage.finished.data.tags))
+            log.info("IMP level %d of %d: %.2f%% of the pruned layers' weights remain", level, cell.prune.levels,
+                     100 * (1 - threshold))
             with tracking.active_run(stage.run_id, nested=True):
                 if wanted is not None:
                     masks = wanted
@@ -132,6 +136,7 @@ def _summary(cell: Cell, dense: DenseParent, done: list[Level]) -> tuple[dict[st
     """The job's metrics (its last level's figures) and the tags that say where and why it ended."""
     last, count = done[-1], len(done)
     metrics = {schema.WEIGHTS_REMAINING: last.metrics[schema.WEIGHTS_REMAINING],
+               schema.WEIGHTS_REMAINING_OF_MASKED_LAYERS: last.metrics[schema.WEIGHTS_REMAINING_OF_MASKED_LAYERS],
                schema.SPARSITY: last.metrics[schema.SPARSITY], schema.DENSE_TEST_ACCURACY: dense.test_accuracy,
                schema.EPOCHS_TRAINED: sum(int(level.metrics[schema.EPOCHS_TRAINED]) for level in done)}
     tags = {schema.LAST_LEVEL: str(count), schema.LAST_LEVEL_KEY: imp_level_key(cell.groups, count)}
@@ -174,7 +179,8 @@ def ensure_imp(cell: Cell, experiment_id: str, data: DataSplits, dense: DensePar
             log_config(cell.groups, TICKET_PARAM_GROUPS, cell.cluster.name)
             if ticket is not None:
                 tracking.set_tags({schema.TICKET_RUN: ticket.ticket_run_id})
-            done = ImpJob(cell, experiment_id, data, dense, job.run_id, sizes, ticket_cell).levels()
+            done = ImpJob(cell, experiment_id, data, dense, job.run_id, sizes, ticket_cell,
+                          sparse.all_prunable_weights(cell, data)).levels()
             metrics, end_tags = _summary(cell, dense, done)
             tracking.set_tags(end_tags)
             tracking.log_metrics(metrics)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lth.tracking import schema
+from lth.training.chance import chance_text, dense_at_chance
 
 Record = Mapping[str, Any]
 
@@ -32,8 +33,24 @@ def scope(record: Record) -> str:
     return str(record.get("scope", "global")) + ("" if structure == "none" else f", {structure}")
 
 
-def job_line(record: Record) -> str:
-    """One line for a finished job."""
+def _barriers(record: Record) -> str:
+    """`, error barrier 1.20% on test, 0.69% on validation (analysis reused)`."""
+    val = record.get("stability_val_barrier")
+    work = record.get("stability_work")
+    return (f", error barrier {100 * record['stability_barrier']:.2f}% on test"
+            + (f", {100 * val:.2f}% on validation" if val is not None else "") + (f" ({work})" if work else ""))
+
+
+def _chance(record: Record, num_classes: int | None) -> str:
+    """`; WARNING: dense parent at chance (...)` when it is (lth.training.chance); empty when not, or classes unknown."""
+    dense = record["dense_test_accuracy"]
+    if num_classes is None or not dense_at_chance(dense, num_classes):
+        return ""
+    return f"; WARNING: dense parent at chance ({chance_text(dense, num_classes)}): its tickets mean nothing"
+
+
+def job_line(record: Record, num_classes: int | None = None) -> str:
+    """One line for a finished job; with the job's `data.num_classes`, it warns of a dense parent at chance."""
     origin = "reused" if record["reused"] else f"trained {record['epochs_trained']} epochs"
     seed = f" seed={record['seed']}" if record.get("seed", 0) else ""
     accuracy = ("DIVERGED (no accuracy)" if record["test_accuracy"] is None
@@ -42,9 +59,9 @@ def job_line(record: Record) -> str:
         f"{kind(record)} [{scope(record)}] t={record['threshold']:.2f} k={record['reset_epoch']}{seed}: "
         f"{100 * record['weights_remaining']:.1f}% weights, {accuracy} "
         f"(dense {record['dense_test_accuracy']:.4f}), {origin}, run {record['ticket_run_id']}"
-        + (f", error barrier {100 * record['stability_barrier']:.2f}%" if record.get("stability_barrier") is not None
-           else "")
+        + (_barriers(record) if record.get("stability_barrier") is not None else "")
         + (f"; {record['reset_choice']}" if record.get("reset_choice") else "")
+        + _chance(record, num_classes)
     )
 
 

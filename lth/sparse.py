@@ -29,7 +29,7 @@ from lth.pruning.channels import (
     random_keeps,
 )
 from lth.pruning.collapse import Collapse, CollapsedMaskError, collapsed_layers, judge
-from lth.pruning.masks import Masks, random_masks_like
+from lth.pruning.masks import Masks, prunable_weight_count, random_masks_like, sparsity_report
 from lth.pruning.scopes import imp_level_threshold, imp_masks, prune_masks
 from lth.pruning.structure import Layout, layout
 from lth.tracking import schema
@@ -69,6 +69,11 @@ def _network_layout(cell: Cell, data: DataSplits) -> tuple[keras.Model, Layout]:
 def mask_layout(cell: Cell, data: DataSplits) -> Layout:
     """The layers this cell's masks cover (and, for `prune.structure=channel`, its channel groups)."""
     return _network_layout(cell, data)[1]
+
+
+def all_prunable_weights(cell: Cell, data: DataSplits) -> int:
+    """The weights of every prunable layer of the cell's network: the base of its runs' `weights_remaining`."""
+    return prunable_weight_count(_network_layout(cell, data)[0])
 
 
 def prunable_sizes(cell: Cell, data: DataSplits) -> dict[str, int]:
@@ -167,10 +172,36 @@ def refuse_reused_collapse(prune: PruneConfig, finished: Run) -> None:
                                  f"layer(s) with no weight: {','.join(collapsed)}; not reused (prune.on_collapse=refuse)")
 
 
+def log_mask_report(model: keras.Model, masks: Masks) -> dict[str, Any]:
+    """Log the masks of the active run and their sparsity, on the common base of `model`; returns the report.
+
+    `weights_remaining` is the kept fraction of every prunable weight of the network, whatever
+    `prune.structure` and `prune.ignore` leave out of the masks (lth.pruning.masks.sparsity_report).
+    """
+    depthwise = [name for name in masks if isinstance(model.get_layer(name), keras.layers.DepthwiseConv2D)]
+    return log_masks(masks, depthwise, prunable_weight_count(model))
+
+
+def base_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+    """The sparsity a stage reports of a mask (lth.pruning.masks.sparsity_report): both bases."""
+    return {schema.WEIGHTS_REMAINING: float(report["weights_remaining"]), schema.SPARSITY: float(report["sparsity"]),
+            schema.WEIGHTS_REMAINING_OF_MASKED_LAYERS: float(report["weights_remaining_of_masked_layers"])}
+
+
+def rebased_metrics(metrics: Mapping[str, float], masks: Masks, all_prunable: int) -> dict[str, float]:
+    """A finished run's metrics, with its sparsity on the common base if it was logged before it.
+
+    Such a run logged the share of its masked layers as `weights_remaining`; its masks and the
+    network's `all_prunable` weights give the common fraction again.
+    """
+    if schema.WEIGHTS_REMAINING_OF_MASKED_LAYERS in metrics:
+        return dict(metrics)
+    return {**metrics, **base_metrics(sparsity_report(masks, all_prunable_weights=all_prunable))}
+
+
 def _summary(report: Mapping[str, Any], fit: FitResult, verdict: str | None, epochs_trained: int) -> dict[str, float]:
     """The metrics a stage reports of a sparse run: as logged, test_accuracy only when it learned."""
-    metrics = {schema.WEIGHTS_REMAINING: float(report["weights_remaining"]), schema.SPARSITY: float(report["sparsity"]),
-               schema.EPOCHS_TRAINED: float(epochs_trained)}
+    metrics = {**base_metrics(report), schema.EPOCHS_TRAINED: float(epochs_trained)}
     return metrics if verdict is not None else {**metrics, schema.TEST_ACCURACY: fit.test_accuracy}
 
 
@@ -184,8 +215,7 @@ def train_masked(cell: Cell, data: DataSplits, dense: DenseParent, masks: Masks,
     """
     epochs, reset_epoch = cell.train.epochs, cell.reset_epoch
     network = network_for(cell.model, cell.train, data.steps_per_epoch)
-    depthwise = [name for name in masks if isinstance(network.model.get_layer(name), keras.layers.DepthwiseConv2D)]
-    report = log_masks(masks, depthwise)
+    report = log_mask_report(network.model, masks)
     plan = layout(network.model, cell.prune.structure, cell.prune.ignore)
     check_collapse(cell.prune, report, plan, masks)  # before any training: refusing must cost nothing
     begin = group.Start(start, masks, reset_epoch, dense.iterations_at(reset_epoch), dense.loss_scale_at(reset_epoch))

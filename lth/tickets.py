@@ -38,7 +38,9 @@ class CellResult:
     reused: bool
     ticket_run_id: str
     dense_run_id: str
-    stability_barrier: float | None = None  # stability=on: the analysed network's error barrier
+    stability_barrier: float | None = None  # stability=on: the analysed network's error barrier on test
+    stability_val_barrier: float | None = None  # the same on validation, which decides lth.stable
+    stability_work: str | None = None  # what this job did for the analysis: "reused", "trained 6 copy epochs", ...
     reset_choice: str | None = None  # reset.epoch=auto: which k was chosen, and why
     structure: str = "none"  # prune.structure: which weights the mask could remove
 

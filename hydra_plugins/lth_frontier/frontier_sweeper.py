@@ -146,7 +146,7 @@ class FrontierSweeper(Sweeper):
                                  f"{extra} for this sweep, which the report judges every ticket on; sweep "
                                  f"train.seed={','.join(map(str, sorted({*line.seeds, *extra})))}")
             for verdict in verdicts.values():
-                if verdict.covers(line.seeds, line.controls) and verdict.reset_epoch == line.reset_epoch \
+                if verdict.covers(line.seeds, line.controls, line.data_seeds) and verdict.reset_epoch == line.reset_epoch \
                         and line.cell(verdict.threshold) == verdict.cell:
                     record.probes.append(_probe(verdict, PRIOR_ROUND))
             if record.probes:
@@ -163,7 +163,7 @@ class FrontierSweeper(Sweeper):
             verdicts = families[lines[i].family]
             for density in densities:
                 verdict = verdicts.get(lines[i].cell(threshold_of(density)))
-                if verdict is None or not verdict.covers(lines[i].seeds, lines[i].controls):
+                if verdict is None or not verdict.covers(lines[i].seeds, lines[i].controls, lines[i].data_seeds):
                     raise RuntimeError(
                         f"frontier {lines[i].label} t={threshold_of(density)}: its jobs finished but the report "
                         f"cannot judge the cell ({verdict.why_not if verdict else 'no run found in MLflow'}); every "

@@ -1,9 +1,9 @@
 """Which probes of a frontier sweep won, by the report's own rule, read from MLflow.
 
-A probe is one threshold on one line. Its replicates (seeds, controls) share one report cell
+A probe is one threshold on one line. Its replicates (seeds, data seeds, controls) share one report cell
 (tag `lth.cell`), so its verdict is that cell's, exactly as `python -m lth.report` would judge
 it (lth.report.winners): it won when every replicate finished and learned, its mean on the
-choosing split is within `lth.report_tolerance` of the dense parents of the same seeds, and it
+choosing split is within `lth.report_tolerance` of its runs' own dense parents, and it
 is above every control that was run. A cell the report still expects replicates of is not
 judged yet: its verdict is incomplete.
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from lth import tracking
 from lth.cell import TrackingConfig
 from lth.report.cells import Row, aggregate
-from lth.report.collect import collect
+from lth.report.collect import collect, order_seed
 from lth.report.selection import selection_of
 from lth.report.winners import mark_winners
 
@@ -38,10 +38,19 @@ class Verdict:
     dense_mean: float | None  # the dense parents' on the same seeds
     seeds: tuple[int, ...] = ()  # seeds of the family's finished dense parents: those a complete cell has run
     controls: tuple[str, ...] = ()  # controls every replicate of which finished
+    replicates: tuple[tuple[int, int], ...] = ()  # (seed, data-order seed) of those parents (collect.DenseRun)
 
-    def covers(self, seeds: Sequence[int], controls: Sequence[str]) -> bool:
-        """Judged on every seed and control a sweep asks for: a seed-0 grid's cell cannot stand for two seeds."""
-        return self.complete and set(seeds) <= set(self.seeds) and set(controls) <= set(self.controls)
+    def covers(self, seeds: Sequence[int], controls: Sequence[str],
+               data_seeds: Sequence[int | None] | None = None) -> bool:
+        """Judged on every seed, data seed and control a sweep asks for: a seed-0 grid's cell cannot stand for two.
+
+        Args:
+            data_seeds: `train.data_seed` of the sweep's replicates (None: the seed orders the data);
+                None: not checked, only the seeds are.
+        """
+        asked = {(seed, order_seed(seed, data_seed)) for seed in seeds for data_seed in data_seeds or ()}
+        return (self.complete and set(seeds) <= set(self.seeds) and set(controls) <= set(self.controls)
+                and asked <= set(self.replicates))
 
 
 def _complete(row: Row) -> bool:
@@ -66,9 +75,9 @@ class Judge:
             return [], {}
         selection = selection_of(runs)
         rows, _ = mark_winners(aggregate(runs, selection.metric), self.tolerance, selection.split)
-        seeds = tuple(runs.seeds)
+        seeds, replicates = tuple(runs.seeds), tuple(runs.replicates)
         verdicts = {row.cell: Verdict(row.cell, row.eligible, _complete(row), row.why_not, row.threshold,
                                       row.reset_epoch, row.chosen_mean, row.dense_mean, seeds,
-                                      tuple(sorted(gap.control for gap in row.gaps if gap.complete)))
+                                      tuple(sorted(gap.control for gap in row.gaps if gap.complete)), replicates)
                     for row in rows if row.kind == "ticket"}
         return runs.seeds, verdicts

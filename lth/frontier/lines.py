@@ -78,6 +78,7 @@ class Line:
     config: Mapping[str, Any]  # the composed groups of its first replicate, resolved
     seeds: tuple[int, ...] = (0,)  # train.seed of the replicates: every probe runs all of them
     controls: tuple[str, ...] = ()  # prune.control of the replicates besides none: every probe beats them all
+    data_seeds: tuple[int | None, ...] = (None,)  # train.data_seed of the replicates (None: the seed orders the data)
 
     def cell(self, threshold: float) -> str:
         """`lth.cell` of this line's probe at `threshold` (the same for all its replicates)."""
@@ -95,6 +96,11 @@ def _requested(replicates: Sequence[Sequence[str]], key: str, configured: object
         if _bare(axis[0].split("=", 1)[0]) == key:
             return [choice.split("=", 1)[1] for choice in axis]
     return [str(configured)]
+
+
+def _optional_int(value: str) -> int | None:
+    """An override's value as an int; `null` (or the config's None) as None."""
+    return None if value in ("null", "None") else int(value)
 
 
 def make_lines(axes: Sequence[Sequence[str]], replicates: Sequence[Sequence[str]],
@@ -118,7 +124,11 @@ def make_lines(axes: Sequence[Sequence[str]], replicates: Sequence[Sequence[str]
             raise ConfigError("the frontier sweeper needs each line's reset epoch: reset.epoch=auto is decided "
                               "inside a job; sweep reset.epoch=0,1,... instead")
         seeds = sorted({int(seed) for seed in _requested(replicates, "train.seed", groups["train"]["seed"])})
+        data_seeds = sorted({_optional_int(value) for value in
+                             _requested(replicates, "train.data_seed", groups["train"].get("data_seed"))},
+                            key=lambda value: -1 if value is None else value)
         controls = sorted(set(_requested(replicates, "prune.control", groups["prune"]["control"])) - {"none"})
         found.append(Line(_swept(axes, chosen), tuple(chosen), int(groups["reset"]["epoch"]),
-                          int(groups["train"]["epochs"]), family_hash(groups), groups, tuple(seeds), tuple(controls)))
+                          int(groups["train"]["epochs"]), family_hash(groups), groups, tuple(seeds), tuple(controls),
+                          tuple(data_seeds)))
     return found

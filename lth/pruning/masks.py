@@ -50,6 +50,15 @@ def prunable_layer_names(model: keras.Model, ignore: Sequence[str] = ()) -> list
     return [name for name in prunable if name not in set(ignore)]
 
 
+def prunable_weight_count(model: keras.Model) -> int:
+    """Weights of the kernels of every prunable layer: the common base of every run's `weights_remaining`.
+
+    Counted with no ignore list, whatever `prune.structure` and `prune.ignore` mask, so that a run
+    of any structure is a fraction of the same number as a `structure=none` run of the network.
+    """
+    return sum(int(np.prod(model.get_layer(name).kernel.shape)) for name in prunable_layer_names(model))
+
+
 def random_masks_like(masks: Mapping[str, np.ndarray], seed: int) -> Masks:
     """The random-mask control: each layer keeps as many weights as in `masks`, at random positions."""
     rng = np.random.default_rng(seed)
@@ -74,14 +83,25 @@ def _channels(mask: np.ndarray, depthwise: bool) -> tuple[int, int]:
     return int(alive.size), int(alive.size - np.count_nonzero(alive))
 
 
-def sparsity_report(masks: Mapping[str, np.ndarray], depthwise_layers: Collection[str] | None = None) -> dict[str, Any]:
+def sparsity_report(masks: Mapping[str, np.ndarray], depthwise_layers: Collection[str] | None = None,
+                    all_prunable_weights: int | None = None) -> dict[str, Any]:
     """Global and per-layer counts of a mask set (layers in network order), with dead output channels.
+
+    Two totals: `weights`/`kept` over the masked layers, and `all_prunable_weights`/`all_prunable_kept`
+    over every prunable layer of the network, where a layer the mask does not cover (`prune.structure`,
+    `prune.ignore`) keeps all its weights. `weights_remaining` and `sparsity` are of the second, the
+    common base runs of every structure are compared on; `weights_remaining_of_masked_layers` of the first.
 
     Args:
         masks: Kernel masks by layer name.
         depthwise_layers: Names of the DepthwiseConv2D layers among them. None infers them: a 4-D
             mask of a layer whose name contains "depthwise" (Keras' own names for such layers, and
             MobileNetV2's).
+        all_prunable_weights: The network's `prunable_weight_count`; None when the masks cover every
+            prunable layer.
+
+    Raises:
+        ValueError: If `all_prunable_weights` is smaller than the masked layers' weights.
     """
     layers = []
     for name, mask in masks.items():
@@ -99,11 +119,18 @@ def sparsity_report(masks: Mapping[str, np.ndarray], depthwise_layers: Collectio
         })
     total = sum(layer["weights"] for layer in layers)
     kept_total = sum(layer["kept"] for layer in layers)
+    base = total if all_prunable_weights is None else int(all_prunable_weights)
+    if base < total:
+        raise ValueError(f"all_prunable_weights={base} is fewer than the {total} weights of the masked layers")
+    base_kept = kept_total + base - total  # the layers outside the masks stay dense
     return {
         "weights": total,
         "kept": kept_total,
-        "sparsity": 1.0 - kept_total / total if total else 0.0,
-        "weights_remaining": kept_total / total if total else 1.0,
+        "all_prunable_weights": base,
+        "all_prunable_kept": base_kept,
+        "sparsity": 1.0 - base_kept / base if base else 0.0,
+        "weights_remaining": base_kept / base if base else 1.0,
+        "weights_remaining_of_masked_layers": kept_total / total if total else 1.0,
         "empty_layers": [layer["layer"] for layer in layers if layer["kept"] == 0],
         "channels": sum(layer["channels"] for layer in layers),
         "dead_channels": sum(layer["dead_channels"] for layer in layers),

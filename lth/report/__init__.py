@@ -20,10 +20,11 @@ from lth.report.collect import Family, Point, collect, families_of
 from lth.report.diagnostic_plots import diagnostics_text, write_diagnostics
 from lth.report.diagnostics import Diagnostics, family_diagnostics
 from lth.report.markdown import write_markdown
+from lth.report.measure import check_measure, measured
 from lth.report.plot import density_figure, lottery_figure
 from lth.report.selection import selection_of
 from lth.report.stability import stable_cells, write_stability
-from lth.report.summary import figure_title, missing_cells, write_csv
+from lth.report.summary import chance_warnings, figure_title, missing_cells, write_csv
 from lth.report.winners import mark_winners
 from lth.tracking import schema
 
@@ -117,15 +118,17 @@ def _diagnostics_section(text: str, figures: Sequence[Path]) -> str:
 
 
 def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: float,
-                 register: bool = False) -> ReportFiles:
+                 register: bool = False, measure: str = "final") -> ReportFiles:
     """Write the report of one family to `output_dir/<family>/`, log it to its dense parents, and log its winners.
 
     Args:
         register: Also register each winner's model in the Model Registry (`registered_name`).
+        measure: `report.measure`: read every run at its final or early-stop epoch (lth.report.measure);
+            tagged on the dense parents with the report it judged.
     """
-    runs = collect(experiment_id, family)
+    runs = measured(collect(experiment_id, family), measure)
     selection = selection_of(runs)
-    for warning in selection.warnings:
+    for warning in [*chance_warnings(runs), *selection.warnings]:
         log.warning("report of %s: %s", family, warning.strip("*"))
     rows, winners = mark_winners(aggregate(runs, selection.metric), tolerance, selection.split)
     missing = missing_cells(runs, rows)
@@ -141,7 +144,7 @@ def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: f
         folder,
         lottery_figure(rows, runs.dense_accuracies, failed, title, folder / "lottery.png", stable_cells(runs.analyses)),
         write_markdown(rows, winners, runs, selection, tolerance, missing, folder / "report.md",
-                       [stability_text, _diagnostics_section(diagnostics_text(diagnostics), extras)]),
+                       [stability_text, _diagnostics_section(diagnostics_text(diagnostics), extras)], measure),
         write_csv(rows, selection, folder / "results.csv"),
         density_figure(_density_panels(runs, rows), f"Per-layer density of the tickets of {name}", folder / "densities.png"),
         len(missing),
@@ -152,16 +155,22 @@ def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: f
     for dense in runs.dense:
         for path in (files.figure, files.markdown, files.csv, files.densities, *files.extras):
             client.log_artifact(dense.run_id, str(path), schema.REPORT_FOLDER)
+        client.set_tag(dense.run_id, schema.REPORT_MEASURE, measure)  # which accuracies its report/ folder judged
     return files
 
 
 def write_reports(tracking_uri: str, experiment: str, output_dir: Path, tolerance: float,
-                  dense_run_id: str | None = None, register: bool = False) -> list[ReportFiles]:
-    """Reports of every family of an experiment, or of one dense parent's family."""
+                  dense_run_id: str | None = None, register: bool = False, measure: str = "final") -> list[ReportFiles]:
+    """Reports of every family of an experiment, or of one dense parent's family, read at `measure`'s epoch.
+
+    Raises:
+        ValueError: An unknown `measure`, or no such experiment.
+    """
+    check_measure(measure)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small file is noise
     mlflow.set_tracking_uri(tracking_uri)
     found = MlflowClient().get_experiment_by_name(experiment)
     if found is None:
         raise ValueError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
-    return [write_report(found.experiment_id, family, output_dir, tolerance, register)
+    return [write_report(found.experiment_id, family, output_dir, tolerance, register, measure)
             for family in families_of(found.experiment_id, dense_run_id)]

@@ -1,4 +1,5 @@
-"""`python -m lth.report [report.dense_run=<run id>] [report.tolerance=0.01] [report.register=true]`.
+"""`python -m lth.report [report.dense_run=<run id>] [report.tolerance=0.01] [report.register=true]
+[report.measure=early_stop]`.
 
 Writes the lottery-ticket report and logs each winning ticket as an MLflow model.
 """
@@ -21,7 +22,7 @@ def main(cfg: DictConfig) -> None:
     try:
         reports = write_reports(str(cfg.tracking.uri), str(cfg.tracking.experiment), Path(cfg.report.output_dir),
                                 float(cfg.report.tolerance), cfg.report.dense_run,
-                                bool(cfg.report.register))
+                                bool(cfg.report.register), str(cfg.report.measure))
     except ValueError as error:
         raise SystemExit(f"lth: error: {error}") from None
     for files in reports:

@@ -2,13 +2,14 @@
 
 A cell is one experiment repeated over seeds: the runs of one kind that share `lth.cell`
 (and, for IMP, the level). Runs logged before `lth.cell` existed fall back to
-(scope, reset epoch, threshold). A replicate is a train seed (and, for a control, its
-`prune.control_seed`); each counts once, with its first FINISHED run:
+(scope, reset epoch, threshold). A replicate is a train seed and data-order seed (`train.data_seed`,
+else the seed), and for a control also its `prune.control_seed`; each counts once, with its first
+FINISHED run, and is compared with its own dense parent (tag `lth.dense_run`):
 
 - *run*: a FINISHED run, whether it learned or not;
 - *learned*: run, not diverged, no layer emptied; only these make the cell's accuracies;
-- *missing*: no FINISHED run (FAILED, RUNNING, KILLED or never started). Every seed of a
-  finished dense parent is expected of every cell.
+- *missing*: no FINISHED run (FAILED, RUNNING, KILLED, never started, or an IMP level above the
+  level where its job stopped). The replicate of every finished dense parent is expected of every cell.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ UNLABELLED = ("prune.threshold", "prune.scope", "reset.epoch", "prune.method", "
               "prune.levels")
 ONE_SHOT_UNUSED = ("prune.rate",)  # one-shot runs log it but never use it (nor lth.tracking.identity)
 NEVER_STARTED = "never started"  # why a replicate with no run at all is missing
+IMP_STOPPED = "IMP stopped at level"  # why an IMP level above a diverged one has none: `IMP stopped at level 2 (diverged)`
 REFUSED = "refused: a layer would be empty"  # why, with the status, a run `prune.on_collapse=refuse` stopped
+# The label of a cell logged before the common base (collect.Point.base_known): its weights remaining is another axis.
+MASKED_BASE = "weights remaining of masked layers only"
 
 
 @dataclass(frozen=True)
 class Gap:
-    """Ticket minus control on the choosing split, paired by seed."""
+    """Ticket minus control on the choosing split, paired by replicate (seed and data seed)."""
 
     control: str  # reinit or random_mask
     mean: float | None  # mean of the per-seed gaps; None when the control learned on no paired seed
@@ -66,7 +70,7 @@ class Row:
     seeds_run: int
     seeds_missing: int
     failures: str = ""  # why run replicates did not learn, e.g. "1 diverged: chance"
-    missing: tuple[tuple[int, int, str], ...] = ()  # (seed, control_seed, why) of each missing replicate
+    missing: tuple[tuple[int, int, int, str], ...] = ()  # (seed, data-order seed, control_seed, why) of each missing
     floor_runs: int = 0  # run replicates with a layer held at the floor (they stay on the curves)
     dead_channels: float | None = None  # mean over run replicates
     run_ids: tuple[str, ...] = ()  # the replicates' runs, by seed
@@ -76,6 +80,8 @@ class Row:
     eligible: bool = False
     why_not: str = ""
     winner: bool = False
+    base_known: bool = True  # weights_remaining is of all prunable weights (False: see collect.Point.base_known)
+    dense_at_chance: int = 0  # run replicates whose dense parent is at chance (lth.training.chance): they cannot win
 
     def gap(self, control: str) -> Gap | None:
         """The gap to `control` (reinit or random_mask), if that control ran for this cell."""
@@ -107,9 +113,40 @@ def _key(point: Point) -> tuple[str, int | None, int, float]:
     return point.cell_id, point.level, point.reset_epoch, round(point.threshold, 6)
 
 
-def _why_missing(points: Sequence[Point]) -> str:
+Replicate = tuple[int, int, int]  # seed, data-order seed, control seed
+Stops = dict[tuple[str, str, int, int, int], int]  # (kind, cell, *replicate) -> the IMP level its job diverged at
+
+
+def replicate_text(seed: int, data_seed: int, control_seed: int = 0) -> str:
+    """`seed=1`, `seed=0 data_seed=1 control_seed=2`: a replicate, its defaults left out."""
+    return (f"seed={seed}" + (f" data_seed={data_seed}" if data_seed != seed else "")
+            + (f" control_seed={control_seed}" if control_seed else ""))
+
+
+def imp_stops(points: Sequence[Point]) -> Stops:
+    """The lowest diverged level of every IMP job: its job ran no level above it (lth.imp)."""
+    stops: Stops = {}
+    for point in points:
+        if point.level is not None and point.diverged:
+            key = (point.kind, point.cell_id, *point.replicate, point.control_seed)
+            stops[key] = min(point.level, stops.get(key, point.level))
+    return stops
+
+
+def never_run(stops: Stops, kind: str, cell: str | None, level: int | None, replicate: Replicate) -> str:
+    """Why a replicate has no run: its IMP job (or a control's ticket) stopped below `level`, else NEVER_STARTED."""
+    own = stops.get((kind, cell or "", *replicate))
+    ticket = stops.get(("imp", cell or "", *replicate[:2], 0)) if kind.startswith("imp_") else None
+    if level is not None and own is not None and own < level:
+        return f"{IMP_STOPPED} {own} (diverged)"
+    if level is not None and ticket is not None and ticket < level:  # a control trains no level its ticket lacks
+        return f"{IMP_STOPPED} {ticket} (its ticket diverged)"
+    return NEVER_STARTED
+
+
+def _why_missing(points: Sequence[Point], stopped: str = NEVER_STARTED) -> str:
     if not points:
-        return NEVER_STARTED
+        return stopped
     refused = any(p.empty_layers for p in points)  # prune.on_collapse=refuse fails a run before it trains
     return ", ".join(sorted({p.status for p in points})) + (f" ({REFUSED})" if refused else "")
 
@@ -123,33 +160,37 @@ def _failures(points: Sequence[Point]) -> str:
 GroupKey = tuple[str, str, int | None, int, float]  # kind, cell, level, reset epoch, threshold
 
 
-def _row(kind: str, members: list[Point], family: Family, metric: str) -> tuple[Row, dict[int, list[float]]]:
-    """The cell of `members`, and the choosing metric of its learned replicates by seed (for the gaps)."""
-    by_replicate: dict[tuple[int, int], list[Point]] = defaultdict(list)
+def _row(kind: str, members: list[Point], family: Family, metric: str, stops: Stops
+         ) -> tuple[Row, dict[tuple[int, int], list[float]]]:
+    """The cell of `members`, and the choosing metric of its learned replicates by (seed, data seed), for the gaps."""
+    by_replicate: dict[Replicate, list[Point]] = defaultdict(list)
     for point in members:
-        by_replicate[(point.seed, point.control_seed)].append(point)
-    expected = {(seed, control_seed) for seed in family.seeds for control_seed in {cs for _, cs in by_replicate}}
+        by_replicate[(*point.replicate, point.control_seed)].append(point)
+    expected = {(*replicate, control_seed) for replicate in family.replicates
+                for control_seed in {r[2] for r in by_replicate}}
     chosen: list[Point] = []
     missing = []
+    first = members[0]
     for replicate in sorted(expected | set(by_replicate)):
         runs = by_replicate.get(replicate, [])
         finished = next((p for p in runs if p.finished), None)  # oldest first: a rerun never doubles a seed
         if finished is None:
-            missing.append((*replicate, _why_missing(runs)))
+            missing.append((*replicate, _why_missing(runs, never_run(stops, kind, first.cell_id, first.level,
+                                                                      replicate))))
         else:
             chosen.append(finished)
     learned = [p for p in chosen if p.learned]
     test = np.array([p.test_accuracy for p in learned], dtype=float)
     picked = [p.accuracy(metric) for p in learned]
-    dense = {d.seed: d.accuracy(metric) for d in family.dense}
-    dense_values = [dense.get(seed) for seed in sorted({p.seed for p in learned})]
+    parents = {p.replicate: family.parent_of(p) for p in learned}  # each replicate's own dense parent
+    dense_values = [None if d is None else d.accuracy(metric) for d in parents.values()]
+    at_chance = {p.replicate for p in chosen if (parent := family.parent_of(p)) is not None and parent.at_chance}
     remaining = [p.weights_remaining for p in chosen or members if p.weights_remaining is not None]
     dead = [p.dead_channels for p in chosen if p.dead_channels is not None]
-    by_seed: dict[int, list[float]] = defaultdict(list)
+    by_seed: dict[tuple[int, int], list[float]] = defaultdict(list)
     for point, value in zip(learned, picked):
         if value is not None:
-            by_seed[point.seed].append(float(value))
-    first = members[0]
+            by_seed[point.replicate].append(float(value))
     row = Row(
         kind, first.scope, first.reset_epoch, first.threshold, first.level, first.cell_id,
         float(np.mean(remaining)) if remaining else 1.0 - first.threshold,
@@ -159,13 +200,14 @@ def _row(kind: str, members: list[Point], family: Family, metric: str) -> tuple[
         float(np.mean(dense_values)) if dense_values and None not in dense_values else None,
         len(learned), len(chosen), len(missing), _failures(chosen), tuple(missing),
         sum(p.floor_layers for p in chosen), float(np.mean(dead)) if dead else None,
-        tuple(p.run_id for p in chosen), first.settings)
+        tuple(p.run_id for p in chosen), first.settings, base_known=all(p.base_known for p in chosen or members),
+        dense_at_chance=len(at_chance))
     return row, dict(by_seed)
 
 
-def _gaps(key: GroupKey, rows: dict[GroupKey, Row], values: dict[GroupKey, dict[int, list[float]]]
+def _gaps(key: GroupKey, rows: dict[GroupKey, Row], values: dict[GroupKey, dict[tuple[int, int], list[float]]]
           ) -> tuple[Gap, ...]:
-    """Ticket minus each control of the same cell (and level), per seed where both learned."""
+    """Ticket minus each control of the same cell (and level), per replicate (seed, data seed) where both learned."""
     gaps = []
     for control in CONTROLS:
         other = (control_kind(key[0], control), *key[1:])
@@ -210,10 +252,12 @@ def aggregate(family: Family, metric: str = schema.VAL_ACCURACY) -> list[Row]:
     for point in family.points:
         groups[(point.kind, *_key(point))].append(point)
     rows: dict[GroupKey, Row] = {}
-    values: dict[GroupKey, dict[int, list[float]]] = {}
+    values: dict[GroupKey, dict[tuple[int, int], list[float]]] = {}
+    stops = imp_stops(family.points)
     for key, members in groups.items():
-        rows[key], values[key] = _row(key[0], members, family, metric)
+        rows[key], values[key] = _row(key[0], members, family, metric, stops)
     with_gaps = [replace(row, gaps=_gaps(key, rows, values)) if row.kind in TICKET_KINDS else row
                  for key, row in rows.items()]
-    return sorted(_labelled(with_gaps), key=lambda r: (r.kind, r.scope, r.label, r.reset_epoch, r.level or 0,
-                                                       -r.weights_remaining))
+    labelled = [r if r.base_known else replace(r, label=", ".join(filter(None, [r.label, MASKED_BASE])))
+                for r in _labelled(with_gaps)]
+    return sorted(labelled, key=lambda r: (r.kind, r.scope, r.label, r.reset_epoch, r.level or 0, -r.weights_remaining))

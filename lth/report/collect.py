@@ -1,6 +1,6 @@
 """Read a family of runs (one dense config, any seeds) from MLflow into plain records.
 
-A family is every dense parent that differs only in `train.seed` (tag `lth.family`),
+A family is every dense parent that differs only in `train.seed` or `train.data_seed` (tag `lth.family`),
 with its tickets, controls and IMP levels. Runs that did not finish are kept, so the
 report can say which cells are missing and why. Every tag and metric is read through
 lth.tracking.schema, next to the code that writes it.
@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from lth import tracking
 from lth.report.stability import Analysis, read_analysis
 from lth.tracking import schema
+from lth.training.chance import dense_at_chance
 
 SETTING_PREFIXES = ("prune.", "reset.")  # the params that tell the experiments of one family apart
 Settings = tuple[tuple[str, str], ...]
@@ -50,6 +51,16 @@ class Point:
     dead_channels: float | None = None  # output channels whose whole kernel slice is pruned (metric)
     early_stop_epoch: int | None = None  # epoch of minimum val_loss (metric); None for runs logged before it
     early_stop_test_accuracy: float | None = None  # test accuracy of the weights at that epoch
+    # weights_remaining is of all prunable weights (schema.on_common_base); False: an xnnpack_1x1 or prune.ignore run
+    # logged before that, with the share of its masked layers, which is on another axis than every other run's.
+    base_known: bool = True
+    data_seed: int | None = None  # param train.data_seed; None: the seed orders the data too (and runs before it)
+    dense_run: str = ""  # tag lth.dense_run: the dense parent it was rewound from; "" on runs logged before the tag
+
+    @property
+    def replicate(self) -> tuple[int, int]:
+        """(seed, data-order seed): which replicate of its cell this run is (a control's control seed aside)."""
+        return self.seed, order_seed(self.seed, self.data_seed)
 
     @property
     def finished(self) -> bool:
@@ -92,6 +103,18 @@ class DenseRun:
     params: tuple[tuple[str, str], ...] = ()  # data.* params: which splits validate and test
     early_stop_epoch: int | None = None  # epoch of minimum val_loss (metric); None for runs logged before it
     early_stop_test_accuracy: float | None = None  # test accuracy of the weights at that epoch
+    data_seed: int | None = None  # param train.data_seed; None: the seed orders the data too (and runs before it)
+
+    @property
+    def replicate(self) -> tuple[int, int]:
+        """(seed, data-order seed): the replicate every cell of the family runs once for this parent."""
+        return self.seed, order_seed(self.seed, self.data_seed)
+
+    @property
+    def at_chance(self) -> bool:
+        """Finished at chance level (lth.training.chance); False when its class count was not logged (`data.num_classes`)."""
+        classes, test = dict(self.params).get("data.num_classes"), self.accuracy(schema.TEST_ACCURACY)
+        return classes is not None and test is not None and dense_at_chance(test, int(classes))
 
     def accuracy(self, metric: str) -> float | None:
         """`val_accuracy` or `test_accuracy` of this parent (None unless FINISHED)."""
@@ -116,13 +139,34 @@ class Family:
 
     @property
     def seeds(self) -> list[int]:
-        """Seeds every cell is expected to have run: those of the finished dense parents."""
+        """The train seeds of the finished dense parents."""
         return sorted({d.seed for d in self.finished_dense})
+
+    @property
+    def replicates(self) -> list[tuple[int, int]]:
+        """(seed, data-order seed) every cell is expected to have run: one per finished dense parent."""
+        return sorted({d.replicate for d in self.finished_dense})
+
+    def parent_of(self, point: Point) -> DenseRun | None:
+        """The dense parent `point` was rewound from (tag lth.dense_run), else the finished one of its replicate."""
+        by_run = next((d for d in self.dense if point.dense_run and d.run_id == point.dense_run), None)
+        return by_run or next((d for d in self.finished_dense if d.replicate == point.replicate), None)
 
     @property
     def dense_accuracies(self) -> list[float]:
         """Test accuracies of the finished dense parents."""
         return [float(d.test_accuracy) for d in self.finished_dense if d.test_accuracy is not None]
+
+
+def order_seed(seed: int, data_seed: int | None) -> int:
+    """The seed of the data order: `train.data_seed`, or the seed when it is not set (lth.cell.TrainConfig)."""
+    return seed if data_seed is None else data_seed
+
+
+def _data_seed(params: dict[str, str]) -> int | None:
+    """`train.data_seed` as logged ("None" when not set; absent on runs logged before it)."""
+    value = params.get("train.data_seed")
+    return None if value in (None, "None", "null") else int(value)
 
 
 def _settings(params: dict[str, str]) -> Settings:
@@ -150,7 +194,7 @@ def _emptied_and_floor(run: Run) -> tuple[bool, bool]:
     return emptied, any(kept.get(name, 0) > 0 for name in listed)
 
 
-def _point(run: Run, kind: str, settings: Settings) -> Point:
+def _point(run: Run, kind: str, settings: Settings, data_seed: int | None = None) -> Point:
     tags = run.data.tags
     where, outcome = schema.SparseTags.read(tags), schema.Outcome.read(run.data.metrics)
     emptied, floor = _emptied_and_floor(run)
@@ -175,6 +219,9 @@ def _point(run: Run, kind: str, settings: Settings) -> Point:
         dead_channels=outcome.dead_channels,
         early_stop_epoch=outcome.early_stop_epoch,
         early_stop_test_accuracy=outcome.early_stop_test_accuracy,
+        base_known=schema.on_common_base(run.data.metrics, dict(settings)),
+        data_seed=data_seed,
+        dense_run=tags.get(schema.DENSE_RUN, ""),
     )
 
 
@@ -183,7 +230,7 @@ def _dense(run: Run) -> DenseRun:
     return DenseRun(int(run.data.tags.get(schema.SEED, 0)), run.info.status, outcome.test_accuracy,
                     outcome.val_accuracy, run.info.run_id, run.data.tags.get(schema.RUN_NAME, ""),
                     tuple(sorted((k, v) for k, v in run.data.params.items() if k.startswith("data."))),
-                    outcome.early_stop_epoch, outcome.early_stop_test_accuracy)
+                    outcome.early_stop_epoch, outcome.early_stop_test_accuracy, _data_seed(run.data.params))
 
 
 def families_of(experiment_id: str, dense_run_id: str | None = None) -> list[str]:
@@ -207,10 +254,11 @@ def collect(experiment_id: str, family: str) -> Family:
         if role == schema.DENSE_ROLE:
             result.dense.append(_dense(run))
         elif role == schema.TICKET_ROLE and tags.get(schema.METHOD) != "imp":  # IMP jobs are drawn via their levels
-            result.points.append(_point(run, kind, _settings(run.data.params)))
+            result.points.append(_point(run, kind, _settings(run.data.params), _data_seed(run.data.params)))
         elif role == schema.STABILITY_ROLE and (analysis := read_analysis(run)) is not None:
             result.analyses.append(analysis)
         elif role == schema.LEVEL_ROLE:  # IMP is drawn level by level; the job run only summarises its last level
             job_params = run.data.params or params.get(tags.get(schema.PARENT, ""), {})
-            result.points.append(_point(run, "imp" if kind == "imp" else f"imp_{kind}", _settings(job_params)))
+            result.points.append(_point(run, "imp" if kind == "imp" else f"imp_{kind}", _settings(job_params),
+                                        _data_seed(job_params)))
     return result

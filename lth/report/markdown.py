@@ -9,12 +9,15 @@ import numpy as np
 
 from lth.report.cells import CONTROLS, TICKET_KINDS, Row, describe
 from lth.report.collect import Family
+from lth.report.measure import measure_sentence
 from lth.report.selection import Selection
+from lth.report.summary import chance_warnings
 
-RULE = ("A ticket wins its reset epoch when it is the sparsest that (1) ran on every seed of a finished dense "
-        "parent, (2) learned on every one of them (no divergence, no emptied layer), (3) has a mean {split} accuracy "
-        "at most the tolerance below the mean of the dense parents of the same seeds, and (4) has a mean gap "
-        "(ticket - control, paired by seed, on {split}) above 0 to every control of its cell.")
+RULE = ("A ticket wins its reset epoch when it is the sparsest that (1) ran on the seed (and data seed) of every "
+        "finished dense parent, (2) learned on every one of them (no divergence, no emptied layer), (3) has a mean "
+        "{split} accuracy at most the tolerance below the mean of its runs' own dense parents, none of them at chance, "
+        "and (4) has a mean gap (ticket - control, paired by seed and data seed, on {split}) above 0 to every control "
+        "of its cell.")
 
 
 def _dense_text(family: Family, selection: Selection) -> str:
@@ -24,7 +27,7 @@ def _dense_text(family: Family, selection: Selection) -> str:
     chosen = [d.accuracy(selection.metric) for d in family.finished_dense]
     picked = f"; {selection.split} {np.mean(chosen):.4f}" if selection.split != "test" and None not in chosen else ""
     return (f"Dense test accuracy: {np.mean(test):.4f} (min {min(test):.4f}, max {max(test):.4f}, "
-            f"{len(test)} seed{'s' * (len(test) > 1)}){picked}.")
+            f"{len(test)} parent{'s' * (len(test) > 1)}){picked}.")
 
 
 def _gap_text(row: Row, control: str) -> str:
@@ -48,7 +51,8 @@ def _cell_line(r: Row, split: str) -> str:
         return "" if value is None else f"{value:.4f}"
 
     notes = ", ".join(filter(None, [r.failures, f"{r.seeds_missing} missing" if r.seeds_missing else "",
-                                    f"{r.floor_runs} at the floor" if r.floor_runs else ""]))
+                                    f"{r.floor_runs} at the floor" if r.floor_runs else "",
+                                    f"{r.dense_at_chance} dense parent at chance" if r.dense_at_chance else ""]))
     verdict = "**winner**" if r.winner else ("eligible" if r.eligible else "")
     return (f"| {r.kind} | {r.scope} | {r.label} | {r.reset_epoch} | {'' if r.level is None else r.level} "
             f"| {r.threshold:.4f} | {100 * r.weights_remaining:.2f}% | {r.seeds_learned}/{r.seeds_run} "
@@ -58,16 +62,20 @@ def _cell_line(r: Row, split: str) -> str:
 
 
 def write_markdown(rows: Sequence[Row], winners: dict[int, Row | None], family: Family, selection: Selection,
-                   tolerance: float, missing: Sequence[str], path: Path, sections: Sequence[str] = ()) -> Path:
-    """Split and rule first, then winners, the tickets that could not win and why, every cell, what is missing.
+                   tolerance: float, missing: Sequence[str], path: Path, sections: Sequence[str] = (),
+                   measure: str = "final") -> Path:
+    """Split, measure and rule first, then winners, the tickets that could not win and why, every cell, what is missing.
 
     Args:
         sections: Further markdown sections, appended in order (empty ones skipped).
+        measure: `report.measure` (lth.report.measure): the epoch every accuracy was read at.
     """
     split = selection.split
     scopes = {r.scope for r in rows}
+    warnings = [*chance_warnings(family), *selection.warnings]
     lines = ["# Lottery-ticket report", "", f"{_dense_text(family, selection)} Tolerance: {tolerance:.4f}.", "",
-             selection.sentence, "", *[w + "\n" for w in selection.warnings], RULE.format(split=split), "",
+             measure_sentence(measure), "", selection.sentence, "", *[w + "\n" for w in warnings],
+             RULE.format(split=split), "",
              "## Winning tickets", "", "| reset epoch | winner |", "|---|---|"]
     for reset, row in winners.items():
         lines.append(f"| {reset} | {_winner_text(row, scopes, split) if row is not None else 'none eligible'} |")

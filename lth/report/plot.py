@@ -3,6 +3,8 @@
 Every drawn element carries a gid: `dense`, `series:<kind>:<scope>:<settings>:k=<reset>` (one line per
 kind, series and reset epoch), `winner`, `partial` (cells where some seed did not learn),
 `diverged`, `collapsed` and `stable` (cells an instability analysis found stable); density panels are titled by scope.
+The x axis is one base, all prunable weights: cells logged before it on their masked layers only are not drawn, and
+a legend entry (gid `apart`) counts them.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ def lottery_plot(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[P
         stable: (threshold, reset epoch, scope) of the ticket cells an instability analysis found stable:
             ringed in green (lth.report.stability.stable_cells).
     """
+    apart = [r for r in rows if not r.base_known]  # another axis: a share of their masked layers only
+    rows, failed = [r for r in rows if r.base_known], [p for p in failed if p.base_known]
     fig = Figure(figsize=(11, 5.5), dpi=120, layout="constrained")  # constrained: room for the outside legend
     ax = fig.subplots()
     if dense:
@@ -118,6 +122,10 @@ def lottery_plot(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[P
                 label="some seeds did not learn (mean of those that did)")
     ax.plot([], [], marker="*", markersize=14, color="white", markeredgecolor="black", linestyle="none",
             label="winning ticket")
+    if apart:
+        ax.plot([], [], linestyle="none", gid="apart",
+                label=f"not drawn: {len(apart)} cell{'s' * (len(apart) > 1)} logged before the common base "
+                      f"(% of masked layers only; see report.md)")
     x_cells(ax, [100 * r.weights_remaining for r in rows] + [_x(p) for p in failed])
     learned = [v for r in drawn for v in (r.test_low, r.test_high)] + [*dense]
     y_zoom(ax, learned, [0.0] * len(diverged) + [p.test_accuracy for p in collapsed])

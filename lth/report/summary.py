@@ -7,10 +7,11 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from lth.report.cells import CONTROLS, NEVER_STARTED, REFUSED, Row, short
+from lth.report.cells import CONTROLS, IMP_STOPPED, NEVER_STARTED, REFUSED, Row, imp_stops, never_run, replicate_text, short
 from lth.report.collect import DenseRun, Family, Point
 from lth.report.selection import Selection
 from lth.tracking import schema
+from lth.training.chance import chance_text
 
 
 def row_name(row: Row, scopes: set[str]) -> str:
@@ -24,14 +25,15 @@ def missing_replicates(family: Family, rows: Sequence[Row]) -> list[tuple[str, s
     """(what, why) of each sparse replicate with no FINISHED run.
 
     The grid is observed per series (kind, scope, settings): its thresholds x reset epochs x
-    the seeds of the finished dense parents, so a job that never started is listed too.
+    the replicates of the finished dense parents, so a job that never started is listed too.
     """
     found: list[tuple[str, str]] = []
     scopes = {r.scope for r in rows}
     for row in rows:
-        for seed, control_seed, why in row.missing:
-            replicate = f"seed={seed}" + (f" control_seed={control_seed}" if control_seed else "")
+        for seed, data_seed, control_seed, why in row.missing:
+            replicate = replicate_text(seed, data_seed, control_seed)
             found.append((f"{row_name(row, scopes)} t={short(row.threshold)} k={row.reset_epoch} {replicate}", why))
+    stops = imp_stops(family.points)
     series: dict[tuple[str, str, str], list[Row]] = {}
     for row in rows:
         series.setdefault((row.kind, row.scope, row.label), []).append(row)
@@ -42,16 +44,25 @@ def missing_replicates(family: Family, rows: Sequence[Row]) -> list[tuple[str, s
             for threshold in sorted(levels):
                 if (reset, threshold) in present:
                     continue
-                name = row_name(next(r for r in members if r.level == levels[threshold]), scopes)
-                found += [(f"{name} t={short(threshold)} k={reset} seed={seed}", NEVER_STARTED)
-                          for seed in family.seeds]
+                like = next(r for r in members if r.level == levels[threshold])
+                cell = next((r.cell for r in members if r.reset_epoch == reset), None)  # an IMP job's levels share it
+                found += [(f"{row_name(like, scopes)} t={short(threshold)} k={reset} {replicate_text(*replicate)}",
+                           never_run(stops, like.kind, cell, like.level, (*replicate, 0)))
+                          for replicate in family.replicates]
     return found
 
 
 def missing_cells(family: Family, rows: Sequence[Row]) -> list[str]:
     """Dense parents that did not finish, then `missing_replicates`, as lines: `ticket t=0.9 k=1 seed=1: FAILED`."""
-    return [f"dense seed={d.seed}: {d.status}" for d in _unfinished(family)] + [
+    return [f"dense {replicate_text(*d.replicate)}: {d.status}" for d in _unfinished(family)] + [
         f"{what}: {why}" for what, why in missing_replicates(family, rows)]
+
+
+def chance_warnings(family: Family) -> list[str]:
+    """A warning per finished dense parent at chance (lth.training.chance): its tickets cannot win."""
+    return [f"**WARNING: dense parent {replicate_text(*d.replicate)} is at chance "
+            f"({chance_text(float(d.test_accuracy or 0.0), int(dict(d.params)['data.num_classes']))}): "
+            f"its tickets cannot win.**" for d in family.finished_dense if d.at_chance]
 
 
 def _unfinished(family: Family) -> list[DenseRun]:
@@ -61,14 +72,16 @@ def _unfinished(family: Family) -> list[DenseRun]:
 
 TITLE_WIDTH = 110  # characters a title line holds at the figure's width and size, with room to spare
 # What became of a run, in the order the title tells it: trained and failed first, then not trained.
-OUTCOMES = ("learned", "stuck at chance", "diverged (NaN)", "diverged", "emptied a layer", "no accuracy",
-            "failed", "refused (a layer would be empty)", "running", "not started")
+OUTCOMES = ("learned", "learned from a dense parent at chance", "stuck at chance", "diverged (NaN)", "diverged",
+            "emptied a layer", "no accuracy", "failed", "refused (a layer would be empty)", "running", "not started",
+            "not run (IMP stopped below)")
 
 
-def _outcome(point: Point) -> str:
+def _outcome(point: Point, family: Family) -> str:
     """What a FINISHED run that counts for its cell came to."""
     if point.learned:
-        return "learned"
+        parent = family.parent_of(point)
+        return "learned from a dense parent at chance" if parent is not None and parent.at_chance else "learned"
     if point.diverged:
         return {"chance": "stuck at chance", "nan": "diverged (NaN)"}.get(point.divergence, "diverged")
     return "emptied a layer" if point.empty_layers else "no accuracy"
@@ -80,19 +93,21 @@ def _not_run(why: str) -> str:
         return "refused (a layer would be empty)"
     if why == NEVER_STARTED:
         return "not started"
+    if why.startswith(IMP_STOPPED):
+        return "not run (IMP stopped below)"
     return "running" if "RUNNING" in why or "SCHEDULED" in why else "failed"  # else FAILED or KILLED
 
 
 def figure_title(name: str, family: Family, rows: Sequence[Row]) -> str:
     """`Lottery tickets of <name>` over what became of every run, e.g. `100 runs: 75 learned, 22 stuck at chance`.
 
-    A run is one replicate (seed, control seed) of one cell, counted once, whether it ran or not. Runs at
+    A run is one replicate (seed, data seed, control seed) of one cell, counted once, whether it ran or not. Runs at
     the chance floor or with an emptied layer were trained: they are told apart from those never
     trained, and the learned ones holding a layer at `prune.min_density`'s floor are counted as such.
     """
     by_id = {p.run_id: p for p in family.points}
     counted = [by_id[run_id] for row in rows for run_id in row.run_ids]
-    outcomes = Counter(_outcome(p) for p in counted)
+    outcomes = Counter(_outcome(p, family) for p in counted)
     outcomes.update(_not_run(why) for _, why in missing_replicates(family, rows))
     dense = len(_unfinished(family))
     floor = sum(1 for p in counted if p.learned and p.floor_layers)

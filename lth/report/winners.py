@@ -2,12 +2,16 @@
 
 A ticket (one-shot or an IMP level) is *eligible* when all of these hold:
 
-1. complete: every seed of a finished dense parent ran it (no FAILED or unfinished replicate);
+1. complete: the replicate (seed, data seed) of every finished dense parent ran it (no FAILED or
+   unfinished replicate);
 2. learned everywhere: no replicate diverged or emptied a layer, so the mean is not a survivor's;
 3. matching: its mean on the choosing split is at most `tolerance` below the mean of the dense
-   parents of exactly the same seeds;
+   parents of exactly the same replicates, each run's own (tag `lth.dense_run`), none of them at
+   chance (lth.training.chance: a parent that learned nothing leaves nothing to match);
 4. above its controls: for every reinit or random_mask control of the same cell (and level), the
-   mean over seeds of (ticket - control) is > 0, and that control is complete.
+   mean over seeds of (ticket - control) is > 0, and that control is complete;
+5. on the common base: its weights remaining is a fraction of all prunable weights, as every other
+   run's; an xnnpack_1x1 or `prune.ignore` run logged before that counted its masked layers only.
 
 The *winning* ticket of a reset epoch is the sparsest eligible one (ties: the more accurate).
 """
@@ -35,11 +39,16 @@ def reasons(row: Row, tolerance: float, split: str = "val") -> list[str]:
         elif row.chosen_mean < row.dense_mean - tolerance - EPSILON:
             why.append(f"{split} {row.chosen_mean:.4f} is more than {tolerance:g} below dense {row.dense_mean:.4f} "
                        f"on the same seeds")
+    if row.dense_at_chance:
+        why.append(f"dense parent at chance ({row.dense_at_chance} of {row.seeds_run} seeds)")
     for gap in row.gaps:
         if not gap.complete:
             why.append(f"{gap.control} control incomplete")
         elif gap.mean is not None and gap.mean <= 0:
             why.append(f"not above {gap.control} (gap {gap.mean:+.4f}, min {gap.low:+.4f}, max {gap.high:+.4f})")
+    if not row.base_known:
+        why.append(f"logged before the common base: its {100 * row.weights_remaining:.2f}% weights remaining is of its "
+                   f"masked layers only, not of all prunable weights (delete the run and rerun its job to compare it)")
     return why
 
 

@@ -87,15 +87,18 @@ def log_weights(weights: Mapping[str, np.ndarray], artifact: str) -> None:
         mlflow.log_artifact(str(path), str(Path(artifact).parent) if "/" in artifact else None)
 
 
-def log_masks(masks: Mapping[str, np.ndarray], depthwise_layers: Collection[str] | None = None) -> dict[str, object]:
+def log_masks(masks: Mapping[str, np.ndarray], depthwise_layers: Collection[str] | None = None,
+              all_prunable_weights: int | None = None) -> dict[str, object]:
     """Log `mask.npz`, `sparsity.json`, `densities.csv` and the sparsity metrics; returns the sparsity report.
 
     Args:
         masks: Kernel masks by layer name, in network order.
         depthwise_layers: The DepthwiseConv2D layers among them, whose channels are counted per
             (input, multiplier) pair; None infers them from their names (see `sparsity_report`).
+        all_prunable_weights: The network's prunable weights, the base of `weights_remaining`
+            (lth.pruning.masks.prunable_weight_count); None when the masks cover every prunable layer.
     """
-    report = sparsity_report(masks, depthwise_layers)
+    report = sparsity_report(masks, depthwise_layers, all_prunable_weights)
     with tempfile.TemporaryDirectory(prefix="lth-") as scratch:
         table = Path(scratch) / schema.DENSITIES  # per-layer density table, network order, for a spreadsheet
         table.write_text("layer,weights,kept,density,channels,dead_channels\n" + "".join(

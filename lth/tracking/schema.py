@@ -38,6 +38,8 @@ FINISHED = "FINISHED"
 KEEP_EPOCHS = "lth.keep_epochs"  # the epochs whose weights it kept, space-separated
 DATA_ORDER = "lth.data_order"  # lth.data.splits.DATA_ORDER_VERSION of the order it was trained under
 REPLICAS = "lth.replicas"  # devices it trained on (train.devices is not hashed; per-replica BN is)
+DENSE_AT_CHANCE = "lth.dense_at_chance"  # `true`: test accuracy at chance (lth.training.chance): its tickets mean nothing
+REPORT_MEASURE = "lth.report_measure"  # final or early_stop: the accuracies its report/ folder was judged on
 
 # Where a sparse run sits in the search (SparseTags).
 THRESHOLD, RESET_EPOCH, SCOPE = "lth.threshold", "lth.reset_epoch", "lth.scope"
@@ -57,9 +59,11 @@ TICKET_RUN = "lth.ticket_run_id"  # on a control's job: the ticket job whose mas
 TICKET_DIVERGED = "lth.ticket_diverged_level"  # on a control's job: where its ticket stopped
 
 # An instability analysis (and, prefixed, its analysed run): lth.stability.analysis.
-ANALYSED_RUN, DATA_SEED = "lth.analysed_run", "lth.data_seed"  # the run analysed (copy 1); a copy's SGD noise
-STABLE, RESET_CHOICE = "lth.stable", "lth.reset_choice"  # barrier below stability.threshold; why auto chose k
-BARRIER, PATH_ERROR = "barrier", "error"  # on the analysis: the mean barrier; test error at step = α index
+ANALYSED_RUN, DATA_SEED = "lth.analysed_run", "lth.data_seed"  # the run analysed; a copy's SGD noise
+STABLE, RESET_CHOICE = "lth.stable", "lth.reset_choice"  # val barrier below stability.threshold; why auto chose k
+BARRIER, PATH_ERROR = "barrier", "error"  # on the analysis: the mean test barrier; test error at step = α index
+# The same on the validation split, which decides (auto's k, lth.stable); analyses logged before it lack them.
+VAL_BARRIER, VAL_PATH_ERROR = "val_barrier", "val_error"
 
 # The job that ran it.
 ERROR = "lth.error"  # the exception that ended an attempt (dropped when the run resumes)
@@ -76,7 +80,13 @@ DIVERGED_TEST_ACCURACY = "diverged_test_accuracy"  # a diverged run's accuracy: 
 DENSE_TEST_ACCURACY = "dense_test_accuracy"
 EPOCHS_TRAINED, DEVICE_EPOCHS, TRAIN_SECONDS = "epochs_trained", "device_epochs", "train_seconds"
 OPTIMIZER_ITERATIONS, LOSS_SCALE, LEARNING_RATE = "optimizer_iterations", "loss_scale", "learning_rate"
+# weights_remaining: the kept fraction of ALL prunable weights of the network (every Conv2D, DepthwiseConv2D
+# and Dense kernel, as structure=none with no prune.ignore sees them), whatever the mask covers, so runs of every
+# structure share one axis; sparsity = 1 - weights_remaining. WEIGHTS_REMAINING_OF_MASKED_LAYERS: the kept
+# fraction of the layers the mask covers (prune.structure's, less prune.ignore), what the threshold removes from.
+# Runs logged before it exist logged that share as weights_remaining (see `on_common_base`).
 SPARSITY, WEIGHTS_REMAINING, DEAD_CHANNELS = "sparsity", "weights_remaining", "dead_channels"
+WEIGHTS_REMAINING_OF_MASKED_LAYERS = "weights_remaining_of_masked_layers"
 LAYER_SPARSITY_PREFIX = "sparsity."  # + layer name
 LEVEL_WEIGHTS_REMAINING, LEVEL_TEST_ACCURACY = "level_weights_remaining", "level_test_accuracy"  # IMP job, step=level
 EARLY_STOP_EPOCH, EARLY_STOP_VAL_LOSS = "early_stop_epoch", "early_stop_val_loss"
@@ -85,6 +95,7 @@ EARLY_STOP_TEST_LOSS, EARLY_STOP_TEST_ACCURACY = "early_stop_test_loss", "early_
 # Artifacts.
 MASK, SPARSITY_REPORT, DENSITIES = "mask.npz", "sparsity.json", "densities.csv"
 START_WEIGHTS, FINAL_WEIGHTS = "weights/start.npz", "weights/final.npz"
+START_OPTIMIZER = "weights/start_optimizer.npz"  # a stability copy's optimizer variables at its start (slots, step)
 ERROR_TEXT, HYDRA_FOLDER = "error.txt", "hydra"
 REPORT_FOLDER = "report"  # on every dense parent of a family: the lottery-ticket report (lth.report)
 EXPORT_FOLDER = "export"  # on an exported ticket: its compacted and TFLite forms and their report (lth.export)
@@ -191,6 +202,7 @@ class Outcome:
     dead_channels: float | None
     early_stop_epoch: int | None
     early_stop_test_accuracy: float | None
+    weights_remaining_of_masked_layers: float | None = None  # None: logged before the common base
 
     @classmethod
     def read(cls, metrics: Mapping[str, float]) -> Outcome:
@@ -198,12 +210,36 @@ class Outcome:
         epoch = metrics.get(EARLY_STOP_EPOCH)
         return cls(metrics.get(TEST_ACCURACY), metrics.get(VAL_ACCURACY), metrics.get(WEIGHTS_REMAINING),
                    metrics.get(DEAD_CHANNELS),
-                   None if epoch is None else int(epoch), metrics.get(EARLY_STOP_TEST_ACCURACY))
+                   None if epoch is None else int(epoch), metrics.get(EARLY_STOP_TEST_ACCURACY),
+                   metrics.get(WEIGHTS_REMAINING_OF_MASKED_LAYERS))
+
+
+# Structures whose masks cover every prunable layer but prune.ignore's (lth.pruning.structure.layout).
+WHOLE_NETWORK_STRUCTURES = ("none", "channel")
+
+
+def on_common_base(metrics: Mapping[str, float], params: Mapping[str, str]) -> bool:
+    """Whether a sparse run's `weights_remaining` is a fraction of all prunable weights (the common base).
+
+    Runs that log WEIGHTS_REMAINING_OF_MASKED_LAYERS always are. A run logged before it is when its
+    mask covered every prunable layer: a structure of WHOLE_NETWORK_STRUCTURES (absent: before
+    `prune.structure`, i.e. none) and an empty `prune.ignore`. An xnnpack_1x1 run, or one with an
+    ignore list, logged the share of its masked layers, which the report cannot rebase without the network.
+
+    Args:
+        metrics: The run's metrics.
+        params: Its `prune.*` params (an IMP level's come from its job's run).
+    """
+    if WEIGHTS_REMAINING_OF_MASKED_LAYERS in metrics:
+        return True
+    return (params.get("prune.structure", "none") in WHOLE_NETWORK_STRUCTURES
+            and params.get("prune.ignore", "[]") in ("[]", "", "None", "null"))
 
 
 def sparsity_metrics(report: Mapping[str, object]) -> dict[str, float]:
     """The metrics of a mask's sparsity report (lth.pruning.masks.sparsity_report), per layer too."""
     metrics = {SPARSITY: float(report["sparsity"]), WEIGHTS_REMAINING: float(report["weights_remaining"]),
+               WEIGHTS_REMAINING_OF_MASKED_LAYERS: float(report["weights_remaining_of_masked_layers"]),
                DEAD_CHANNELS: float(report["dead_channels"])}
     layers = report["layers"]
     assert isinstance(layers, list)

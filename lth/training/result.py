@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from lth.training.chance import CHANCE_ACCURACY_FACTOR, dense_at_chance
 from lth.training.early_stop import EarlyStop
 
 CHANCE_LOSS_FRACTION = 0.98  # a final training loss above this share of ln(classes) has learned nothing
@@ -27,14 +28,15 @@ class FitResult:
 def divergence(result: FitResult, dense_accuracy: float, num_classes: int) -> str | None:
     """`nan` if the loss became NaN/inf, `chance` if it never left chance level, else None.
 
-    Chance is judged only when the dense parent itself learned (accuracy above twice
-    chance): otherwise every run of that config sits at chance and the verdict means nothing.
+    Chance is judged only when the dense parent itself is not at chance (lth.training.chance): otherwise
+    every run of that config sits there and the verdict is the parent's, which the job line and
+    the report name instead.
     """
     if result.diverged:
         return "nan"
     chance_loss = math.log(num_classes)
-    learned = dense_accuracy > 2.0 / num_classes
+    learned = not dense_at_chance(dense_accuracy, num_classes)
     stuck = result.last_train_loss is not None and result.last_train_loss >= CHANCE_LOSS_FRACTION * chance_loss
-    if learned and stuck and result.test_accuracy <= 1.5 / num_classes:
+    if learned and stuck and result.test_accuracy <= CHANCE_ACCURACY_FACTOR / num_classes:
         return "chance"
     return None

@@ -13,7 +13,7 @@ from lth.report.collect import DenseRun, Family, Point
 from lth.report.markdown import write_markdown
 from lth.report.plot import density_plot, lottery_plot, series_gid
 from lth.report.selection import selection_of
-from lth.report.summary import CSV_COLUMNS, missing_cells, write_csv
+from lth.report.summary import CSV_COLUMNS, figure_title, missing_cells, write_csv
 from lth.report.winners import mark_winners
 
 SETTINGS = (("prune.min_density", "0.002"), ("prune.scope", "lamp"))
@@ -302,3 +302,43 @@ def test_a_never_started_cell_of_the_grid_is_missing() -> None:
     family, _, rows, _ = _judged(points)
     assert missing_cells(family, rows) == ["ticket t=0.8 k=0 seed=0: never started",
                                            "ticket t=0.8 k=0 seed=1: never started"]
+
+
+# A dense parent at chance ---------------------------------------------------------------------------------------
+
+def test_tickets_of_a_dense_parent_at_chance_cannot_win_and_the_report_says_why(tmp_path: Path) -> None:
+    params = (("data.name", "digits"), ("data.val_fraction", "0.1"), ("data.num_classes", "10"))
+    dense = [_dense(0, 0.10, params=params)]  # a 10-class parent at 0.10: it learned nothing
+    points = [_point("ticket", 0.5, 1, 0, 0.10)]  # "matches" it
+    family, selection, rows, winners = _judged(points, dense)
+    assert rows[0].why_not == "dense parent at chance (1 of 1 seeds)" and winners[1] is None
+    markdown = write_markdown(rows, winners, family, selection, 0.01, [], tmp_path / "r.md").read_text()
+    assert ("**WARNING: dense parent seed=0 is at chance (test accuracy 0.1000, at most 1.5/10): its tickets "
+            "cannot win.**") in markdown
+    assert "dense parent at chance" in _cell_notes(markdown, rows[0])
+    assert figure_title("f", family, rows).endswith("1 runs: 0 learned, 1 learned from a dense parent at chance")
+
+
+def _cell_notes(markdown: str, row) -> str:
+    """The `failed or missing` column of a row's line in the all-cells table."""
+    line = next(x for x in markdown.splitlines() if x.startswith(f"| {row.kind} | {row.scope} |"))
+    return line.split("|")[-3]
+
+
+# IMP stops at a diverged level ----------------------------------------------------------------------------------
+
+def test_imp_levels_above_a_diverged_level_say_imp_stopped_there() -> None:
+    def level(kind: str, number: int, seed: int, accuracy: float | None, diverged: str = "") -> Point:
+        t = {1: 0.2, 2: 0.36, 3: 0.488}[number]  # one IMP job's levels share its cell
+        return replace(_point(kind, t, 1, seed, accuracy, diverged=diverged, level=number), cell="imp-k1")
+
+    points = [level("imp", n, s, 0.95) for n in (1, 2, 3) for s in (0, 1) if (s, n) not in ((1, 2), (1, 3))]
+    points.append(level("imp", 2, 1, None, diverged="chance"))  # seed 1's IMP stops here
+    points += [level("imp_reinit", n, s, 0.90) for n in (1, 2, 3) for s in (0, 1) if (s, n) != (1, 3)]
+    family, _, rows, _ = _judged(points)
+    assert _one(rows, kind="imp", level=3).missing == ((1, 1, 0, "IMP stopped at level 2 (diverged)"),)
+    assert _one(rows, kind="imp_reinit", level=3).missing == (
+        (1, 1, 0, "IMP stopped at level 2 (its ticket diverged)"),)
+    assert missing_cells(family, rows) == ["imp level 3 t=0.488 k=1 seed=1: IMP stopped at level 2 (diverged)",
+                                           "imp_reinit level 3 t=0.488 k=1 seed=1: IMP stopped at level 2 "
+                                           "(its ticket diverged)"]

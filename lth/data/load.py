@@ -99,4 +99,4 @@ def load_data(data: DataConfig, batch_size: int, seed: int, replicas: int = 1, p
     )
     return DataSplits(train=train_input, val=val_input, test=test_input,
                       steps_per_epoch=len(train[0]) // batch_size, summary=summary, epoch=epoch,
-                      val_loss_factor=factors[0], test_loss_factor=factors[1])
+                      val_loss_factor=factors[0], test_loss_factor=factors[1], val_images=len(val[0]))

@@ -222,4 +222,4 @@ def load_shards(data: DataConfig, batch_size: int, seed: int) -> DataSplits:
     summary = (f"data {data.name}: {counts}, {classes} classes, {shards} shards, {size}x{size}; {roles} "
                f"(from {folder})")
     return DataSplits(train=train, val=val, test=test, steps_per_epoch=steps, summary=summary,
-                      epoch=EpochCounter(epoch))
+                      epoch=EpochCounter(epoch), val_images=val_images, val_is_test=val_name == test_name)

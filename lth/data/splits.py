@@ -76,6 +76,8 @@ class DataSplits:
     epoch: EpochCounter  # 0-based epoch whose example order `train` yields (begin_epoch sets it)
     val_loss_factor: float = 1.0  # Keras' val_loss times this is the true mean (evaluation padded for devices)
     test_loss_factor: float = 1.0  # the same for the test split
+    val_images: int = 0  # images in the validation split: the resolution of a choice made on it
+    val_is_test: bool = False  # data.val_split and data.test_split name one split: a choice on val is on test
 
     def begin_epoch(self, epoch: int) -> None:
         """The training loop calls this before epoch `epoch` (0-based) starts, like a sampler's set_epoch.

@@ -1,12 +1,17 @@
 """What an instability analysis is of (a `Subject`), and its copies trained under other SGD noise.
 
-A subject is the dense network or a ticket at reset epoch k. Its run is copy 1: the dense
-parent itself (it trained epochs k..E from its epoch-k weights with its own data seed), or the
-ticket run. Copy j starts from exactly the same weights, mask, optimizer step and loss scale,
-and trains epochs k..E with `train.data_seed` = the j-th of `stability.data_seeds`. A copy is
-a run of its own (role `stability_copy`, under the subject's run), claimed by identity like
-every stage, so a rerun reuses finished copies and resumes a killed one from its backup. It logs
-the weights it started from (`weights/start.npz`, as a ticket does) and its final weights.
+A subject is the dense network or a ticket at reset epoch k. Every copy starts from exactly
+the same state: weights, mask, zeroed optimizer slots, optimizer step and loss scale, and
+trains epochs k..E with its own `train.data_seed`. Copy 1 has the subject run's data seed:
+- a ticket's run, or the dense run at k = 0, *is* copy 1 (it started from that very state);
+- at k > 0 the dense run is not: it kept its SGD momentum through epoch k, while a copy
+  starts with none. So copy 1 is trained afresh from the epoch-k checkpoint like the others
+  (E − k more epochs), and only data order tells the copies apart, as it does for tickets.
+Copies 2..n take `stability.data_seeds`. A copy is a run of its own (role `stability_copy`,
+under the subject's run), claimed by identity like every stage, so a rerun reuses finished
+copies and resumes a killed one from its backup. It logs the weights it started from
+(`weights/start.npz`, as a ticket does), its optimizer's start state
+(`weights/start_optimizer.npz`) and its final weights.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class Subject:
     data_seed: int  # copy 1's
     start: group.Start  # where every copy starts
     masks: Masks | None  # None: dense
+    run_is_first_copy: bool = True  # False: the run's start state differs from a copy's, so copy 1 is trained too
 
     def tags(self, cell: Cell, dense: DenseParent) -> dict[str, str]:
         """Tags of a run about this subject (a copy or an analysis): lineage, the analysed run, where it sits."""
@@ -51,16 +57,19 @@ class Subject:
                 schema.RESET_EPOCH: str(self.reset_epoch)}
 
     def final_weights(self) -> Weights:
-        """Copy 1's final weights."""
+        """The subject run's final weights."""
         return run_weights(self.run_id, schema.FINAL_WEIGHTS)
 
 
 def dense_subject(cell: Cell, dense: DenseParent) -> Subject:
-    """The dense network at the cell's reset epoch k: the dense run is copy 1 from epoch k on."""
+    """The dense network at the cell's reset epoch k (copy 1 is the dense run at k = 0, trained afresh after)."""
     k = cell.reset_epoch
     start = group.Start(dense.weights_at(k), None, k, dense.iterations_at(k), dense.loss_scale_at(k))
-    return Subject(dense.run_id, stable_hash({"dense": dense.key, "reset": k}), f"dense k={k}", 0.0, k,
-                   cell.train.order_seed, start, None)
+    # A new identity at k > 0: copies and analyses keyed on the old one had the dense run, momentum and all,
+    # as copy 1, and must not be reused.
+    key = stable_hash({"dense": dense.key, "reset": k} | ({"first_copy": "trained from epoch k"} if k else {}))
+    return Subject(dense.run_id, key, f"dense k={k}", 0.0, k, cell.train.order_seed, start, None,
+                   run_is_first_copy=k == 0)
 
 
 def ticket_subject(cell: Cell, dense: DenseParent, ticket_run_id: str) -> Subject:
@@ -91,33 +100,47 @@ def _copy_cell(cell: Cell, data_seed: int) -> Cell:
     return dataclasses.replace(cell, train=train, groups=groups)
 
 
-def ensure_copy(cell: Cell, experiment_id: str, dense: DenseParent, subject: Subject, data_seed: int,
-                data_for: DataFor) -> Weights:
-    """The final weights of the subject's copy with `data_seed`, training it first if no job has.
+@dataclass(frozen=True)
+class Copy:
+    """A trained copy: its final weights, and the epochs this job trained for it (0: reused)."""
 
-    A copy with copy 1's own data seed is copy 1: the same start and the same batches.
+    final: Weights
+    epochs_trained: int
+
+
+def ensure_copy(cell: Cell, experiment_id: str, dense: DenseParent, subject: Subject, data_seed: int,
+                data_for: DataFor) -> Copy:
+    """The subject's copy with `data_seed`, training it first if no job has.
+
+    A copy with the subject run's own data seed is copy 1: the run itself when it started from
+    the copies' state (`Subject.run_is_first_copy`), else a copy like the others.
     """
-    if data_seed == subject.data_seed:
-        return subject.final_weights()
+    if data_seed == subject.data_seed and subject.run_is_first_copy:
+        return Copy(subject.final_weights(), 0)
     tags = {**subject.tags(cell, dense), schema.DATA_SEED: str(data_seed)}
     name = f"copy data_seed={data_seed} of {subject.label}"
     with claim(cell.state, experiment_id, schema.COPY_ROLE, copy_key(subject, data_seed), name, tags,
                dense.run_id) as stage:
         if stage.finished is not None:
-            return run_weights(stage.run_id, schema.FINAL_WEIGHTS)
+            return Copy(run_weights(stage.run_id, schema.FINAL_WEIGHTS), 0)
         copy = _copy_cell(cell, data_seed)
         data = data_for(copy)
         with tracking.active_run(stage.run_id):
             log_config(copy.groups, TICKET_PARAM_GROUPS, cell.cluster.name)
             network = network_for(copy.model, copy.train, data.steps_per_epoch)
             epochs, k = copy.train.epochs, subject.reset_epoch
+
+            def loaded() -> None:  # the start state every copy shares, as the copy really holds it
+                log_weights(network.snapshot(), schema.START_WEIGHTS)
+                log_weights(network.optimizer_state(), schema.START_OPTIMIZER)
+
             result = group.train(network, data, subject.start, epochs, copy.state.state_dir / "backup" / stage.run_id,
                                  lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch), copy.state.verbose,
-                                 loaded=lambda: log_weights(network.snapshot(), schema.START_WEIGHTS))  # as a ticket
+                                 loaded=loaded)
             if result.diverged:
                 raise RuntimeError(f"stability copy {stage.run_id} ({name}) diverged: its path would mean nothing")
             final = network.snapshot()
             log_weights(final, schema.FINAL_WEIGHTS)
             tracking.log_metrics(schema.outcome_metrics(result.test_accuracy, result.test_loss, epochs - k,
                                                         (epochs - k) * network.replicas, result.seconds, None))
-        return final
+        return Copy(final, epochs - k)

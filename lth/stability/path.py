@@ -4,6 +4,10 @@ Frankle, Dziugaite, Roy & Carbin (ICML 2020): copies W1 and W2 trained from the 
 under different SGD noise are *stable* when test error stays flat along W(α) = α·W1 + (1−α)·W2.
 The barrier is max over α of error(W(α)) minus the mean of the two ends' errors.
 
+The path is walked on the validation split and on the test split at once (one BatchNorm
+recompute per α serves both). Validation decides (`reset.epoch=auto`, `lth.stable`): a
+training decision must not be taken on test images. The test barrier is reported, as the paper does.
+
 Contract:
 - W(α) is computed as W2 + α·(W1 − W2), so α = 0 is W2 exactly, α = 1 is W1 up to rounding,
   a weight that is zero in both copies (a pruned one) is exactly zero at every α, and two
@@ -32,7 +36,7 @@ log = logging.getLogger("lth")
 
 @dataclass(frozen=True)
 class PathErrors:
-    """Test error along the path, from W2 (α = 0) to W1 (α = 1)."""
+    """Error on one split along the path, from W2 (α = 0) to W1 (α = 1)."""
 
     alphas: tuple[float, ...]
     errors: tuple[float, ...]
@@ -129,32 +133,42 @@ def training_batches(data: DataSplits, count: int) -> list[np.ndarray]:
     return [np.asarray(train[index][0]) for index in range(min(count, len(train)))]
 
 
-def test_error(model: keras.Model, data: DataSplits) -> float:
-    """1 − test accuracy (sample-weighted: padded evaluation rows do not count)."""
-    _, accuracy = model.evaluate(data.test, verbose=0)
+SPLITS = ("val", "test")  # what a path is walked on: validation decides, test is reported
+
+
+def split_error(model: keras.Model, data: DataSplits, split: str) -> float:
+    """1 − accuracy on `split` (`val` or `test`; sample-weighted: padded evaluation rows do not count)."""
+    _, accuracy = model.evaluate(getattr(data, split), verbose=0)
     return 1.0 - float(accuracy)
 
 
 def path_errors(model: keras.Model, data: DataSplits, first: Weights, second: Weights, points: int, bn: str,
                 bn_batches: int, masks: Mapping[str, np.ndarray] | None = None,
-                progress: Callable[[int, float, float], None] = lambda index, alpha, error: None) -> PathErrors:
-    """Evaluate the test error of `model` at `points` α between `second` (α = 0) and `first` (α = 1).
+                progress: Callable[[int, float, dict[str, float]], None] = lambda index, alpha, errors: None,
+                splits: Sequence[str] = SPLITS) -> dict[str, PathErrors]:
+    """Evaluate the error of `model` on each split at `points` α between `second` (α = 0) and `first` (α = 1).
 
     Args:
         model: The compiled network the copies were trained as (its weights are overwritten).
         bn: `recompute` or `interpolate` (see the module docstring).
         bn_batches: Training batches the BatchNorm statistics are recomputed from.
         masks: The copies' masks: every pruned weight is checked to be exactly zero at every α.
-        progress: Called after each α with (index, α, error).
+        progress: Called after each α with (index, α, error by split).
+        splits: The splits to walk on (default both; an analysis logged before validation walks `val` only).
+
+    Returns:
+        The path of each split, keyed by split.
     """
     batches = training_batches(data, bn_batches) if bn == "recompute" else []
-    moments, errors, leaked, values = None, [], 0, alphas(points)
+    moments, leaked, values = None, 0, alphas(points)
+    errors: dict[str, list[float]] = {split: [] for split in splits}
     for index, alpha in enumerate(values):
         weights = interpolate(first, second, float(alpha))
         leaked = max(leaked, masked_nonzero(weights, masks))
         restore(model, weights)
         if bn == "recompute":
             moments = recompute_batch_norm(model, batches, moments)
-        errors.append(test_error(model, data))
-        progress(index, float(alpha), errors[-1])
-    return PathErrors(tuple(float(a) for a in values), tuple(errors), leaked)
+        for split in splits:
+            errors[split].append(split_error(model, data, split))
+        progress(index, float(alpha), {split: found[-1] for split, found in errors.items()})
+    return {split: PathErrors(tuple(float(a) for a in values), tuple(found), leaked) for split, found in errors.items()}

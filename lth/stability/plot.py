@@ -13,17 +13,31 @@ if TYPE_CHECKING:  # lth.stability.path imports Keras; the report draws barriers
     from lth.stability.path import PathErrors
 
 
-def path_figure(paths: Mapping[int, PathErrors], title: str, threshold: float) -> Figure:
-    """Test error along each copy's path to copy 1 (α = 1), with each barrier in the legend."""
+SPLIT_STYLE = {"val": ("--", "validation"), "test": ("-", "test")}  # validation decides, test is reported
+
+
+def path_figure(paths: Mapping[str, Mapping[int, PathErrors]], title: str, threshold: float) -> Figure:
+    """Error along each copy's path to copy 1 (α = 1) on each split, with each barrier in the legend.
+
+    The verdict in the title is validation's (test's alone when only test was walked).
+    """
     fig = Figure(figsize=(6.5, 4), dpi=120, layout="constrained")
     ax = fig.subplots()
-    for seed, found in paths.items():
-        ax.plot(found.alphas, [100 * e for e in found.errors], marker="o", markersize=3, gid=f"path:{seed}",
-                label=f"copy data_seed={seed}: barrier {100 * found.barrier:.2f}%")
-    ax.set_xlabel("α   (0: the copy, 1: copy 1, the analysed run)")
-    ax.set_ylabel("test error (%)")
-    stable = all(found.barrier < threshold for found in paths.values())
-    ax.set_title(f"{title}: {'stable' if stable else 'unstable'} (barrier < {100 * threshold:g}%: stable)", fontsize=9)
+    for index, seed in enumerate(sorted({seed for by_seed in paths.values() for seed in by_seed})):
+        colour = colormaps["tab10"](index % 10)
+        for split, by_seed in paths.items():
+            if seed in by_seed:
+                found = by_seed[seed]
+                style, name = SPLIT_STYLE[split]
+                ax.plot(found.alphas, [100 * e for e in found.errors], style, marker="o", markersize=3, color=colour,
+                        gid=f"path:{split}:{seed}",
+                        label=f"copy data_seed={seed}, {name}: barrier {100 * found.barrier:.2f}%")
+    ax.set_xlabel("α   (0: the copy, 1: copy 1)")
+    ax.set_ylabel("error (%)")
+    judged = "val" if "val" in paths else "test"
+    stable = all(found.barrier < threshold for found in paths[judged].values())
+    ax.set_title(f"{title}: {'stable' if stable else 'unstable'} on {SPLIT_STYLE[judged][1]} "
+                 f"(barrier < {100 * threshold:g}%: stable)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig

@@ -12,7 +12,7 @@ import logging
 from lth import tracking
 from lth.cell import Cell
 from lth.dense import DenseParent
-from lth.stability.analysis import ensure_stability
+from lth.stability.analysis import Stability, ensure_stability
 from lth.stability.copies import DataFor, dense_subject, ticket_subject
 from lth.tickets import CellResult
 from lth.tracking import schema
@@ -39,8 +39,18 @@ def analyse_cell(cell: Cell, experiment_id: str, dense: DenseParent, result: Cel
     else:
         subject = ticket_subject(cell, dense, result.ticket_run_id)
     found = ensure_stability(cell, experiment_id, dense, subject, data_for)
-    return dataclasses.replace(result, stability_barrier=found.barrier,
-                               reused=result.reused and found.reused)
+    # `reused` stays the ticket's: a reused ticket whose analysis is new did not train its ticket epochs again.
+    return dataclasses.replace(result, stability_barrier=found.barrier, stability_val_barrier=found.val_barrier,
+                               stability_work=stability_work(found))
+
+
+def stability_work(found: Stability) -> str:
+    """What this job did for an analysis, for its job line."""
+    if found.reused:
+        return "analysis reused"
+    if found.epochs_trained:
+        return f"analysis new: trained {found.epochs_trained} copy epochs"
+    return "analysis new: paths walked, no copy trained"
 
 
 def tag_reset_choice(result: CellResult, why: str) -> CellResult:

@@ -113,6 +113,10 @@ class MaskedNetwork:
         """Every variable of the model, keyed by path."""
         return snapshot(self.model)
 
+    def optimizer_state(self) -> Weights:
+        """Every variable of the optimizer (slots, step, loss scale, learning rate), keyed by path."""
+        return {variable.path: np.array(variable.numpy()) for variable in self.model.optimizer.variables}
+
 
 def network_for(model: ModelConfig, train: TrainConfig, steps_per_epoch: int) -> MaskedNetwork:
     """The process's compiled network for this architecture and schedule (built on first use).

@@ -11,8 +11,10 @@ from lth.report.stability import Analysis, barrier_lines, stable_cells, stable_f
 
 
 def _analysis(t: float, k: int, barrier: float, *, seed: int = 0, control: str = "none", bn: str = "recompute",
-              scope: str = "lamp") -> Analysis:
-    return Analysis(t, k, scope, seed, control, bn, barrier, 0.02, f"a-{t}-{k}-{seed}-{bn}")
+              scope: str = "lamp", val: float | None = -1.0) -> Analysis:
+    """An analysis whose validation barrier is `val` (default: the test barrier; None: logged before validation)."""
+    return Analysis(t, k, scope, seed, control, bn, barrier, 0.02, f"a-{t}-{k}-{seed}-{bn}",
+                    barrier if val == -1.0 else val)
 
 
 ANALYSES = [
@@ -32,8 +34,8 @@ def test_one_line_per_sparsity_with_the_dense_network_first_and_seeds_averaged()
 
 
 def test_the_sentence_says_from_which_epoch_each_network_stays_stable() -> None:
-    sentence = stable_from(barrier_lines(ANALYSES), 0.02)
-    assert sentence.startswith("Stable (error barrier below 2%): ")
+    sentence = stable_from(barrier_lines(ANALYSES, "val"), 0.02)
+    assert sentence.startswith("Stable on validation (error barrier below 2%): ")
     assert "dense: stable from k=1;" in sentence
     assert "80% pruned: stable from k=2;" in sentence
     assert "90% pruned: stable from k=2 (also at k=0)." in sentence
@@ -57,5 +59,18 @@ def test_stable_ticket_cells_are_ringed_on_the_lottery_figure(tmp_path: Path) ->
     assert not [line for line in lottery_plot(rows, [0.9], [], "t").axes[0].get_lines() if line.get_gid() == "stable"]
     path, text = write_stability(ANALYSES, "dense abc", tmp_path)
     assert path == tmp_path / "stability.png" and path.stat().st_size > 10_000
-    assert "| dense | 20.00% | 1.50% | 1.00% |" in text and "![barrier](stability.png)" in text
+    assert "| dense | test | 20.00% | 1.50% | 1.00% |" in text and "![barrier](stability.png)" in text
+    assert "| dense | validation | 20.00% | 1.50% | 1.00% |" in text
     assert write_stability([], "dense abc", tmp_path) == (None, "")
+
+
+def test_validation_decides_what_is_stable_and_an_analysis_without_it_is_judged_nowhere(tmp_path: Path) -> None:
+    analyses = [_analysis(0.8, 1, 0.01, val=0.05),  # stable on test only: not stable
+                _analysis(0.8, 2, 0.05, val=0.01),  # stable on validation only: stable
+                _analysis(0.9, 2, 0.01, val=None)]  # logged before validation was walked: not judged
+    assert stable_cells(analyses) == {(0.8, 2, "lamp")}
+    assert barrier_lines(analyses, "val") == {"80% pruned": [(1, 0.05), (2, 0.01)]}
+    assert "80% pruned: stable from k=2" in stable_from(barrier_lines(analyses, "val"), 0.02)
+    _, text = write_stability(analyses, "dense abc", tmp_path)
+    assert "| 80% pruned | validation | 5.00% | 1.00% |" in text and "| 80% pruned | test | 1.00% | 5.00% |" in text
+    assert "1 analysis(es) were logged before paths were walked on validation" in text

@@ -75,7 +75,8 @@ def _collect(workdir: Path) -> list[dict[str, object]]:
                                           key=lambda m: m.step)]
         rows.append({"model": dense_params.get("model.name"), "bn": run.data.params.get("stability.bn"),
                      "threshold": float(run.data.tags[schema.THRESHOLD]), "k": int(run.data.tags[schema.RESET_EPOCH]),
-                     "barrier": run.data.metrics[schema.BARRIER], "stable": run.data.tags.get(schema.STABLE) == "true",
+                     "barrier": run.data.metrics[schema.BARRIER], "val_barrier": run.data.metrics.get(schema.VAL_BARRIER),
+                     "stable": run.data.tags.get(schema.STABLE) == "true",
                      "end_errors": [errors[0], errors[-1]], "max_error": max(errors),
                      "analysed_test_accuracy": analysed.data.metrics.get(schema.TEST_ACCURACY),
                      "epochs": int(dense_params.get("train.epochs", 0))})
@@ -83,12 +84,13 @@ def _collect(workdir: Path) -> list[dict[str, object]]:
 
 
 def _markdown(rows: list[dict[str, object]]) -> str:
-    lines = ["| model | BatchNorm | network | k | barrier | stable (< 2%) | error at the ends | max error on the path |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | BatchNorm | network | k | test barrier | validation barrier | stable on validation (< 2%) "
+             "| test error at the ends | max test error on the path |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         network = "dense" if r["threshold"] == 0 else f"{100 * float(r['threshold']):.0f}% pruned"
         ends = ", ".join(f"{100 * e:.2f}%" for e in r["end_errors"])  # type: ignore[union-attr]
-        lines.append(f"| {r['model']} | {r['bn']} | {network} | {r['k']} | {100 * float(r['barrier']):.2f}% | "
+        val = "" if r["val_barrier"] is None else f"{100 * float(r['val_barrier']):.2f}%"  # type: ignore[arg-type]
+        lines.append(f"| {r['model']} | {r['bn']} | {network} | {r['k']} | {100 * float(r['barrier']):.2f}% | {val} | "
                      f"{'yes' if r['stable'] else 'no'} | {ends} | {100 * float(r['max_error']):.2f}% |")
     return "\n".join(lines) + "\n"
 

@@ -152,6 +152,8 @@ def ensure_dense(cell: Cell, experiment_id: str, data: DataSplits) -> DenseParen
         else:
             accuracy, kept = _train(cell, stage.run_id, data), _kept(cell.state, epochs)
         if dense_at_chance(accuracy, cell.data.num_classes):
+            if stage.finished is not None:  # a parent trained before the tag existed gets it when reused
+                tracking.log_to_run(stage.run_id, tags={schema.DENSE_AT_CHANCE: "true"})
             log.warning("dense parent %s is at chance (%s): its tickets mean nothing; train it longer or fix what "
                         "keeps it from learning", stage.run_id, chance_text(accuracy, cell.data.num_classes))
         iterations, loss_scales = _optimizer_history(stage.run_id)

@@ -70,11 +70,15 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted(sweep_dir.glob("**/result.json"))]
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
 def table(records: Sequence[Record]) -> str:
     """A fixed-width table, sorted by reset epoch then threshold (with each barrier under stability=on)."""
     barriers = any(r.get("stability_barrier") is not None for r in records)
     header = ("kind", "scope", "seed", "threshold", "reset epoch", "weights remaining", "test accuracy", "dense accuracy",
-              *(("error barrier",) if barriers else ()), "run")
+              *(("val barrier", "test barrier") if barriers else ()), "run")
     rows = [
         (
             kind(r),
@@ -85,8 +89,7 @@ def table(records: Sequence[Record]) -> str:
             f"{100 * r['weights_remaining']:.2f}%",
             "diverged" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}",
             f"{r['dense_test_accuracy']:.4f}",
-            *((("-" if r.get("stability_barrier") is None else f"{100 * r['stability_barrier']:.2f}%"),) if barriers
-              else ()),
+            *((_percent(r.get("stability_val_barrier")), _percent(r.get("stability_barrier"))) if barriers else ()),
             ("reused " if r["reused"] else "") + str(r["ticket_run_id"])[:12],
         )
         for r in sorted(records, key=lambda r: (kind(r), scope(r), r["reset_epoch"], r["threshold"],

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lth import tracking
 from lth.cell import TrackingConfig
-from lth.frontier.judge import Judge, Verdict
+from lth.frontier.judge import Judge, Verdict, unswept
 from lth.frontier.lines import Line, make_lines, product, split_axes
 from lth.frontier.outcome import PRIOR_ROUND, LineRecord, Probe, epochs_trained, table, write_figure, write_json
 from lth.frontier.search import FrontierConfig, next_probes, pretty, rounded, threshold_of
@@ -139,12 +139,13 @@ class FrontierSweeper(Sweeper):
         """
         families = {family: judge.judged(family) for family in {line.family for line in lines}}  # one read each
         for line, record in zip(lines, records):
-            seeds, verdicts = families[line.family]
-            extra = sorted(set(seeds) - set(line.seeds))
+            replicates, verdicts = families[line.family]
+            extra = unswept(replicates, line.seeds, line.data_seeds)
             if extra:
-                raise SystemExit(f"lth: error: {line.label}: MLflow already holds dense parents of train.seed "
-                                 f"{extra} for this sweep, which the report judges every ticket on; sweep "
-                                 f"train.seed={','.join(map(str, sorted({*line.seeds, *extra})))}")
+                named = ", ".join(f"train.seed={seed} train.data_seed={data}" for seed, data in extra)
+                raise SystemExit(f"lth: error: {line.label}: MLflow already holds dense parents of {named} for this "
+                                 f"sweep, which the report judges every ticket on; sweep those train.seed and "
+                                 f"train.data_seed values too")
             for verdict in verdicts.values():
                 if verdict.covers(line.seeds, line.controls, line.data_seeds) and verdict.reset_epoch == line.reset_epoch \
                         and line.cell(verdict.threshold) == verdict.cell:
@@ -167,7 +168,8 @@ class FrontierSweeper(Sweeper):
                     raise RuntimeError(
                         f"frontier {lines[i].label} t={threshold_of(density)}: its jobs finished but the report "
                         f"cannot judge the cell ({verdict.why_not if verdict else 'no run found in MLflow'}); every "
-                        f"seed of the family's dense parents must be swept (train.seed=...)")
+                        f"seed and data seed of the family's dense parents must be swept (train.seed=..., "
+                        f"train.data_seed=...)")
                 records[i].probes.append(_probe(verdict, round_number))
             judged = [p for p in records[i].probes if p.round == round_number]
             won, lost = (sorted(p.density for p in judged if p.won is outcome) for outcome in (True, False))

@@ -53,6 +53,16 @@ class Verdict:
                 and asked <= set(self.replicates))
 
 
+def unswept(replicates: Sequence[tuple[int, int]], seeds: Sequence[int],
+            data_seeds: Sequence[int | None]) -> list[tuple[int, int]]:
+    """The family's (seed, data-order seed) replicates a sweep of `seeds` x `data_seeds` does not run.
+
+    The report judges every cell on each of them, so a probe of such a sweep could never be judged.
+    """
+    asked = {(seed, order_seed(seed, data_seed)) for seed in seeds for data_seed in data_seeds}
+    return sorted(set(replicates) - asked)
+
+
 def _complete(row: Row) -> bool:
     return row.seeds_missing == 0 and all(gap.complete for gap in row.gaps)
 
@@ -68,8 +78,9 @@ class Judge:
         """Every one-shot ticket cell of `family` (by `lth.cell`); empty before a dense parent finished."""
         return self.judged(family)[1]
 
-    def judged(self, family: str) -> tuple[list[int], dict[str, Verdict]]:
-        """One read of `family`: its finished dense parents' seeds (every cell is judged on all), and `verdicts`."""
+    def judged(self, family: str) -> tuple[list[tuple[int, int]], dict[str, Verdict]]:
+        """One read of `family`: its finished dense parents' (seed, data-order seed) replicates (every cell is
+        judged on all), and `verdicts`."""
         runs = collect(self.experiment_id, family)
         if not runs.finished_dense:
             return [], {}
@@ -80,4 +91,4 @@ class Judge:
                                       row.reset_epoch, row.chosen_mean, row.dense_mean, seeds,
                                       tuple(sorted(gap.control for gap in row.gaps if gap.complete)), replicates)
                     for row in rows if row.kind == "ticket"}
-        return runs.seeds, verdicts
+        return runs.replicates, verdicts

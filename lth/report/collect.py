@@ -104,6 +104,7 @@ class DenseRun:
     early_stop_epoch: int | None = None  # epoch of minimum val_loss (metric); None for runs logged before it
     early_stop_test_accuracy: float | None = None  # test accuracy of the weights at that epoch
     data_seed: int | None = None  # param train.data_seed; None: the seed orders the data too (and runs before it)
+    final_test_accuracy: float | None = None  # the last epoch's, whatever report.measure reads: chance judges it
 
     @property
     def replicate(self) -> tuple[int, int]:
@@ -113,7 +114,9 @@ class DenseRun:
     @property
     def at_chance(self) -> bool:
         """Finished at chance level (lth.training.chance); False when its class count was not logged (`data.num_classes`)."""
-        classes, test = dict(self.params).get("data.num_classes"), self.accuracy(schema.TEST_ACCURACY)
+        classes = dict(self.params).get("data.num_classes")
+        # As its job line and tag judged it: on the final accuracy, also under report.measure=early_stop.
+        test = self.final_test_accuracy if self.final_test_accuracy is not None else self.accuracy(schema.TEST_ACCURACY)
         return classes is not None and test is not None and dense_at_chance(test, int(classes))
 
     def accuracy(self, metric: str) -> float | None:
@@ -230,7 +233,8 @@ def _dense(run: Run) -> DenseRun:
     return DenseRun(int(run.data.tags.get(schema.SEED, 0)), run.info.status, outcome.test_accuracy,
                     outcome.val_accuracy, run.info.run_id, run.data.tags.get(schema.RUN_NAME, ""),
                     tuple(sorted((k, v) for k, v in run.data.params.items() if k.startswith("data."))),
-                    outcome.early_stop_epoch, outcome.early_stop_test_accuracy, _data_seed(run.data.params))
+                    outcome.early_stop_epoch, outcome.early_stop_test_accuracy, _data_seed(run.data.params),
+                    outcome.test_accuracy if run.info.status == schema.FINISHED else None)
 
 
 def families_of(experiment_id: str, dense_run_id: str | None = None) -> list[str]:

@@ -43,6 +43,16 @@ class Analysis:
         return "dense" if self.threshold == 0 else f"{100 * self.threshold:g}% pruned"
 
 
+def superseded(analysis: Analysis) -> bool:
+    """An analysis of the dense network at k > 0 logged before copies started from one state.
+
+    Its copy 1 was the dense run, which kept its SGD momentum through epoch k, so its barrier mixes a
+    momentum reset with data-order noise. It has no validation barrier, and no job reuses it (the dense
+    subject's identity changed): the report leaves it out.
+    """
+    return analysis.threshold == 0 and analysis.reset_epoch > 0 and analysis.val_barrier is None
+
+
 def read_analysis(run: Run) -> Analysis | None:
     """The analysis of a FINISHED `stability` run; None for an unfinished one."""
     if run.info.status != schema.FINISHED or schema.BARRIER not in run.data.metrics:
@@ -113,6 +123,8 @@ def stable_cells(analyses: Sequence[Analysis]) -> frozenset[tuple[float, int, st
 
 def write_stability(analyses: Sequence[Analysis], title: str, folder: Path) -> tuple[Path | None, str]:
     """`stability.png` (test barrier vs k) in `folder` and the report's paragraph; (None, "") without analyses."""
+    left_out = sum(superseded(a) for a in analyses)
+    analyses = [a for a in analyses if not superseded(a)]
     lines, judged = barrier_lines(analyses), barrier_lines(analyses, "val")
     if not lines:
         return None, ""
@@ -127,8 +139,11 @@ def write_stability(analyses: Sequence[Analysis], title: str, folder: Path) -> t
             rows.append(f"| {label} | {split} | "
                         + " | ".join(f"{100 * found[k]:.2f}%" if k in found else "" for k in epochs) + " |")
     unjudged = sum(a.val_barrier is None for a in analyses)
-    legacy = (f"{unjudged} analysis(es) were logged before paths were walked on validation: they are drawn and "
-              "tabled on test, judged nowhere; a job that reuses one walks it on validation." if unjudged else "")
+    legacy = " ".join(filter(None, [
+        f"{unjudged} analysis(es) were logged before paths were walked on validation: they are drawn and tabled on "
+        "test, judged nowhere; a job that reuses one walks it on validation." if unjudged else "",
+        f"{left_out} analysis(es) of the dense network at k > 0 were logged before every copy started from one "
+        "state (their copy 1 kept the dense run's momentum): left out; rerun their cells." if left_out else ""]))
     text = "\n".join(["## Instability (linear mode connectivity)", "", stable_from(judged, threshold), legacy, "",
                       "Error barrier (max error on the linear path between copies trained under different data "
                       "order, minus the mean of the ends), mean over seeds; validation decides, test is reported:", "",

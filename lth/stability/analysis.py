@@ -56,8 +56,9 @@ class Stability:
     stable: bool  # val_barrier < stability.threshold
     run_id: str  # the analysis run
     subject: Subject
-    reused: bool  # nothing was trained or walked for it in this job
+    reused: bool  # the analysis run existed before this job (see walked_again)
     epochs_trained: int = 0  # copy epochs this job trained for it
+    walked_again: bool = False  # reused, but logged before validation: this job walked it on validation
 
 
 def analysis_key(cell: Cell, subject: Subject) -> str:
@@ -113,22 +114,27 @@ def _mean_barrier(paths: dict[int, PathErrors]) -> float:
 
 
 def _log(cell: Cell, subject: Subject, run_id: str, paths: dict[str, dict[int, PathErrors]]) -> None:
-    """Each split's curves and barriers on the analysis run, and their means on the analysed run."""
+    """Each split's curves and barriers on the analysis run, and their means on the analysed run.
+
+    The mean barriers go last: an analysis that has `val_barrier` has everything else of validation too.
+    """
     k, suffix = subject.reset_epoch, _suffix(cell)
-    on_analysis: dict[str, dict[int, float]] = {}
+    curves: dict[str, dict[int, float]] = {}
+    means: dict[str, dict[int, float]] = {}
     on_analysed: dict[str, dict[int, float]] = {}
     for split, by_seed in paths.items():
         prefix = _prefix(split)
         curve = np.mean([found.errors for found in by_seed.values()], axis=0)
-        on_analysis[prefix + schema.PATH_ERROR] = dict(enumerate(map(float, curve)))
-        on_analysis[prefix + schema.BARRIER] = {0: _mean_barrier(by_seed)}
+        curves[prefix + schema.PATH_ERROR] = dict(enumerate(map(float, curve)))
         for seed, found in by_seed.items():
-            on_analysis[f"{prefix}{schema.PATH_ERROR}_{seed}"] = dict(enumerate(found.errors))
-            on_analysis[f"{prefix}{schema.BARRIER}_{seed}"] = {0: found.barrier}
+            curves[f"{prefix}{schema.PATH_ERROR}_{seed}"] = dict(enumerate(found.errors))
+            curves[f"{prefix}{schema.BARRIER}_{seed}"] = {0: found.barrier}
+        means[prefix + schema.BARRIER] = {0: _mean_barrier(by_seed)}
         on_analysed[f"stability_{prefix}barrier{suffix}"] = {k: _mean_barrier(by_seed)}
         on_analysed[f"stability_{prefix}error_k{k}{suffix}"] = dict(enumerate(map(float, curve)))
-    tracking.log_to_run(run_id, series=on_analysis)
     tracking.log_to_run(subject.run_id, series=on_analysed)
+    tracking.log_to_run(run_id, series=curves)
+    tracking.log_to_run(run_id, series=means)
 
 
 def _figure(cell: Cell, subject: Subject, run_id: str, paths: dict[str, dict[int, PathErrors]]) -> None:
@@ -142,16 +148,21 @@ def _figure(cell: Cell, subject: Subject, run_id: str, paths: dict[str, dict[int
 def _walk_again_on_validation(cell: Cell, experiment_id: str, dense: DenseParent, subject: Subject,
                               data_for: DataFor, finished: Run) -> Stability:
     """An analysis logged before validation was walked: walk it on validation from its copies' stored weights."""
-    log.info("stability %s: analysis %s was logged before paths were walked on validation; walking it on "
-             "validation from its copies' weights (nothing is retrained)", subject.label, finished.info.run_id)
     first, finals, trained = _finals(cell, experiment_id, dense, subject, data_for)
     paths = _walk(cell, data_for, subject, first, finals, ("val",))
-    _log(cell, subject, finished.info.run_id, paths)
     val_barrier = _mean_barrier(paths["val"])
-    stable = val_barrier < cell.stability.threshold
+    # Judged on its own logged threshold (not part of its identity), and tagged before `val_barrier` is
+    # logged: a job killed in between leaves it without `val_barrier`, so the next one walks it again.
+    threshold = float(finished.data.params.get("stability.threshold", cell.stability.threshold))
+    stable = val_barrier < threshold
     tracking.log_to_run(finished.info.run_id, tags={schema.STABLE: str(stable).lower()})
+    _log(cell, subject, finished.info.run_id, paths)
+    log.info("stability %s: analysis %s was logged before paths were walked on validation: walked it on "
+             "validation from its copies' weights (%s): barrier %.2f%% on validation", subject.label,
+             finished.info.run_id, f"{trained} copy epochs retrained" if trained else "nothing retrained",
+             100 * val_barrier)
     return Stability(float(finished.data.metrics[schema.BARRIER]), val_barrier, stable, finished.info.run_id, subject,
-                     reused=False, epochs_trained=trained)
+                     reused=True, epochs_trained=trained, walked_again=True)
 
 
 def ensure_stability(cell: Cell, experiment_id: str, dense: DenseParent, subject: Subject,

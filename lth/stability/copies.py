@@ -49,6 +49,7 @@ class Subject:
     start: group.Start  # where every copy starts
     masks: Masks | None  # None: dense
     run_is_first_copy: bool = True  # False: the run's start state differs from a copy's, so copy 1 is trained too
+    copies_key: str = ""  # what copies are keyed on; empty: `key`
 
     def tags(self, cell: Cell, dense: DenseParent) -> dict[str, str]:
         """Tags of a run about this subject (a copy or an analysis): lineage, the analysed run, where it sits."""
@@ -65,11 +66,13 @@ def dense_subject(cell: Cell, dense: DenseParent) -> Subject:
     """The dense network at the cell's reset epoch k (copy 1 is the dense run at k = 0, trained afresh after)."""
     k = cell.reset_epoch
     start = group.Start(dense.weights_at(k), None, k, dense.iterations_at(k), dense.loss_scale_at(k))
-    # A new identity at k > 0: copies and analyses keyed on the old one had the dense run, momentum and all,
-    # as copy 1, and must not be reused.
-    key = stable_hash({"dense": dense.key, "reset": k} | ({"first_copy": "trained from epoch k"} if k else {}))
+    # A new identity at k > 0: analyses keyed on the old one had the dense run, momentum and all, as copy 1,
+    # and must not be reused. Copies keep the old key: copies 2..n always started from the shared state, and
+    # copy 1 was never a copy run before (its data seed returned the dense run), so nothing unequal is found.
+    copies_key = stable_hash({"dense": dense.key, "reset": k})
+    key = stable_hash({"dense": dense.key, "reset": k, "first_copy": "trained from epoch k"}) if k else copies_key
     return Subject(dense.run_id, key, f"dense k={k}", 0.0, k, cell.train.order_seed, start, None,
-                   run_is_first_copy=k == 0)
+                   run_is_first_copy=k == 0, copies_key=copies_key)
 
 
 def ticket_subject(cell: Cell, dense: DenseParent, ticket_run_id: str) -> Subject:
@@ -90,8 +93,8 @@ def copy_seeds(cell: Cell) -> tuple[int, ...]:
 
 
 def copy_key(subject: Subject, data_seed: int) -> str:
-    """Identity of a copy: its subject and its data seed."""
-    return stable_hash({"copy_of": subject.key, "data_seed": data_seed})
+    """Identity of a copy: its subject's copies key and its data seed."""
+    return stable_hash({"copy_of": subject.copies_key or subject.key, "data_seed": data_seed})
 
 
 def _copy_cell(cell: Cell, data_seed: int) -> Cell:

@@ -46,6 +46,9 @@ def analyse_cell(cell: Cell, experiment_id: str, dense: DenseParent, result: Cel
 
 def stability_work(found: Stability) -> str:
     """What this job did for an analysis, for its job line."""
+    if found.walked_again:
+        return "analysis reused, walked again on validation" + (
+            f" ({found.epochs_trained} copy epochs retrained)" if found.epochs_trained else "")
     if found.reused:
         return "analysis reused"
     if found.epochs_trained:

@@ -182,19 +182,31 @@ def test_an_analysis_logged_before_validation_is_walked_again_on_validation_with
     """An analysis with no validation barrier (logged before it existed) is not reused as if it had one."""
     import sqlite3
 
+    from mlflow.tracking import MlflowClient
+
     cwd, _ = sweep
+    client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
     (analysis,) = [r for r in _role(runs(cwd), "stability")
                    if r.data.tags["lth.threshold"] == "0.8" and r.data.tags["lth.reset_epoch"] == "0"
                    and r.data.params.get("stability.data_seeds") == "[1]"]
-    logged = analysis.data.metrics["val_barrier"]
-    with sqlite3.connect(cwd / "mlflow.db") as store:  # what an analysis logged before validation holds
+    logged, subject = analysis.data.metrics["val_barrier"], analysis.data.tags["lth.analysed_run"]
+    # What an analysis logged before validation holds: no val_* metrics here or on the analysed run, and a
+    # verdict of its own (made the opposite of validation's, so the test sees it judged again).
+    with sqlite3.connect(cwd / "mlflow.db") as store:
         for table in ("metrics", "latest_metrics"):
             store.execute(f"DELETE FROM {table} WHERE run_uuid = ? AND key LIKE 'val_%'", (analysis.info.run_id,))
+            store.execute(f"DELETE FROM {table} WHERE run_uuid = ? AND key LIKE 'stability_val_%'", (subject,))
+    expected = str(logged < float(analysis.data.params["stability.threshold"])).lower()
+    client.set_tag(analysis.info.run_id, "lth.stable", {"true": "false", "false": "true"}[expected])
     before = {r.info.run_id for r in runs(cwd)}
     done = run_lth(cwd, "-m", *SWEEP[:-2], "prune.threshold=0.8", "reset.epoch=0")
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    assert "walking it on validation from its copies' weights (nothing is retrained)" in done.stdout + done.stderr
+    assert "walked it on validation from its copies' weights (nothing retrained)" in done.stdout + done.stderr
+    assert "(analysis reused, walked again on validation)" in done.stdout
     assert {r.info.run_id for r in runs(cwd)} == before  # no copy, no ticket, no new analysis
     walked = next(r for r in runs(cwd) if r.info.run_id == analysis.info.run_id)
     assert walked.data.metrics["val_barrier"] == pytest.approx(logged, abs=1e-9)
-    assert walked.data.tags["lth.stable"] == str(logged < float(walked.data.params["stability.threshold"])).lower()
+    assert walked.data.tags["lth.stable"] == expected
+    history = client.get_metric_history(subject, "stability_val_barrier")  # on the analysed run, once, at k = 0
+    assert [(m.step, m.value) for m in history] == [(0, pytest.approx(logged, abs=1e-9))]
+    assert len(client.get_metric_history(subject, "stability_val_error_k0")) == 30

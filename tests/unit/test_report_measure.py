@@ -96,3 +96,15 @@ def test_the_report_reads_validation_at_the_early_stop_epoch_states_the_measure_
     [files] = write_reports(uri, "lth", tmp_path / "reports", 0.01)
     assert "Measure: final. Every accuracy is read at the run's last epoch." in files.markdown.read_text()
     assert client.get_run(dense).data.tags[schema.REPORT_MEASURE] == "final"
+
+
+def test_a_dense_parent_is_at_chance_by_its_final_accuracy_whatever_the_measure() -> None:
+    """The job line and the tag judged the final accuracy; the report must not judge the early-stop one."""
+    params = (("data.num_classes", "10"),)
+    at_chance = DenseRun(0, "FINISHED", 0.10, 0.10, "d", params=params, early_stop_epoch=1,
+                         early_stop_test_accuracy=0.60, final_test_accuracy=0.10)
+    learned = DenseRun(0, "FINISHED", 0.90, 0.90, "e", params=params, early_stop_epoch=1,
+                       early_stop_test_accuracy=0.12, final_test_accuracy=0.90)
+    family = Family("f", dense=[at_chance, learned])
+    early = measured(family, "early_stop", lambda run_id, epoch: 0.5)
+    assert [d.at_chance for d in early.dense] == [True, False]

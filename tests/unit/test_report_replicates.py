@@ -13,7 +13,7 @@ from omegaconf import OmegaConf, open_dict
 
 from lth import tracking
 from lth.cell import TrackingConfig
-from lth.frontier.judge import Judge, Verdict
+from lth.frontier.judge import Judge, Verdict, unswept
 from lth.frontier.lines import make_lines, split_axes
 from lth.report.cells import aggregate
 from lth.report.collect import DenseRun, Family, Point, collect
@@ -81,7 +81,9 @@ def test_the_report_and_the_frontier_read_data_seed_replicates_from_mlflow(store
     assert sorted((p.seed, p.data_seed, p.dense_run) for p in family.points) == [(0, 0, parents[0]),
                                                                                  (0, 1, parents[1])]
     replicates, verdicts = Judge(TrackingConfig(uri, "lth"), 0.01).judged(FAMILY)
-    assert replicates == [0]  # train.seed of the dense parents, as the sweeper checks it
+    assert replicates == [(0, 0), (0, 1)]  # (seed, data-order seed) of the dense parents, as the sweeper checks them
+    assert unswept(replicates, [0], [None]) == [(0, 1)]  # a sweep that leaves data_seed unset stops before training
+    assert unswept(replicates, [0], [0, 1]) == []
     verdict = verdicts[CELL]
     assert verdict.won and verdict.complete and verdict.replicates == ((0, 0), (0, 1))
     assert verdict.covers([0], [], data_seeds=[0, 1])

@@ -74,3 +74,12 @@ def test_validation_decides_what_is_stable_and_an_analysis_without_it_is_judged_
     _, text = write_stability(analyses, "dense abc", tmp_path)
     assert "| 80% pruned | validation | 5.00% | 1.00% |" in text and "| 80% pruned | test | 1.00% | 5.00% |" in text
     assert "1 analysis(es) were logged before paths were walked on validation" in text
+
+
+def test_a_dense_analysis_at_k_above_0_logged_before_copies_started_alike_is_left_out(tmp_path: Path) -> None:
+    """Its copy 1 kept the dense run's momentum: no job reuses it, and the report does not average it in."""
+    analyses = [_analysis(0.0, 1, 0.30, val=None), _analysis(0.0, 1, 0.01, seed=1),  # old (momentum), new
+                _analysis(0.0, 0, 0.20, val=None)]  # at k = 0 the dense run was copy 1 rightly: kept, unjudged
+    _, text = write_stability(analyses, "dense abc", tmp_path)
+    assert "| dense | test | 20.00% | 1.00% |" in text  # k = 1 is the new analysis alone, not (30% + 1%) / 2
+    assert "1 analysis(es) of the dense network at k > 0 were logged before every copy started" in text

@@ -76,7 +76,9 @@ def _collect(workdir: Path) -> list[dict[str, object]]:
         rows.append({"model": dense_params.get("model.name"), "bn": run.data.params.get("stability.bn"),
                      "threshold": float(run.data.tags[schema.THRESHOLD]), "k": int(run.data.tags[schema.RESET_EPOCH]),
                      "barrier": run.data.metrics[schema.BARRIER], "val_barrier": run.data.metrics.get(schema.VAL_BARRIER),
-                     "stable": run.data.tags.get(schema.STABLE) == "true",
+                     # lth.stable is validation's; an analysis without a validation barrier was judged on test
+                     "stable": (run.data.tags.get(schema.STABLE) == "true"
+                                if schema.VAL_BARRIER in run.data.metrics else None),
                      "end_errors": [errors[0], errors[-1]], "max_error": max(errors),
                      "analysed_test_accuracy": analysed.data.metrics.get(schema.TEST_ACCURACY),
                      "epochs": int(dense_params.get("train.epochs", 0))})
@@ -91,7 +93,8 @@ def _markdown(rows: list[dict[str, object]]) -> str:
         ends = ", ".join(f"{100 * e:.2f}%" for e in r["end_errors"])  # type: ignore[union-attr]
         val = "" if r["val_barrier"] is None else f"{100 * float(r['val_barrier']):.2f}%"  # type: ignore[arg-type]
         lines.append(f"| {r['model']} | {r['bn']} | {network} | {r['k']} | {100 * float(r['barrier']):.2f}% | {val} | "
-                     f"{'yes' if r['stable'] else 'no'} | {ends} | {100 * float(r['max_error']):.2f}% |")
+                     f"{'' if r['stable'] is None else 'yes' if r['stable'] else 'no'} | {ends} | "
+                     f"{100 * float(r['max_error']):.2f}% |")
     return "\n".join(lines) + "\n"
 
 

@@ -182,12 +182,6 @@ def log_mask_report(model: keras.Model, masks: Masks) -> dict[str, Any]:
     return log_masks(masks, depthwise, prunable_weight_count(model))
 
 
-def base_metrics(report: Mapping[str, Any]) -> dict[str, float]:
-    """The sparsity a stage reports of a mask (lth.pruning.masks.sparsity_report): both bases."""
-    return {schema.WEIGHTS_REMAINING: float(report["weights_remaining"]), schema.SPARSITY: float(report["sparsity"]),
-            schema.WEIGHTS_REMAINING_OF_MASKED_LAYERS: float(report["weights_remaining_of_masked_layers"])}
-
-
 def rebased_metrics(metrics: Mapping[str, float], masks: Masks, all_prunable: int) -> dict[str, float]:
     """A finished run's metrics, with its sparsity on the common base if it was logged before it.
 
@@ -196,12 +190,12 @@ def rebased_metrics(metrics: Mapping[str, float], masks: Masks, all_prunable: in
     """
     if schema.WEIGHTS_REMAINING_OF_MASKED_LAYERS in metrics:
         return dict(metrics)
-    return {**metrics, **base_metrics(sparsity_report(masks, all_prunable_weights=all_prunable))}
+    return {**metrics, **schema.base_metrics(sparsity_report(masks, all_prunable_weights=all_prunable))}
 
 
 def _summary(report: Mapping[str, Any], fit: FitResult, verdict: str | None, epochs_trained: int) -> dict[str, float]:
     """The metrics a stage reports of a sparse run: as logged, test_accuracy only when it learned."""
-    metrics = {**base_metrics(report), schema.EPOCHS_TRAINED: float(epochs_trained)}
+    metrics = {**schema.base_metrics(report), schema.EPOCHS_TRAINED: float(epochs_trained)}
     return metrics if verdict is not None else {**metrics, schema.TEST_ACCURACY: fit.test_accuracy}
 
 

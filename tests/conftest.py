@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +35,18 @@ def compose() -> Iterator[Callable[..., object]]:
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         yield lambda *overrides: hydra_compose(config_name="train", overrides=list(overrides))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[tuple[object, str, str]]:
+    """(MLflow client, experiment id, tracking URI) of a fresh SQLite store, set as MLflow's for the test."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from lth import tracking
+
+    previous = mlflow.get_tracking_uri()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id = tracking.connect(uri, "lth")
+    yield MlflowClient(), experiment_id, uri
+    mlflow.set_tracking_uri(previous)

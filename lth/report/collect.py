@@ -112,11 +112,17 @@ class DenseRun:
         return self.seed, order_seed(self.seed, self.data_seed)
 
     @property
+    def final_test(self) -> float | None:
+        """The last epoch's test accuracy, whatever report.measure reads (None unless FINISHED)."""
+        return self.final_test_accuracy if self.final_test_accuracy is not None else self.accuracy(schema.TEST_ACCURACY)
+
+    @property
     def at_chance(self) -> bool:
-        """Finished at chance level (lth.training.chance); False when its class count was not logged (`data.num_classes`)."""
-        classes = dict(self.params).get("data.num_classes")
-        # As its job line and tag judged it: on the final accuracy, also under report.measure=early_stop.
-        test = self.final_test_accuracy if self.final_test_accuracy is not None else self.accuracy(schema.TEST_ACCURACY)
+        """Finished at chance level (lth.training.chance); False when its class count was not logged (`data.num_classes`).
+
+        Judged as its job line and tag judged it: on the final accuracy, also under report.measure=early_stop.
+        """
+        classes, test = dict(self.params).get("data.num_classes"), self.final_test
         return classes is not None and test is not None and dense_at_chance(test, int(classes))
 
     def accuracy(self, metric: str) -> float | None:

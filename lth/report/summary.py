@@ -61,7 +61,7 @@ def missing_cells(family: Family, rows: Sequence[Row]) -> list[str]:
 def chance_warnings(family: Family) -> list[str]:
     """A warning per finished dense parent at chance (lth.training.chance): its tickets cannot win."""
     return [f"**WARNING: dense parent {replicate_text(*d.replicate)} is at chance "
-            f"({chance_text(float(d.test_accuracy or 0.0), int(dict(d.params)['data.num_classes']))}): "
+            f"({chance_text(float(d.final_test or 0.0), int(dict(d.params)['data.num_classes']))}): "
             f"its tickets cannot win.**" for d in family.finished_dense if d.at_chance]
 
 

@@ -236,11 +236,15 @@ def on_common_base(metrics: Mapping[str, float], params: Mapping[str, str]) -> b
             and params.get("prune.ignore", "[]") in ("[]", "", "None", "null"))
 
 
+def base_metrics(report: Mapping[str, object]) -> dict[str, float]:
+    """The sparsity a stage reports of a mask (lth.pruning.masks.sparsity_report), on both bases."""
+    return {SPARSITY: float(report["sparsity"]), WEIGHTS_REMAINING: float(report["weights_remaining"]),
+            WEIGHTS_REMAINING_OF_MASKED_LAYERS: float(report["weights_remaining_of_masked_layers"])}
+
+
 def sparsity_metrics(report: Mapping[str, object]) -> dict[str, float]:
     """The metrics of a mask's sparsity report (lth.pruning.masks.sparsity_report), per layer too."""
-    metrics = {SPARSITY: float(report["sparsity"]), WEIGHTS_REMAINING: float(report["weights_remaining"]),
-               WEIGHTS_REMAINING_OF_MASKED_LAYERS: float(report["weights_remaining_of_masked_layers"]),
-               DEAD_CHANNELS: float(report["dead_channels"])}
+    metrics = {**base_metrics(report), DEAD_CHANNELS: float(report["dead_channels"])}
     layers = report["layers"]
     assert isinstance(layers, list)
     return {**metrics, **{f"{LAYER_SPARSITY_PREFIX}{layer['layer']}": float(layer["sparsity"]) for layer in layers}}

@@ -76,23 +76,17 @@ def test_a_source_with_no_training_image_is_a_config_error() -> None:
         checked(inventory)
 
 
-def test_the_ingest_refuses_a_holdout_of_every_image_in_one_line(tmp_path: Path, java_17: Path) -> None:
-    train = _image_folder(tmp_path / "train", {"a": 2, "b": 3})
-    done = _ingest(tmp_path, java_17, "source=folder", f"source.train={train}", "holdout_per_class=2")
+@pytest.mark.parametrize(("images", "holdout", "message"), [
+    ({"a": 2, "b": 3}, 2, "holdout_per_class=2 leaves class a (2 training images listed) with none to train on: "
+                          "set holdout_per_class to at most 1"),
+    ({"a": 0, "b": 0}, 1, "the source has no training images (0 validation images and 0 rejected inputs listed): the "
+                          "source's training folder, archive or URL list must hold images of at least one class"),
+], ids=["holdout-of-every-image", "empty-train-split"])  # class folders with no image in any: an empty train split
+def test_the_ingest_refuses_a_source_with_no_training_image_left_in_one_line(
+        tmp_path: Path, java_17: Path, images: dict[str, int], holdout: int, message: str) -> None:
+    train = _image_folder(tmp_path / "train", images)
+    done = _ingest(tmp_path, java_17, "source=folder", f"source.train={train}", f"holdout_per_class={holdout}")
     assert done.returncode != 0
-    assert done.stderr.strip().splitlines()[-1] == (
-        "lth: error: holdout_per_class=2 leaves class a (2 training images listed) with none to train on: "
-        "set holdout_per_class to at most 1")
+    assert done.stderr.strip().splitlines()[-1] == f"lth: error: {message}"
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "shards").exists()  # refused while planning, before a shard or receipt was written
-
-
-def test_the_ingest_refuses_an_empty_train_split_in_one_line(tmp_path: Path, java_17: Path) -> None:
-    train = _image_folder(tmp_path / "train", {"a": 0, "b": 0})  # class folders, but no image in any
-    done = _ingest(tmp_path, java_17, "source=folder", f"source.train={train}", "holdout_per_class=1")
-    assert done.returncode != 0
-    assert done.stderr.strip().splitlines()[-1] == (
-        "lth: error: the source has no training images (0 validation images and 0 rejected inputs listed): the "
-        "source's training folder, archive or URL list must hold images of at least one class")
-    assert "Traceback" not in done.stderr
-    assert not (tmp_path / "shards").exists()

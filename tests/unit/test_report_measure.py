@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 import pytest
 from hydra import compose, initialize_config_dir
-from mlflow.tracking import MlflowClient
 
-from lth import tracking
 from lth.report import write_reports
 from lth.report.cells import aggregate
 from lth.report.collect import DenseRun, Family, Point
@@ -70,15 +66,6 @@ def test_report_measure_is_declared_final_and_a_bad_value_is_one_line(tmp_path: 
         assert compose("report").report.measure == "final"
     with pytest.raises(ValueError, match=r"^report.measure must be final or early_stop, got 'best'$"):
         write_reports(f"sqlite:///{tmp_path / 'mlflow.db'}", "lth", tmp_path, 0.01, measure="best")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[tuple[MlflowClient, str, str]]:
-    previous = mlflow.get_tracking_uri()
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    experiment_id = tracking.connect(uri, "lth")
-    yield MlflowClient(), experiment_id, uri
-    mlflow.set_tracking_uri(previous)
 
 
 def test_the_report_reads_validation_at_the_early_stop_epoch_states_the_measure_and_tags_it(

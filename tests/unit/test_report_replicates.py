@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import mlflow
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf, open_dict
 
-from lth import tracking
 from lth.cell import TrackingConfig
 from lth.frontier.judge import Judge, Verdict, unswept
 from lth.frontier.lines import make_lines, split_axes
@@ -57,16 +53,6 @@ def test_controls_pair_with_the_ticket_of_the_same_data_seed_and_a_missing_one_i
     family.points.pop()  # data seed 1's control never ran
     rows, _ = mark_winners(aggregate(family), 0.01)
     assert missing_cells(family, rows) == ["reinit t=0.8 k=1 seed=0 data_seed=1: never started"]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[tuple[MlflowClient, str, str]]:
-    """(client, experiment id, tracking URI) of a fresh SQLite store, set as MLflow's for the test."""
-    previous = mlflow.get_tracking_uri()
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    experiment_id = tracking.connect(uri, "lth")
-    yield MlflowClient(), experiment_id, uri
-    mlflow.set_tracking_uri(previous)
 
 
 def test_the_report_and_the_frontier_read_data_seed_replicates_from_mlflow(store) -> None:

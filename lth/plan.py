@@ -26,7 +26,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lth.frontier.lines import CHOSEN, make_lines, product, split_axes
-from lth.frontier.search import FrontierConfig, schedule
+from lth.frontier.search import config_of, schedule
 from lth.schedule import Cluster, Job, plan, why
 from lth.tracking.identity import dense_hash
 from lth.train import CONFIG_DIR
@@ -115,8 +115,7 @@ def _grid(overrides: Sequence, groups_of) -> Sweep:
 
 def _frontier(overrides: Sequence, base: DictConfig, groups_of) -> Sweep:
     node = base.hydra.sweeper.frontier
-    config = FrontierConfig(tuple(float(d) for d in node.density_range), int(node.per_round),  # type: ignore[arg-type]
-                            float(node.resolution), int(node.max_rounds))
+    config = config_of(node)
     axes, replicates = split_axes(overrides)
     lines = make_lines(axes, replicates, groups_of)
     copies = len(product(replicates))
@@ -124,11 +123,14 @@ def _frontier(overrides: Sequence, base: DictConfig, groups_of) -> Sweep:
     jobs = [Job("ticket", line.epochs - line.reset_epoch, stage)
             for line in lines for stage, probes in enumerate(rounds, start=1) for _ in range(probes * copies)]
     dense, parents = _dense_jobs([groups_of([*line.overrides, *r]) for line in lines for r in product(replicates)])
+    verify = (f", the last verifying the flip {config.verify_steps} step(s) below it" if config.verify_steps
+              else "; flips are not verified (frontier.verify_steps=0)")
     what = (f"frontier sweep: {len(lines)} line(s) x {copies} replicate(s), at most "
-            f"{'+'.join(map(str, rounds))} probes per line in {len(rounds)} round(s): {len(jobs)} ticket jobs "
+            f"{'+'.join(map(str, rounds))} probes per line in {len(rounds)} round(s){verify}: {len(jobs)} ticket jobs "
             f"in the worst case of a line that flips once (hydra.sweeper.frontier: P={config.per_round}, resolution "
-            f"{config.resolution:g}); a line that flips several times may take up to P x max_rounds = "
-            f"{config.per_round * config.max_rounds} probes")
+            f"{config.resolution:g}); a line that flips several times takes more: up to P x max_rounds = "
+            f"{config.per_round * config.max_rounds} narrowing probes, and each winner found by verification reopens "
+            f"its search below it")
     return Sweep(dense + jobs, what, parents)
 
 

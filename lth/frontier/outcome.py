@@ -23,6 +23,7 @@ class Probe:
     why_not: str
     chosen_mean: float | None
     dense_mean: float | None
+    verifying: bool = False  # probed below a resolved flip to verify it (lth.frontier.search)
 
     @property
     def threshold(self) -> float:
@@ -40,6 +41,7 @@ class LineRecord:
     probes: list[Probe] = field(default_factory=list)
     rounds: int = 0  # rounds in which this line launched probes
     epochs_trained: int = 0  # ticket epochs the jobs really trained (a reused cell trains none)
+    narrowed: int = 0  # narrowing rounds since the search last opened (a winner found by verification reopens it)
 
     @property
     def outcomes(self) -> dict[float, bool]:
@@ -74,11 +76,12 @@ def table(records: Sequence[LineRecord], config: FrontierConfig) -> str:
                  f"  {record.rounds} round(s), {record.jobs} ticket jobs, {record.ticket_epochs} ticket epochs "
                  f"({record.epochs_trained} trained here)"]
         for probe in sorted(record.probes, key=lambda p: p.density):
-            when = "found in MLflow" if probe.round == PRIOR_ROUND else f"round {probe.round}"
+            when = "found in MLflow" if probe.round == PRIOR_ROUND else f"round {probe.round}" + (
+                ", verifying" if probe.verifying else "")
             dense = "none" if probe.dense_mean is None else f"{probe.dense_mean:.4f}"
             accuracy = "" if probe.chosen_mean is None else f" {probe.chosen_mean:.4f} (dense {dense})"
             verdict = "WON" if probe.won else f"lost: {probe.why_not}"
-            lines.append(f"  {100 * probe.density:7.3f}%  t={probe.threshold:<9g} {when:>15}{accuracy}  {verdict}")
+            lines.append(f"  {100 * probe.density:7.3f}%  t={probe.threshold:<9g} {when:>20}{accuracy}  {verdict}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -116,6 +119,9 @@ def write_figure(records: Sequence[LineRecord], config: FrontierConfig, path: Pa
             chosen = [p for p in record.probes if p.won == won]
             axis.scatter([100 * p.density for p in chosen], [p.round for p in chosen], marker=marker, color=colour,
                          label=name, zorder=2)
+        checks = [p for p in record.probes if p.verifying]
+        axis.scatter([100 * p.density for p in checks], [p.round for p in checks], marker="s", s=110,
+                     facecolors="none", edgecolors="tab:blue", label="verifying a flip", zorder=1)
         if result.winner is not None:
             axis.axvline(100 * result.winner, color="tab:green", linewidth=0.8, linestyle="--")
         axis.set_ylabel(record.label, rotation=0, ha="right", va="center")
@@ -123,7 +129,7 @@ def write_figure(records: Sequence[LineRecord], config: FrontierConfig, path: Pa
         axis.set_ylim(-0.5, max(record.rounds, 1) + 0.5)
         axis.grid(axis="x", which="both", alpha=0.3)
     axes[0, 0].legend(loc="upper left", fontsize="small")
-    axes[0, 0].set_title("Frontier sweep: probes by round (0 = found in MLflow); grey: the final bracket")
+    axes[0, 0].set_title("Frontier sweep: probes by round (0 = found in MLflow); grey: the final bracket", fontsize=10)
     axes[-1, 0].set_xscale("log")
     axes[-1, 0].set_xlabel("weights remaining (%)")
     figure.tight_layout()

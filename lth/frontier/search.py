@@ -12,10 +12,14 @@ some density and win above it. The search brackets that flip on a log-density sc
    when they are not. Fewer probes per round cost fewer ticket epochs; more cost fewer rounds.
 3. A bracket is *resolved* when both its ends were probed and its sparser end keeps at least
    (1 - `resolution`) of its denser end's weights: it is one pruning step of `resolution` wide.
+4. Winning need not be monotone, so a resolved flip is *verified*: the next round probes
+   `verify_steps` pruning steps sparser than its losing end. A winner there is an inversion
+   (a winner below a loser): the search reopens below it, with `max_rounds` rounds again, and
+   its new flip is verified in turn. Verification rounds do not count against `max_rounds`.
 
 Brackets are read off the probes, sorted by density, wherever two neighbours disagree. A winner
-that is sparser than a loser is therefore never hidden: the brackets on both sides of the loser
-are refined too (after the frontier's own), and the answer lists every such pair.
+that is sparser than a loser is therefore never hidden once probed: the brackets on both sides of
+the loser are refined too (after the frontier's own), and the answer lists every such pair.
 
 The search is deterministic, so `worst_case` can predict its cost before anything runs.
 """
@@ -25,10 +29,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 THRESHOLD_DIGITS = 6  # thresholds are probed rounded to this many decimals (they travel as Hydra overrides)
 RELATIVE_EPSILON = 1e-9  # densities this close (relatively) are the same density
 ROUNDING_SLACK = 1e-3  # a bracket this much wider than one step is resolved: thresholds are given to 6 decimals
+NEARBY = 0.25  # a probe within this many steps of a verification density verifies there: none is trained again
 Outcomes = Mapping[float, bool]  # density -> whether the ticket there won
 
 
@@ -43,7 +49,8 @@ class FrontierConfig:
     density_range: tuple[float, float] = (0.0115, 0.8)  # (sparsest, densest) fraction of weights kept that is searched
     per_round: int = 4  # most probes per line in one round (each probe is a ticket job per replicate)
     resolution: float = 0.2  # a bracket is resolved when one pruning step of this rate spans it
-    max_rounds: int = 4  # the search stops after this many rounds, resolved or not
+    max_rounds: int = 4  # narrowing stops after this many rounds (counted again after an inversion), resolved or not
+    verify_steps: int = 2  # pruning steps sparser than a resolved flip that are probed to verify it; 0: none
 
     def __post_init__(self) -> None:
         low, high = self.density_range
@@ -55,11 +62,27 @@ class FrontierConfig:
         if self.per_round < 1 or self.max_rounds < 1:
             raise ValueError(f"frontier.per_round and frontier.max_rounds must be >= 1, got {self.per_round} "
                              f"and {self.max_rounds}")
+        if self.verify_steps < 0:
+            raise ValueError(f"frontier.verify_steps must be >= 0, got {self.verify_steps}")
 
     @property
     def step(self) -> float:
         """The log-density width of a resolved bracket."""
         return -math.log(1.0 - self.resolution)
+
+
+def config_of(node: Mapping[str, Any]) -> FrontierConfig:
+    """The typed `hydra.sweeper.frontier` node (a key it lacks keeps its default).
+
+    Raises:
+        ValueError: A value FrontierConfig refuses, or one that is not a number.
+    """
+    defaults = FrontierConfig()
+    low, high = (float(d) for d in node.get("density_range", defaults.density_range))
+    return FrontierConfig((low, high), int(node.get("per_round", defaults.per_round)),
+                          float(node.get("resolution", defaults.resolution)),
+                          int(node.get("max_rounds", defaults.max_rounds)),
+                          int(node.get("verify_steps", defaults.verify_steps)))
 
 
 def rounded(density: float) -> float:
@@ -134,6 +157,9 @@ class Answer:
     bracket: Bracket | None  # the flip below that winner (or above the densest loser when none won)
     resolved: bool  # that bracket is resolved, or the winner is the range's sparsest end
     inversions: tuple[tuple[float, float], ...]  # (winner, the denser loser next to it): winning did not flip once
+    verified: tuple[float, ...] = ()  # probes below the resolved flip that verified it (all lost: none is sparser)
+    unverified: tuple[float, ...] = ()  # verification densities not probed yet (the sweep ended before them)
+    verified_steps: int = 0  # how many pruning steps below the flip's losing end verification reached
 
     def sentence(self, config: FrontierConfig) -> str:
         """One line for the sweep's summary."""
@@ -145,11 +171,23 @@ class Answer:
             state = "resolved" if self.resolved else "NOT resolved"
             what += (f"; flip in [{100 * self.bracket.sparse:.2f}%, {100 * self.bracket.dense:.2f}%] ({state} at "
                      f"resolution {config.resolution:g})")
+            if self.resolved and self.bracket.kind == "frontier":
+                what += "; " + self._verification(config)
         elif self.winner is not None:
             what += " (within one step of the sparsest density searched: the frontier may lie lower)"
         for winner, loser in self.inversions:
             what += f"; NOT MONOTONE: {100 * winner:.2f}% won but the denser {100 * loser:.2f}% lost"
         return what
+
+    def _verification(self, config: FrontierConfig) -> str:
+        if self.unverified:
+            return f"NOT verified below it ({pretty(self.unverified)} not probed)"
+        if self.verified:
+            return (f"verified {self.verified_steps} step(s) below it: {pretty(self.verified)} lost"
+                    + ("" if self.verified_steps == config.verify_steps else " (the searched range ends there)"))
+        if config.verify_steps == 0:
+            return "not verified (frontier.verify_steps=0)"
+        return "nothing sparser is searched to verify it against"
 
 
 def in_range(outcomes: Outcomes, config: FrontierConfig) -> dict[float, bool]:
@@ -184,16 +222,48 @@ def first_round(config: FrontierConfig) -> list[float]:
     return [rounded(low * math.exp(width * j / (config.per_round + 1))) for j in range(1, config.per_round + 1)]
 
 
-def next_probes(outcomes: Outcomes, config: FrontierConfig, rounds_done: int) -> list[float]:
-    """The densities to probe in the next round of one line; empty when its search is over."""
-    rounds_left = config.max_rounds - rounds_done
-    if rounds_left <= 0:
+def _probed(density: float, seen: Sequence[float], config: FrontierConfig) -> float | None:
+    """The probe in `seen` within NEARBY steps of `density` (a grid's own cells, or an earlier round's probe)."""
+    return min(seen, key=lambda d: abs(math.log(d / density)), default=None) if any(
+        abs(math.log(d / density)) <= config.step * NEARBY for d in seen) else None
+
+
+def verification_points(outcomes: Outcomes, config: FrontierConfig) -> list[float]:
+    """The densities that verify the line's resolved flip: `verify_steps` steps sparser than its losing end.
+
+    Empty while the flip below the sparsest winner is unresolved, and where the searched range ends.
+    """
+    known = in_range(outcomes, config)
+    winner = min((d for d, won in known.items() if won), default=None)
+    if winner is None:
         return []
+    flip = next((b for b in brackets(known, config) if same(b.dense, winner)), None)
+    if flip is None or flip.kind != "frontier" or not flip.resolved(config.step):
+        return []
+    low = config.density_range[0] * (1 - RELATIVE_EPSILON)
+    points = [rounded(flip.sparse * (1 - config.resolution) ** j) for j in range(1, config.verify_steps + 1)]
+    return [d for d in points if d >= low]
+
+
+def verifying(outcomes: Outcomes, config: FrontierConfig, probes: Sequence[float]) -> list[float]:
+    """Which of a round's `probes` verify a flip, given the outcomes known before the round."""
+    checking = verification_points(outcomes, config)
+    return [d for d in probes if _probed(d, checking, config) is not None]
+
+
+def next_probes(outcomes: Outcomes, config: FrontierConfig, rounds_done: int) -> list[float]:
+    """The densities to probe in the next round of one line; empty when its search is over.
+
+    Args:
+        rounds_done: Narrowing rounds since the search last opened: since it started, or since a
+            verification probe won (an inversion reopens the search below it).
+    """
+    rounds_left = config.max_rounds - rounds_done
     known = in_range(outcomes, config)
     if not known:
-        return first_round(config)
+        return first_round(config) if rounds_left > 0 else []
     budget, chosen = config.per_round, []
-    for bracket in brackets(known, config):
+    for bracket in brackets(known, config) if rounds_left > 0 else []:
         if budget == 0:
             break
         if bracket.resolved(config.step):
@@ -203,11 +273,17 @@ def next_probes(outcomes: Outcomes, config: FrontierConfig, rounds_done: int) ->
                  if not any(same(d, seen) for seen in [*known, *chosen])]
         chosen += fresh
         budget -= len(fresh)
-    return sorted(chosen)
+    checking = [d for d in verification_points(known, config) if _probed(d, [*known, *chosen], config) is None]
+    return sorted(chosen + checking)
+
+
+def after_round(rounds_done: int, verified_won: bool) -> int:
+    """Narrowing rounds since the search opened, after a round: a winner found by verification reopens it."""
+    return 0 if verified_won else rounds_done + 1
 
 
 def answer(outcomes: Outcomes, config: FrontierConfig) -> Answer:
-    """The sparsest winner of a line, the bracket below it, and any winner sparser than a loser."""
+    """The sparsest winner of a line, the bracket below it, its verification, and any winner sparser than a loser."""
     known = in_range(outcomes, config)
     winner = min((d for d, won in known.items() if won), default=None)
     found = brackets(known, config)
@@ -217,7 +293,11 @@ def answer(outcomes: Outcomes, config: FrontierConfig) -> Answer:
         bracket = next((b for b in found if same(b.dense, winner)), None)
     resolved = bracket is None or bracket.resolved(config.step)
     inversions = tuple(sorted((b.sparse, b.dense) for b in found if b.kind == "inverted"))
-    return Answer(winner, bracket, resolved, inversions)
+    checking = verification_points(known, config)
+    seen = {d: _probed(d, list(known), config) for d in checking}
+    verified = tuple(probe for probe in seen.values() if probe is not None)
+    unverified = tuple(d for d, probe in seen.items() if probe is None)
+    return Answer(winner, bracket, resolved, inversions, verified, unverified, 0 if unverified else len(verified))
 
 
 @dataclass(frozen=True)
@@ -234,9 +314,12 @@ def simulate(wins: Callable[[float], bool], config: FrontierConfig,
     """Run the search against `wins` (density -> won); (every outcome, probes in each round)."""
     outcomes = dict(known or {})
     rounds: list[int] = []
-    while probes := next_probes(outcomes, config, len(rounds)):
+    narrowed = 0
+    while probes := next_probes(outcomes, config, narrowed):
+        checking = verifying(outcomes, config, probes)
         outcomes.update({d: wins(d) for d in probes})
         rounds.append(len(probes))
+        narrowed = after_round(narrowed, any(outcomes[d] for d in checking))
     return outcomes, rounds
 
 
@@ -248,7 +331,11 @@ def _single_flips(config: FrontierConfig, flips: int) -> list[list[int]]:
 
 
 def worst_case(config: FrontierConfig, flips: int = 400) -> Cost:
-    """The rounds and probes of a line whose winning flips once, over flips spread across and beyond the range."""
+    """The rounds and probes of a line whose winning flips once, over flips spread across and beyond the range.
+
+    They include the verification round: a single flip's verification never wins, so it adds one round
+    of up to `verify_steps` probes.
+    """
     runs = _single_flips(config, flips)
     return Cost(max(len(r) for r in runs), max(sum(r) for r in runs), sum(sum(r) for r in runs) / len(runs))
 

@@ -49,24 +49,30 @@ def test_a_monotone_flip_is_bracketed_within_resolution_in_the_predicted_rounds(
         assert found.bracket.sparse < flip <= found.bracket.dense
         assert math.log(found.bracket.dense / found.bracket.sparse) <= config.step * 1.001
         assert rounds <= predicted.rounds and len(outcomes) <= predicted.probes
-        assert rounds <= config.max_rounds
+        assert rounds <= config.max_rounds + 1  # the narrowing rounds, then one that verifies the flip
+        assert not found.unverified and all(not outcomes[d] for d in found.verified)
+        below = [d for d in outcomes if d < found.bracket.sparse]
+        assert len(found.verified) == min(config.verify_steps, len(below)) or found.verified_steps < config.verify_steps
 
 
 def test_predicted_rounds_and_probes_match_the_arithmetic_of_bisection() -> None:
     # Round 1 leaves pieces of ln(0.8/0.0115)/5 = 0.848 (3.80 steps of 20%). With rounds to spare each later
     # round bisects: 3.80 -> 1.90 -> 0.95 steps, so an interior flip costs 4 + 1 + 1 probes in 3 rounds.
     interior = [f for f in flips_across(DEFAULT) if first_round(DEFAULT)[0] < f <= first_round(DEFAULT)[-1]]
+    # Then one round verifies the resolved flip: 2 steps sparser than its losing end, unless a probe is there.
     for flip in interior:
         outcomes, per_round = simulate(lambda d, flip=flip: d >= flip, DEFAULT)
-        assert per_round == [4, 1, 1] and len(outcomes) == 6
+        assert per_round[:3] == [4, 1, 1] and per_round[3] <= 2 and len(per_round) == 4
     # With only 2 rounds, round 2 must cut 3.80 steps at once: ceil(3.80) - 1 = 3 probes.
     hurried = FrontierConfig(max_rounds=2)
     for flip in interior:
         outcomes, per_round = simulate(lambda d, flip=flip: d >= flip, hurried)
-        assert per_round == [4, 3] and len(outcomes) == 7
-    assert worst_case(DEFAULT).rounds == 4  # a flip below the first probe also probes the range's end
-    assert schedule(DEFAULT) == [4, 1, 1, 1] and worst_case(DEFAULT).probes == 7
-    assert worst_case(hurried).rounds == 2
+        assert per_round[:2] == [4, 3] and len(per_round) <= 3  # its own probes may already lie below the flip
+    assert worst_case(DEFAULT).rounds == 5  # a flip below the first probe also probes the range's end; then verified
+    assert schedule(DEFAULT) == [4, 1, 1, 1, 2] and worst_case(DEFAULT).probes == 9
+    assert worst_case(hurried).rounds == 3
+    unverified = FrontierConfig(verify_steps=0)
+    assert schedule(unverified) == [4, 1, 1, 1] and worst_case(unverified).probes == 7
 
 
 def test_ends_of_the_range_are_probed_only_when_a_bracket_reaches_them() -> None:
@@ -113,7 +119,7 @@ def test_thresholds_are_the_complement_of_densities_rounded_for_the_command_line
 
 
 @pytest.mark.parametrize("bad", [dict(density_range=(0.5, 0.1)), dict(density_range=(0.0, 0.5)),
-                                 dict(resolution=1.0), dict(per_round=0), dict(max_rounds=0)])
+                                 dict(resolution=1.0), dict(per_round=0), dict(max_rounds=0), dict(verify_steps=-1)])
 def test_a_bad_setting_is_refused_with_its_key(bad: dict) -> None:
     with pytest.raises(ValueError, match="frontier"):
         FrontierConfig(**bad)
@@ -134,3 +140,31 @@ def test_a_grid_whose_every_cell_wins_within_one_step_of_the_range_end_is_resolv
 def test_a_bound_below_what_a_threshold_can_say_is_refused() -> None:
     with pytest.raises(ValueError, match="density_range"):
         FrontierConfig(density_range=(1e-7, 0.5))  # rounds to threshold 1.0: density 0
+
+
+def test_a_winner_below_a_resolved_flip_is_found_by_verification_reported_and_refined() -> None:
+    pocket = (0.11, 0.125)  # winners 2-3 steps below a loser, where round 1 does not look
+    wins = lambda d: d >= 0.2 or pocket[0] <= d <= pocket[1]  # noqa: E731
+    trusting, _ = simulate(wins, FrontierConfig(verify_steps=0))
+    blind = answer(trusting, DEFAULT)
+    assert blind.winner == pytest.approx(0.224064) and blind.resolved and not blind.inversions  # what it said before
+    outcomes, per_round = simulate(wins, DEFAULT)
+    found = answer(outcomes, DEFAULT)
+    assert pocket[0] <= found.winner <= pocket[1]  # the pocket's sparsest probe is the answer now
+    assert found.inversions and all(w < loser for w, loser in found.inversions)
+    assert found.inversions[0][0] == found.winner and "NOT MONOTONE" in found.sentence(DEFAULT)
+    assert found.resolved and found.bracket is not None and found.bracket.width <= DEFAULT.step * 1.001  # refined
+    assert found.verified_steps == 2 and not any(outcomes[d] for d in found.verified)  # and verified in turn
+    assert "verified 2 step(s) below it" in found.sentence(DEFAULT)
+    assert len(per_round) > DEFAULT.max_rounds + 1  # the search reopened below the inversion
+    first_check = [d for d in outcomes if d < 0.2 and d not in trusting]
+    assert any(pocket[0] <= d <= pocket[1] for d in first_check)
+
+
+def test_verification_reuses_a_probe_near_its_density_and_stops_at_the_range_end() -> None:
+    config = FrontierConfig((GRID[-1], GRID[0]))
+    grid = {d: d >= 0.1 for d in GRID}  # every grid cell known: the flip and both steps below it are grid cells
+    assert next_probes(grid, config, rounds_done=0) == []
+    assert answer(grid, config).verified_steps == 2
+    low = {d: d >= GRID[-2] for d in GRID}  # the flip's loser is the range's end: nothing sparser to verify
+    assert answer(low, config).verified == () and "nothing sparser" in answer(low, config).sentence(config)

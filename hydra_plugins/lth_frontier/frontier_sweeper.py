@@ -32,8 +32,7 @@ from lth.cell import TrackingConfig
 from lth.frontier.judge import Judge, Verdict, unswept
 from lth.frontier.lines import Line, make_lines, product, split_axes
 from lth.frontier.outcome import PRIOR_ROUND, LineRecord, Probe, epochs_trained, table, write_figure, write_json
-from lth.frontier.search import (FrontierConfig, after_round, config_of, next_probes, pretty, rounded, threshold_of,
-                                 verifying)
+from lth.frontier.search import FrontierConfig, after_round, config_of, next_probes, pretty, rounded, threshold_of, verifying
 from lth.pieces import piece
 from lth.vocabulary import ConfigError
 

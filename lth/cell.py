@@ -132,7 +132,7 @@ class PruneConfig:
 class ResetConfig:
     """The `reset` group: the dense epoch k the survivors are rewound to (0 = the initialisation)."""
 
-    epoch: int | Literal["auto"]  # k, at most train.epochs; auto = the earliest stable candidate (lth.stability.auto)
+    epoch: int | Literal["auto"]  # k, at most train.epochs; auto = the candidate stable from which on (lth.stability.auto)
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,7 @@ class StabilityConfig:
     threshold: float = 0.02  # stable: an error barrier below this
     reference: Literal["cell", "dense"] = "dense"  # what reset.epoch=auto analyses at each candidate
     candidates: tuple[int, ...] = (0, 1, 2, 4)  # the epochs reset.epoch=auto chooses from
+    reference_seed: int = 0  # train.seed whose reference decides k for every replicate of a cell: one k per cell
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,14 @@ class Cell:
         """The same cell with another `prune.control` (an IMP control's ticket is its cell with none)."""
         groups = {**self.groups, "prune": {**self.groups["prune"], "control": control}}
         return dataclasses.replace(self, prune=dataclasses.replace(self.prune, control=control), groups=groups)
+
+    def with_seeds(self, seed: int, data_seed: int | None) -> Cell:
+        """The same cell as another replicate: initial weights from `seed`, data in `data_seed`'s order."""
+        train = {**self.groups["train"], "seed": seed}
+        if "data_seed" in train or data_seed is not None:  # a config from before data_seed keeps its identity
+            train["data_seed"] = data_seed
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, seed=seed, data_seed=data_seed),
+                                   groups={**self.groups, "train": train})
 
     def with_reset_epoch(self, epoch: int) -> Cell:
         """The same cell rewound to `epoch` (what `reset.epoch=auto` resolves to)."""

@@ -5,7 +5,8 @@
 2. Make sure the cell's ticket exists: a one-shot ticket or control (lth.tickets) or
    an iterative-pruning job (lth.imp), logged as a child of the dense run.
 3. With `stability=on`, analyse it (at threshold 0: the dense network) under other SGD
-   noise (lth.stability); `reset.epoch=auto` analyses the candidates before step 2.
+   noise (lth.stability); `reset.epoch=auto` analyses the candidates of the cell's reference
+   replicate before step 2, so every replicate of the cell trains at one k.
 
 Every stage is idempotent: a rerun reuses finished runs and resumes unfinished ones.
 
@@ -126,7 +127,7 @@ def run_cell(cfg: DictConfig) -> CellResult:
         dense = ensure_dense(cell, experiment_id, data)
         why = None
         if cell.reset.epoch == "auto":  # analyses the candidates first (lth.stability.auto)
-            cell, why = resolve_reset_epoch(cell, experiment_id, data, dense, _data)
+            cell, why = resolve_reset_epoch(cell, experiment_id, _data)
         dense.require_epoch(cell.reset_epoch)
         if cell.stability.enabled and cell.prune.threshold == 0:  # the dense network itself is analysed
             result = dense_cell_result(cell, dense)

@@ -91,7 +91,7 @@ def validate_config(cfg: DictConfig) -> Cell:
     epochs, reset = cfg.train.epochs, cfg.reset.epoch
     _check(isinstance(epochs, int) and epochs >= 1, f"train.epochs must be a positive integer, got {epochs!r}")
     _check(reset == "auto" or (isinstance(reset, int) and not isinstance(reset, bool)),
-           f"reset.epoch must be an integer epoch or auto (the earliest stable of stability.candidates), got {reset!r}")
+           f"reset.epoch must be an integer epoch or auto (chosen from stability.candidates), got {reset!r}")
     keep = cfg.lth.keep_epochs
     _check(keep == "all" or (isinstance(keep, (Sequence, ListConfig)) and not isinstance(keep, str)
                              and all(isinstance(k, int) and 0 <= k <= epochs for k in keep)),

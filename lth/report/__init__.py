@@ -23,7 +23,7 @@ from lth.report.markdown import write_markdown
 from lth.report.measure import check_measure, measured
 from lth.report.plot import density_figure, lottery_figure
 from lth.report.selection import selection_of
-from lth.report.stability import stable_cells, write_stability
+from lth.report.stability import of_cells, stable_cells, write_stability
 from lth.report.summary import chance_warnings, figure_title, missing_cells, write_csv
 from lth.report.winners import mark_winners
 from lth.tracking import schema
@@ -137,12 +137,14 @@ def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: f
     failed = [p for p in runs.points if p.finished and not p.learned]
     name = next((d.name for d in runs.dense if d.name), family)
     title = figure_title(name, runs, rows)  # what became of every run: trained and failed is not missing
-    barriers, stability_text = write_stability(runs.analyses, name, folder)
+    analyses = of_cells(runs.analyses, {run: (row.cell, row.label) for row in rows if row.kind == "ticket"
+                                        for run in row.run_ids})
+    barriers, stability_text = write_stability(analyses, name, folder)
     diagnostics = _diagnostics(runs)
     extras = (*filter(None, [barriers]), *write_diagnostics(runs, folder, diagnostics))
     files = ReportFiles(
         folder,
-        lottery_figure(rows, runs.dense_accuracies, failed, title, folder / "lottery.png", stable_cells(runs.analyses)),
+        lottery_figure(rows, runs.dense_accuracies, failed, title, folder / "lottery.png", stable_cells(analyses)),
         write_markdown(rows, winners, runs, selection, tolerance, missing, folder / "report.md",
                        [stability_text, _diagnostics_section(diagnostics_text(diagnostics), extras)], measure),
         write_csv(rows, selection, folder / "results.csv"),

@@ -10,7 +10,7 @@ a legend entry (gid `apart`) counts them.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from lth.report.cells import TICKET_KINDS, Row
 from lth.report.collect import Point
 from lth.report.scales import x_cells, y_zoom
 
+RING_COLOURS = ("green", "darkcyan", "olive", "teal")  # one per analysis setting that found cells stable
 STYLES = {  # kind -> (line style, marker, label); tickets solid, IMP dash-dotted, controls dashed (Frankle & Carbin)
     "ticket": ("-", "o", "ticket"),
     "imp": ("-.", "s", "IMP"),
@@ -52,7 +53,7 @@ def _count_stacked(ax: Axes, where: Sequence[tuple[float, float]], colour: str) 
 
 
 def lottery_plot(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[Point], title: str,
-                 stable: Collection[tuple[float, int, str]] = frozenset()) -> Figure:
+                 stable: Mapping[str, tuple[str, ...]] | None = None) -> Figure:
     """Test accuracy against % of weights remaining (log x labelled at the cells, sparser to the right).
 
     The y axis zooms to the learned cells and the dense band; runs that did not learn are drawn in
@@ -65,8 +66,8 @@ def lottery_plot(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[P
             accuracy) at their weights remaining, ones with an emptied layer orange crosses at their
             accuracy, off the lines; `×n` counts runs drawn on one spot.
         title: Figure title.
-        stable: (threshold, reset epoch, scope) of the ticket cells an instability analysis found stable:
-            ringed in green (lth.report.stability.stable_cells).
+        stable: Report cell (lth.cell) -> the settings of the analyses that found it stable: ringed, one
+            ring colour and legend entry per analysis setting (lth.report.stability.stable_cells).
     """
     apart = [r for r in rows if not r.base_known]  # another axis: a share of their masked layers only
     rows, failed = [r for r in rows if r.base_known], [p for p in failed if p.base_known]
@@ -97,11 +98,13 @@ def lottery_plot(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[P
         if partial:  # the mean of the survivors only: mark it, never let it pass for the cell's
             ax.plot([100 * r.weights_remaining for r in partial], [r.test_mean for r in partial], marker="o",
                     markersize=11, markerfacecolor="none", markeredgecolor="red", linestyle="none", gid="partial")
-    ringed = [r for r in drawn if r.kind == "ticket" and (round(r.threshold, 6), r.reset_epoch, r.scope) in stable]
-    if ringed:  # stable under SGD noise: the cells late resetting is meant to find
-        ax.plot([100 * r.weights_remaining for r in ringed], [r.test_mean for r in ringed], marker="o", markersize=15,
-                markerfacecolor="none", markeredgecolor="green", markeredgewidth=2, linestyle="none", gid="stable",
-                label="stable (error barrier below the stability threshold)")
+    settings = sorted({setting for found in (stable or {}).values() for setting in found})
+    for i, setting in enumerate(settings):  # stable under SGD noise: the cells late resetting is meant to find
+        ringed = [r for r in drawn if r.kind == "ticket" and setting in (stable or {}).get(r.cell, ())]
+        ax.plot([100 * r.weights_remaining for r in ringed], [r.test_mean for r in ringed], marker="o",
+                markersize=15 + 5 * i, markerfacecolor="none", markeredgecolor=RING_COLOURS[i % len(RING_COLOURS)],
+                markeredgewidth=2, linestyle="none", gid="stable",
+                label=f"stable: validation barrier below the threshold ({setting})")
     winners = [r for r in drawn if r.winner]
     for row in winners:
         ax.plot(100 * row.weights_remaining, row.test_mean, marker="*", markersize=18, gid="winner",
@@ -165,7 +168,7 @@ def save(fig: Figure, path: Path) -> Path:
 
 
 def lottery_figure(rows: Sequence[Row], dense: Sequence[float], failed: Sequence[Point], title: str,
-                   path: Path, stable: Collection[tuple[float, int, str]] = frozenset()) -> Path:
+                   path: Path, stable: Mapping[str, tuple[str, ...]] | None = None) -> Path:
     """`lottery_plot` written to `path`."""
     return save(lottery_plot(rows, dense, failed, title, stable), path)
 

@@ -41,6 +41,9 @@ def check_stability(stability: Any, method: str, threshold: float) -> None:
     candidates = stability.candidates
     check(isinstance(candidates, (list, tuple, ListConfig)) and len(candidates) >= 1 and all(_whole(k) for k in candidates),
           f"stability.candidates must be a non-empty list of reset epochs, got {candidates!r}")
+    reference_seed = stability.get("reference_seed", 0)
+    check(_whole(reference_seed) and reference_seed >= 0,
+          f"stability.reference_seed must be a non-negative integer (a train.seed), got {reference_seed!r}")
     if method == "imp":  # an IMP job's copies would need every level retrained per data seed
         check(not stability.enabled, "stability=on analyses one-shot tickets and the dense network, not prune.method=imp")
         check(stability.reference == "dense",

@@ -155,7 +155,7 @@ def test_a_rerun_trains_nothing(sweep: tuple[Path, str]) -> None:
     assert done.stdout.count(", reused, ") == 4
 
 
-def test_reset_epoch_auto_picks_the_earliest_epoch_the_analysis_calls_stable(sweep: tuple[Path, str]) -> None:
+def test_reset_epoch_auto_picks_the_epoch_the_analysis_calls_stable_from(sweep: tuple[Path, str]) -> None:
     cwd, _ = sweep
     val = {(float(r.data.tags["lth.threshold"]), int(r.data.tags["lth.reset_epoch"])): r.data.metrics["val_barrier"]
            for r in _role(runs(cwd), "stability")}
@@ -166,7 +166,8 @@ def test_reset_epoch_auto_picks_the_earliest_epoch_the_analysis_calls_stable(swe
                        "stability.candidates=[0,3]", f"stability.threshold={threshold}")
         assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
         text = done.stdout + done.stderr
-        assert f"reset.epoch=auto chose k={expected}, the earliest of [0, 3] at which the dense network is stable" in text
+        rule = "stable from k=3 onwards, and k=0 is not" if expected == 3 else "stable from k=0 onwards, the earliest"
+        assert f"reset.epoch=auto chose k={expected} from train.seed=0's dense network" in text and rule in text
         ticket = next(r for r in _role(runs(cwd), "ticket") if r.data.tags["lth.reset_epoch"] == str(expected))
         choice = ticket.data.tags["lth.reset_choice"]
         assert choice.startswith(f"reset.epoch=auto chose k={expected}")

@@ -26,6 +26,15 @@ FRONTIER = ["hydra/sweeper=lth_frontier", "hydra.sweeper.frontier.per_round=2", 
             "hydra.sweeper.frontier.resolution=0.5"]  # the grid's own step
 
 
+# Where winning is not monotone. Measured here on a grid of half-halvings (1.56% .. 50%, the same LeNet run):
+# at tolerance 0.052, between 127 and 128 of the 144 validation images below the dense parent's 135, 4.42% won,
+# 6.25% lost, 8.84% and up won, 3.12% and below lost. Every probe below is a cell of that grid.
+INVERTED = [*TRAIN[:-1], "lth.report_tolerance=0.052"]
+VERIFYING = ["hydra/sweeper=lth_frontier", "hydra.sweeper.frontier.per_round=4", "hydra.sweeper.frontier.max_rounds=3",
+             "hydra.sweeper.frontier.density_range=[0.015625,0.5]",
+             "hydra.sweeper.frontier.resolution=0.292893"]  # one half-halving: 1 - 2^-0.5
+
+
 def _winner(densities: dict[float, bool]) -> float | None:
     return min((d for d, won in densities.items() if won), default=None)
 
@@ -76,3 +85,24 @@ def test_a_frontier_after_the_grid_starts_from_the_grid_s_cells(swept) -> None:
     assert {p["density"] for p in prior} == earlier  # every finished cell of the line counts
     assert line["jobs"] == 0 and line["rounds"] == 0  # resolved already: nothing new to train
     assert "finished cells found in MLflow count as probes" in again.stdout
+
+
+def test_a_winner_below_a_resolved_flip_is_found_by_verification_reported_and_refined(tmp_path: Path) -> None:
+    from lth.frontier.search import FrontierConfig, answer
+
+    done = run_lth(tmp_path, "-m", *VERIFYING, *INVERTED, f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
+    (line,) = json.loads((tmp_path / "sweep" / "frontier.json").read_text())["lines"]
+    found = [p for p in line["probes"] if p["verifying"] and p["won"]]
+    assert [p["density"] for p in found] == [0.044194]  # verification found the winner below the losing 6.25%
+    # What the sweep would have answered without looking below its resolved flip: 8.84%, monotone.
+    config = FrontierConfig((0.015625, 0.5), 4, 0.292893, 3)
+    before = answer({p["density"]: p["won"] for p in line["probes"] if p["round"] < found[0]["round"]}, config)
+    assert before.winner == 0.088388 and before.resolved and not before.inversions
+    result = line["answer"]
+    assert result["winner"] == 0.044194 and result["resolved"]  # refined below the inversion, and resolved
+    assert [0.044194, 0.0625] in result["inversions"]  # reported: the winner and the denser loser next to it
+    assert result["verified_steps"] == 2 and not result["unverified"]  # the new flip was verified in turn
+    assert all(p["round"] > found[0]["round"] for p in line["probes"] if p["density"] < 0.03125)
+    assert "verification found a winner below the flip (4.42%): NOT MONOTONE" in done.stdout
+    assert "NOT MONOTONE: 4.42% won but the denser 6.25% lost" in done.stdout

@@ -7,7 +7,9 @@ Runs, each in its own MLflow store under `--workdir`:
 
 Then prints, and writes as Markdown and JSON, for each reset epoch: the grid's winner (the report's
 rule: sparsest eligible cell), the frontier's, how many grid steps apart they are, and the ticket
-epochs each spent (a ticket at reset epoch k costs E - k epochs per replicate), with wall-clock.
+epochs each spent (a ticket at reset epoch k costs E - k epochs per replicate), with wall-clock; what
+verifying each resolved flip found and cost (the winner the rounds before it gave, its jobs, the
+winners it found below the flip); and how many probes agree with the grid cell nearest in density.
 
 Examples:
     python benchmarks/frontier_vs_grid.py                             # the README's run (digits, about 40 min on 2 cores)
@@ -71,8 +73,9 @@ def _run(workdir: Path, name: str, arguments: list[str], log: Path) -> float:
     return seconds
 
 
-def _grid_winners(store: Path, tolerance: float) -> tuple[dict[int, float | None], dict[int, int], int, int]:
-    """Per reset epoch the grid's sparsest winning density; inversions per reset epoch; jobs; E."""
+def _grid_winners(store: Path, tolerance: float
+                  ) -> tuple[dict[int, float | None], dict[int, int], int, int, dict[int, dict[float, bool]]]:
+    """Per reset epoch the grid's sparsest winning density; inversions per reset epoch; jobs; E; each line's verdicts."""
     import mlflow
 
     from lth.cell import TrackingConfig
@@ -87,12 +90,43 @@ def _grid_winners(store: Path, tolerance: float) -> tuple[dict[int, float | None
     verdicts = [v for v in judge.verdicts(family).values() if any(abs(v.threshold - t) < 1e-9 for t in GRID)]
     winners: dict[int, float | None] = {}
     inversions: dict[int, int] = {}
+    lines: dict[int, dict[float, bool]] = {}
     for reset in sorted({v.reset_epoch for v in verdicts}):
         line = sorted((1 - v.threshold, v.won) for v in verdicts if v.reset_epoch == reset)
+        lines[reset] = dict(line)
         winners[reset] = min((d for d, won in line if won), default=None)
         inversions[reset] = sum(a[1] and not b[1] for a, b in zip(line, line[1:]))
     epochs = int(mlflow.get_run(judge_dense(family, judge)).data.params["train.epochs"])
-    return winners, inversions, len(verdicts), epochs
+    return winners, inversions, len(verdicts), epochs, lines
+
+
+def _verification(line: dict) -> dict[str, object]:
+    """What verifying the line's flips found and cost: its probes, and the answer the probes before it gave.
+
+    The answer without verification is the sparsest winner of the rounds before the first one that
+    verified (later narrowing rounds only refine brackets denser than that winner).
+    """
+    checks = [p for p in line["probes"] if p.get("verifying")]
+    first = min((p["round"] for p in checks), default=None)
+    before = [p for p in line["probes"] if first is None or p["round"] < first]
+    unverified = min((p["density"] for p in before if p["won"]), default=None)
+    jobs = len(checks) * line["replicates"]
+    return {"verify_jobs": jobs, "verify_ticket_epochs": jobs * (line["epochs"] - line["reset_epoch"]),
+            "verify_found": sorted(p["density"] for p in checks if p["won"]),
+            "winner_without_verification": unverified,
+            "verification_changed_answer": unverified != line["answer"]["winner"],
+            "verified_steps": line["answer"].get("verified_steps", 0)}
+
+
+def _agreement(probes: list[dict], grid: dict[float, bool]) -> tuple[int, int]:
+    """(agreeing, compared): each probe against the grid cell nearest in log density, at most one grid step away."""
+    compared = agreeing = 0
+    for probe in probes:
+        nearest = min(grid, key=lambda d: abs(math.log(d / probe["density"])))
+        if abs(math.log(nearest / probe["density"])) <= STEP * 1.001:
+            compared += 1
+            agreeing += grid[nearest] == probe["won"]
+    return agreeing, compared
 
 
 def judge_dense(family: str, judge: object) -> str:
@@ -112,7 +146,7 @@ def _suffix(args: argparse.Namespace) -> str:
 
 def report(args: argparse.Namespace, seconds: dict[str, float]) -> dict[str, object]:
     grid_store, fresh = args.workdir / "grid", args.workdir / f"frontier{_suffix(args)}"
-    winners, inversions, grid_jobs, epochs = _grid_winners(grid_store, args.tolerance)
+    winners, inversions, grid_jobs, epochs, grid_lines = _grid_winners(grid_store, args.tolerance)
     frontier = json.loads((fresh / "sweeps" / "frontier" / "frontier.json").read_text())
     after = json.loads((grid_store / "sweeps" / f"frontier-after-grid{_suffix(args)}" / "frontier.json").read_text())
     rows = []
@@ -125,11 +159,15 @@ def report(args: argparse.Namespace, seconds: dict[str, float]) -> dict[str, obj
                      "grid_ticket_epochs": len(GRID) * (epochs - k), "frontier_ticket_epochs": line["ticket_epochs"],
                      "frontier_jobs": line["jobs"], "frontier_rounds": line["rounds"],
                      "resolved": line["answer"]["resolved"], "after_grid_jobs": later["jobs"],
-                     "after_grid_winner": later["answer"]["winner"]})
+                     "after_grid_winner": later["answer"]["winner"], **_verification(line),
+                     "agreement": _agreement([p for p in line["probes"] if p["round"] > 0], grid_lines.get(k, {}))})
     grid_cost = sum(r["grid_ticket_epochs"] for r in rows)
     frontier_cost = sum(r["frontier_ticket_epochs"] for r in rows)
+    verify_cost = sum(r["verify_ticket_epochs"] for r in rows)
     summary = {"epochs": epochs, "tolerance": args.tolerance, "grid_jobs": grid_jobs, "grid_ticket_epochs": grid_cost,
                "frontier_ticket_epochs": frontier_cost, "ratio": frontier_cost / grid_cost, "seconds": seconds,
+               "verify_ticket_epochs": verify_cost, "ratio_without_verification": (frontier_cost - verify_cost) / grid_cost,
+               "answers_changed_by_verification": sum(r["verification_changed_answer"] for r in rows),
                "per_round": args.per_round, "resolution": args.resolution, "max_rounds": args.max_rounds,
                "overrides": _common(args), "lines": rows}
     return summary
@@ -145,18 +183,26 @@ def markdown(summary: dict[str, object]) -> str:
              f"frontier P = {summary['per_round']}, "
              f"resolution {summary['resolution']}, max_rounds {summary['max_rounds']}.", "",
              "| reset epoch | grid winner | frontier winner | grid steps apart | frontier rounds | frontier jobs "
-             "| ticket epochs grid | ticket epochs frontier | grid inversions | after the grid: new jobs, winner |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| ticket epochs grid | ticket epochs frontier | grid inversions | after the grid: new jobs, winner "
+             "| verifying jobs: winners found | winner without verification |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary["lines"]:  # type: ignore[union-attr]
         apart = "-" if r["grid_steps_apart"] is None else f"{r['grid_steps_apart']:.2f}"
         lines.append(f"| {r['reset_epoch']} | {_percent(r['grid_winner'])} | {_percent(r['frontier_winner'])}"
                      f"{'' if r['resolved'] else ' (unresolved)'} | {apart} | {r['frontier_rounds']} | "
                      f"{r['frontier_jobs']} | {r['grid_ticket_epochs']} | {r['frontier_ticket_epochs']} | "
-                     f"{r['grid_inversions']} | {r['after_grid_jobs']}, {_percent(r['after_grid_winner'])} |")
+                     f"{r['grid_inversions']} | {r['after_grid_jobs']}, {_percent(r['after_grid_winner'])} | "
+                     f"{r['verify_jobs']}: {', '.join(map(_percent, r['verify_found'])) or 'none'} | "
+                     f"{_percent(r['winner_without_verification'])} |")
     seconds = summary["seconds"]
     lines += ["", f"Ticket epochs: frontier {summary['frontier_ticket_epochs']} of the grid's "
               f"{summary['grid_ticket_epochs']} = **{100 * summary['ratio']:.1f}%** (each also trains one dense parent "
-              f"of {summary['epochs']} epochs).", "",
+              f"of {summary['epochs']} epochs); without the verification rounds' {summary['verify_ticket_epochs']} it would "
+              f"be {100 * summary['ratio_without_verification']:.1f}%. Verification changed "
+              f"{summary['answers_changed_by_verification']} of {len(summary['lines'])} answers.",  # type: ignore[arg-type]
+              "Probes against the grid cell nearest in density (at most one step away): "
+              + ", ".join(f"k = {r['reset_epoch']}: {r['agreement'][0]} of {r['agreement'][1]} agree"
+                          for r in summary["lines"]) + ".", "",
               "Wall-clock on this machine: " + ", ".join(f"{name} {value / 60:.1f} min"
                                                          for name, value in seconds.items()) + "."]  # type: ignore
     return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ from lth import results
 from lth import tracking as lth_tracking
 from lth.cell import StateConfig, TrackingConfig
 from lth.pieces import piece
+from lth.stability.checks import check_auto_reference
 from lth.sweep_progress import Counts, ProgressLine, eta_s
 from lth.validate import ConfigError, validate_config
 
@@ -66,11 +67,16 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         cells = sweep_cells(config)  # a frontier sweep's: each line and replicate at the configured threshold
+        checked = []
         for cell in cells:
             try:
-                validate_config(compose(config_name=config.hydra.job.config_name, overrides=cell))
+                checked.append(validate_config(compose(config_name=config.hydra.job.config_name, overrides=cell)))
             except ConfigError as error:
                 raise SystemExit(f"lth: error in sweep cell [{' '.join(cell)}]: {error}") from None
+        try:
+            check_auto_reference(checked)
+        except ConfigError as error:
+            raise SystemExit(f"lth: error: {error}") from None
         frontier = FRONTIER_SWEEPER in str(config.hydra.sweeper.get("_target_", ""))
         if frontier:  # its jobs are chosen round by round
             print(f"lth: frontier sweep of {len(cells)} line x replicate settings, thresholds chosen round by round; "

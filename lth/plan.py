@@ -25,8 +25,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from lth.frontier.cost import costliest
 from lth.frontier.lines import CHOSEN, make_lines, product, split_axes
-from lth.frontier.search import config_of, schedule
+from lth.frontier.search import config_of
 from lth.schedule import Cluster, Job, plan, why
 from lth.tracking.identity import dense_hash
 from lth.train import CONFIG_DIR
@@ -119,12 +120,18 @@ def _frontier(overrides: Sequence, base: DictConfig, groups_of) -> Sweep:
     axes, replicates = split_axes(overrides)
     lines = make_lines(axes, replicates, groups_of)
     copies = len(product(replicates))
-    rounds = schedule(config)  # worst case: probes per line in each round
+    worst = costliest(config)  # worst case: (probes, of which verifying) per line in each round
+    rounds = [probes for probes, _ in worst]
     jobs = [Job("ticket", line.epochs - line.reset_epoch, stage)
             for line in lines for stage, probes in enumerate(rounds, start=1) for _ in range(probes * copies)]
     dense, parents = _dense_jobs([groups_of([*line.overrides, *r]) for line in lines for r in product(replicates)])
-    verify = (f", the last verifying the flip {config.verify_steps} step(s) below it" if config.verify_steps
-              else "; flips are not verified (frontier.verify_steps=0)")
+    checks = worst[-1][1] if worst else 0
+    if not config.verify_steps:
+        verify = "; flips are not verified (frontier.verify_steps=0)"
+    elif checks:
+        verify = f", the last verifying the flip with {checks} probe(s) below it"
+    else:  # the worst case ends unresolved: nothing to verify
+        verify = ", the flip still unresolved (so not verified) at the end"
     what = (f"frontier sweep: {len(lines)} line(s) x {copies} replicate(s), at most "
             f"{'+'.join(map(str, rounds))} probes per line in {len(rounds)} round(s){verify}: {len(jobs)} ticket jobs "
             f"in the worst case of a line that flips once (hydra.sweeper.frontier: P={config.per_round}, resolution "

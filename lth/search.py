@@ -44,7 +44,8 @@ log = logging.getLogger("lth")
 # once (a memory cache then stays filled: measured 5 s of each demo ticket's first epoch). Safe because
 # the order of examples is a function of (seed, epoch) alone, read when each epoch's iterator starts.
 # Two: a stability analysis trains a copy under another data seed, then walks the path on the cell's
-# data again. No more, since each pipeline may hold a memory cache (data.cache=memory).
+# data again. No more, since each pipeline may hold a memory cache (data.cache=memory). (A job whose
+# reset.epoch=auto reads another seed's reference holds its own input too while it decides: three at most.)
 shared_data = functools.lru_cache(maxsize=2)(load_data)
 
 

@@ -96,7 +96,7 @@ class FrontierSweeper(Sweeper):
         returns: list[Sequence[JobReturn]] = []
         dense_runs: set[str] = set()
         number = 0
-        for round_number in itertools.count(1):  # ends: each reopening moves a line's winner 2+ steps sparser
+        for round_number in itertools.count(1):  # ends: each reopening moves a line's winner strictly sparser, in range
             plan = {i: probes for i, record in enumerate(records)
                     if (probes := next_probes(record.outcomes, self.search, record.narrowed))}
             if not plan:

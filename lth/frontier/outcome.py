@@ -41,7 +41,7 @@ class LineRecord:
     probes: list[Probe] = field(default_factory=list)
     rounds: int = 0  # rounds in which this line launched probes
     epochs_trained: int = 0  # ticket epochs the jobs really trained (a reused cell trains none)
-    narrowed: int = 0  # narrowing rounds since the search last opened (a winner found by verification reopens it)
+    narrowed: int = 0  # rounds since the search last opened (a winner found by verification reopens it)
 
     @property
     def outcomes(self) -> dict[float, bool]:

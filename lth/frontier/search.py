@@ -15,19 +15,21 @@ some density and win above it. The search brackets that flip on a log-density sc
 4. Winning need not be monotone, so a resolved flip is *verified*: the next round probes
    `verify_steps` pruning steps sparser than its losing end. A winner there is an inversion
    (a winner below a loser): the search reopens below it, with `max_rounds` rounds again, and
-   its new flip is verified in turn. Verification rounds do not count against `max_rounds`.
+   its new flip is verified in turn. Verification never needs a narrowing round: it is probed
+   even when `max_rounds` are spent (a round of verification alone only happens then, or when
+   nothing else is left to narrow).
 
 Brackets are read off the probes, sorted by density, wherever two neighbours disagree. A winner
 that is sparser than a loser is therefore never hidden once probed: the brackets on both sides of
 the loser are refined too (after the frontier's own), and the answer lists every such pair.
 
-The search is deterministic, so `worst_case` can predict its cost before anything runs.
+The search is deterministic, so lth.frontier.cost can predict its cost before anything runs.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,7 +233,8 @@ def _probed(density: float, seen: Sequence[float], config: FrontierConfig) -> fl
 def verification_points(outcomes: Outcomes, config: FrontierConfig) -> list[float]:
     """The densities that verify the line's resolved flip: `verify_steps` steps sparser than its losing end.
 
-    Empty while the flip below the sparsest winner is unresolved, and where the searched range ends.
+    Empty while the flip below the sparsest winner is unresolved. Where the searched range ends first, its
+    end is the last point (unless it lies within NEARBY steps of the previous one).
     """
     known = in_range(outcomes, config)
     winner = min((d for d, won in known.items() if won), default=None)
@@ -240,9 +243,16 @@ def verification_points(outcomes: Outcomes, config: FrontierConfig) -> list[floa
     flip = next((b for b in brackets(known, config) if same(b.dense, winner)), None)
     if flip is None or flip.kind != "frontier" or not flip.resolved(config.step):
         return []
-    low = config.density_range[0] * (1 - RELATIVE_EPSILON)
-    points = [rounded(flip.sparse * (1 - config.resolution) ** j) for j in range(1, config.verify_steps + 1)]
-    return [d for d in points if d >= low]
+    low = config.density_range[0]
+    points: list[float] = []
+    for j in range(1, config.verify_steps + 1):
+        point = rounded(flip.sparse * (1 - config.resolution) ** j)
+        if point < low * (1 - RELATIVE_EPSILON):  # the range ends first: its end is the last point, unless next door
+            if abs(math.log((points[-1] if points else flip.sparse) / low)) > config.step * NEARBY:
+                points.append(rounded(low))
+            break
+        points.append(point)
+    return points
 
 
 def verifying(outcomes: Outcomes, config: FrontierConfig, probes: Sequence[float]) -> list[float]:
@@ -298,51 +308,6 @@ def answer(outcomes: Outcomes, config: FrontierConfig) -> Answer:
     verified = tuple(probe for probe in seen.values() if probe is not None)
     unverified = tuple(d for d, probe in seen.items() if probe is None)
     return Answer(winner, bracket, resolved, inversions, verified, unverified, 0 if unverified else len(verified))
-
-
-@dataclass(frozen=True)
-class Cost:
-    """What the search costs on one line, before anything runs (a single flip, as `worst_case` assumes)."""
-
-    rounds: int  # rounds in the worst case
-    probes: int  # probes in the worst case
-    mean_probes: float  # probes averaged over flips spread evenly in log density over the range
-
-
-def simulate(wins: Callable[[float], bool], config: FrontierConfig,
-             known: Outcomes | None = None) -> tuple[dict[float, bool], list[int]]:
-    """Run the search against `wins` (density -> won); (every outcome, probes in each round)."""
-    outcomes = dict(known or {})
-    rounds: list[int] = []
-    narrowed = 0
-    while probes := next_probes(outcomes, config, narrowed):
-        checking = verifying(outcomes, config, probes)
-        outcomes.update({d: wins(d) for d in probes})
-        rounds.append(len(probes))
-        narrowed = after_round(narrowed, any(outcomes[d] for d in checking))
-    return outcomes, rounds
-
-
-def _single_flips(config: FrontierConfig, flips: int) -> list[list[int]]:
-    """Probes per round for flips spread across the range, and one beyond each end."""
-    low, high = config.density_range
-    spread = [low * (high / low) ** (i / (flips - 1)) for i in range(flips)]
-    return [simulate(lambda d, flip=flip: d >= flip, config)[1] for flip in [low / 2, *spread, min(1.0, high * 1.5)]]
-
-
-def worst_case(config: FrontierConfig, flips: int = 400) -> Cost:
-    """The rounds and probes of a line whose winning flips once, over flips spread across and beyond the range.
-
-    They include the verification round: a single flip's verification never wins, so it adds one round
-    of up to `verify_steps` probes.
-    """
-    runs = _single_flips(config, flips)
-    return Cost(max(len(r) for r in runs), max(sum(r) for r in runs), sum(sum(r) for r in runs) / len(runs))
-
-
-def schedule(config: FrontierConfig, flips: int = 400) -> list[int]:
-    """Probes per round of the costliest single flip (most probes, then most rounds): what a plan assumes."""
-    return max(_single_flips(config, flips), key=lambda r: (sum(r), len(r)))
 
 
 def pretty(densities: Sequence[float]) -> str:

@@ -137,8 +137,9 @@ def write_report(experiment_id: str, family: str, output_dir: Path, tolerance: f
     failed = [p for p in runs.points if p.finished and not p.learned]
     name = next((d.name for d in runs.dense if d.name), family)
     title = figure_title(name, runs, rows)  # what became of every run: trained and failed is not missing
-    analyses = of_cells(runs.analyses, {run: (row.cell, row.label) for row in rows if row.kind == "ticket"
-                                        for run in row.run_ids})
+    labels = {row.cell: row.label for row in rows if row.kind == "ticket"}  # every run of a cell, reruns too
+    analyses = of_cells(runs.analyses, {p.run_id: (p.cell_id, labels.get(p.cell_id, "")) for p in runs.points
+                                        if p.kind == "ticket"})
     barriers, stability_text = write_stability(analyses, name, folder)
     diagnostics = _diagnostics(runs)
     extras = (*filter(None, [barriers]), *write_diagnostics(runs, folder, diagnostics))

@@ -111,8 +111,15 @@ def read_analysis(run: Run) -> Analysis | None:
 
 
 def of_cells(analyses: Sequence[Analysis], cells: Mapping[str, tuple[str, str]]) -> list[Analysis]:
-    """Each analysis with its analysed ticket's report cell and label (run id -> (lth.cell, settings label))."""
-    return [replace(a, cell=cells[a.analysed_run][0], cell_label=cells[a.analysed_run][1])
+    """Each analysis with its analysed ticket's report cell and label (run id -> (lth.cell, settings label)).
+
+    The label keeps the settings that tell cells apart (structure, floor, ...), not the `cell <id>` the
+    table may add: that id changes with k, and a line runs across k.
+    """
+    def settings(label: str) -> str:
+        return ", ".join(part for part in label.split(", ") if part and not part.startswith("cell "))
+
+    return [replace(a, cell=cells[a.analysed_run][0], cell_label=settings(cells[a.analysed_run][1]))
             if a.threshold and a.analysed_run in cells else a for a in analyses]
 
 

@@ -77,6 +77,11 @@ def resolve_reset_epoch(cell: Cell, experiment_id: str, data_for: DataFor) -> tu
     reference = reference_of(cell)
     data = data_for(reference)
     dense = ensure_dense(reference, experiment_id, data)
+    if not dense.reused and reference.groups["train"] != cell.groups["train"]:
+        # A sweep is refused without its reference replicate (lth.stability.checks); a lone job is not.
+        log.warning("reset.epoch=auto trained the dense parent of train.seed=%d (stability.reference_seed) to "
+                    "decide k; the report expects every cell on it too, so run this cell's train.seed=%d replicate "
+                    "as well, unless the sweep does", settings.reference_seed, settings.reference_seed)
     found = analyse_candidates(reference, experiment_id, data, dense, data_for)
     chosen = stable_from({k: f.val_barrier for k, f in sorted(found.items())}, settings.threshold)
     candidates = sorted(set(settings.candidates))

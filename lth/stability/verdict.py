@@ -25,7 +25,7 @@ def stable_from(barriers: Mapping[int, float], threshold: float) -> int | None:
     """
     chosen = None
     for k in sorted(barriers, reverse=True):
-        if barriers[k] >= threshold:
+        if not barriers[k] < threshold:  # NaN (a path that diverged) is not stable either
             break
         chosen = k
     return chosen

@@ -115,3 +115,12 @@ def test_auto_s_choice_and_the_report_s_stable_from_agree(swept: tuple[Path, str
     assert found is not None, report
     assert int(found.group(1)) == chosen == 2  # not k=0, the earliest stable candidate: k=1 is unstable again
     assert "dense: stable from k=2 (also at k=0)" in report
+
+
+def test_a_sweep_without_its_reference_replicate_is_refused_before_anything_trains(tmp_path: Path) -> None:
+    done = run_lth(tmp_path, "-m", *LENET, *AUTO, "train.seed=1,2")
+    assert done.returncode != 0
+    (line,) = [text for text in done.stderr.splitlines() if text.startswith("lth: error")]
+    assert "from train.seed=0 with its data in its own order" in line and "train.seed=0" in line
+    assert "stability.reference_seed to one of its seeds [1, 2]" in line
+    assert not (tmp_path / "mlflow.db").exists() or not runs(tmp_path)  # nothing was trained or logged

@@ -69,13 +69,16 @@ def test_the_frontier_plan_prices_its_worst_case_against_the_grid(tmp_path: Path
     frontier = capsys.readouterr().out
     assert "4 GPUs per job" in grid and "GPU-hours 10,527.0" in grid  # 4 x 2,631.75 h
     assert ("5 line(s) x 1 replicate(s), at most 4+1+1+1+2 probes per line in 5 round(s), the last verifying the flip "
-            "2 step(s) below it: 45 ticket jobs") in frontier  # 35 narrowing + 5 x 2 verifying
+            "with 2 probe(s) below it: 45 ticket jobs") in frontier  # 35 narrowing + 5 x 2 verifying
     assert "up to P x max_rounds = 16 narrowing probes" in frontier
     hours = [float(re.search(r"GPU-hours ([\d,.]+)", t).group(1).replace(",", "")) for t in (grid, frontier)]
     assert 0.37 * hours[0] < hours[1] < 0.47 * hours[0]  # (1 + 45) / (1 + 100) of the grid's job-epochs, about
     plan_cli.main(["experiment=seed_frontier", *seed, "hydra.sweeper.frontier.verify_steps=0"])
     trusting = capsys.readouterr().out
     assert "4+1+1+1 probes per line in 4 round(s); flips are not verified" in trusting and "35 ticket jobs" in trusting
+    plan_cli.main(["experiment=seed_frontier", *seed, "hydra.sweeper.frontier.max_rounds=1"])
+    hurried = capsys.readouterr().out  # one round of 4 cannot resolve a flip: no verification round is promised
+    assert "at most 4 probes per line in 1 round(s), the flip still unresolved (so not verified) at the end" in hurried
 
 
 def test_epoch_times_come_from_the_sweep_s_dense_run_in_mlflow(tmp_path: Path, monkeypatch,

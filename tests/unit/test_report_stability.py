@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,20 @@ def test_an_analysis_reads_its_settings_from_its_params() -> None:
     assert found is not None and (found.copies, found.points, found.bn_batches) == (DEFAULT_COPIES, 12, 8)
     assert found.replicate == (1, 3) and found.analysed_run == "t1"
     assert read_analysis(_stability_run({**params, "stability.data_seeds": "[5, 6]"})).copies == "data seeds [5, 6]"
+
+
+def test_analyses_of_two_cells_at_one_sparsity_are_told_apart_by_their_cell_reruns_included() -> None:
+    from lth.report.stability import of_cells
+
+    channel = _analysis(0.8, 2, 0.01)
+    weights = replace(_analysis(0.8, 2, 0.05), analysed_run="rerun-of-B")  # a later finished run of cell B
+    cells = {"r-0.8-2": ("A", "structure=channel"), "rerun-of-B": ("B", "structure=none, cell B")}
+    found = of_cells([channel, weights], cells)
+    assert [a.cell for a in found] == ["A", "B"]
+    assert stable_cells(found) == {"A": (channel.describe(),)}  # B's 5% is not averaged in
+    assert barrier_lines(found) == {"80% pruned, structure=channel": [(2, 0.01)],
+                                    "80% pruned, structure=none": [(2, 0.05)]}  # no per-k `cell B`
+
+
+def test_a_barrier_that_is_not_a_number_is_not_stable() -> None:
+    assert stable_from({2: float("nan"), 4: 0.01}, 0.02) == 4

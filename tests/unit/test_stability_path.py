@@ -152,3 +152,20 @@ def test_recomputed_batch_norm_statistics_are_the_mean_over_batches_of_each_laye
                                    err_msg=bn.name)
         np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean(variances, axis=0), rtol=1e-5, atol=1e-5,
                                    err_msg=bn.name)
+
+
+def test_a_sweep_with_auto_must_run_the_reference_replicate_every_replicate_decides_from(
+        compose: Callable[..., object]) -> None:
+    from lth.cell import Cell
+    from lth.stability.checks import check_auto_reference
+    from lth.validate import validate_config
+
+    def sweep(*replicates: str, extra: tuple[str, ...] = ()) -> list[Cell]:
+        return [validate_config(compose("reset.epoch=auto", *extra, *replicate.split())) for replicate in replicates]
+
+    check_auto_reference(sweep("train.seed=0", "train.seed=1"))
+    check_auto_reference(sweep("train.seed=1", "train.seed=2", extra=("stability.reference_seed=1",)))
+    for replicates in (("train.seed=1", "train.seed=2"), ("train.seed=0 train.data_seed=5",)):
+        with pytest.raises(ConfigError, match="from train.seed=0 with its data in its own order"):
+            check_auto_reference(sweep(*replicates))
+    check_auto_reference([validate_config(compose("reset.epoch=2", "train.seed=3"))])  # only auto jobs are checked

@@ -101,17 +101,21 @@ def _grid_winners(store: Path, tolerance: float
 
 
 def _verification(line: dict) -> dict[str, object]:
-    """What verifying the line's flips found and cost: its probes, and the answer the probes before it gave.
+    """What verifying the line's flips found and cost, and the answer the probes before it gave.
 
     The answer without verification is the sparsest winner of the rounds before the first one that
-    verified (later narrowing rounds only refine brackets denser than that winner).
+    verified (later narrowing rounds only refine brackets denser than that winner). Verification's cost
+    is its own probes and every probe of the search it reopened (the rounds after a verifying winner).
     """
     checks = [p for p in line["probes"] if p.get("verifying")]
     first = min((p["round"] for p in checks), default=None)
+    reopened = min((p["round"] for p in checks if p["won"]), default=None)
     before = [p for p in line["probes"] if first is None or p["round"] < first]
     unverified = min((p["density"] for p in before if p["won"]), default=None)
-    jobs = len(checks) * line["replicates"]
-    return {"verify_jobs": jobs, "verify_ticket_epochs": jobs * (line["epochs"] - line["reset_epoch"]),
+    caused = [p for p in line["probes"] if p.get("verifying") or (reopened is not None and p["round"] > reopened)]
+    jobs = len(caused) * line["replicates"]
+    return {"verify_jobs": len(checks) * line["replicates"], "reopened_jobs": jobs - len(checks) * line["replicates"],
+            "verify_ticket_epochs": jobs * (line["epochs"] - line["reset_epoch"]),
             "verify_found": sorted(p["density"] for p in checks if p["won"]),
             "winner_without_verification": unverified,
             "verification_changed_answer": unverified != line["answer"]["winner"],
@@ -121,7 +125,7 @@ def _verification(line: dict) -> dict[str, object]:
 def _agreement(probes: list[dict], grid: dict[float, bool]) -> tuple[int, int]:
     """(agreeing, compared): each probe against the grid cell nearest in log density, at most one grid step away."""
     compared = agreeing = 0
-    for probe in probes:
+    for probe in probes if grid else []:
         nearest = min(grid, key=lambda d: abs(math.log(d / probe["density"])))
         if abs(math.log(nearest / probe["density"])) <= STEP * 1.001:
             compared += 1
@@ -184,8 +188,8 @@ def markdown(summary: dict[str, object]) -> str:
              f"resolution {summary['resolution']}, max_rounds {summary['max_rounds']}.", "",
              "| reset epoch | grid winner | frontier winner | grid steps apart | frontier rounds | frontier jobs "
              "| ticket epochs grid | ticket epochs frontier | grid inversions | after the grid: new jobs, winner "
-             "| verifying jobs: winners found | winner without verification |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| verifying jobs: winners found | jobs of the reopened search | winner without verification |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary["lines"]:  # type: ignore[union-attr]
         apart = "-" if r["grid_steps_apart"] is None else f"{r['grid_steps_apart']:.2f}"
         lines.append(f"| {r['reset_epoch']} | {_percent(r['grid_winner'])} | {_percent(r['frontier_winner'])}"
@@ -193,12 +197,14 @@ def markdown(summary: dict[str, object]) -> str:
                      f"{r['frontier_jobs']} | {r['grid_ticket_epochs']} | {r['frontier_ticket_epochs']} | "
                      f"{r['grid_inversions']} | {r['after_grid_jobs']}, {_percent(r['after_grid_winner'])} | "
                      f"{r['verify_jobs']}: {', '.join(map(_percent, r['verify_found'])) or 'none'} | "
+                     f"{r['reopened_jobs']} | "
                      f"{_percent(r['winner_without_verification'])} |")
     seconds = summary["seconds"]
     lines += ["", f"Ticket epochs: frontier {summary['frontier_ticket_epochs']} of the grid's "
               f"{summary['grid_ticket_epochs']} = **{100 * summary['ratio']:.1f}%** (each also trains one dense parent "
-              f"of {summary['epochs']} epochs); without the verification rounds' {summary['verify_ticket_epochs']} it would "
-              f"be {100 * summary['ratio_without_verification']:.1f}%. Verification changed "
+              f"of {summary['epochs']} epochs); without verification (its probes and the searches it reopened: "
+              f"{summary['verify_ticket_epochs']} ticket epochs) it would be "
+              f"{100 * summary['ratio_without_verification']:.1f}%. Verification changed "
               f"{summary['answers_changed_by_verification']} of {len(summary['lines'])} answers.",  # type: ignore[arg-type]
               "Probes against the grid cell nearest in density (at most one step away): "
               + ", ".join(f"k = {r['reset_epoch']}: {r['agreement'][0]} of {r['agreement'][1]} agree"

@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lth.frontier.search import Answer, FrontierConfig, answer, threshold_of
+from lth.frontier.answer import Answer, answer
+from lth.frontier.search import FrontierConfig, threshold_of
 
 PRIOR_ROUND = 0  # the round of a cell that was already in MLflow when the sweep started
 

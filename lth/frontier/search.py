@@ -151,47 +151,6 @@ class Bracket:
         return [rounded(d) for d in ends + inside]
 
 
-@dataclass(frozen=True)
-class Answer:
-    """What the probes of one line say."""
-
-    winner: float | None  # density of the sparsest winning probe; None: none won
-    bracket: Bracket | None  # the flip below that winner (or above the densest loser when none won)
-    resolved: bool  # that bracket is resolved, or the winner is the range's sparsest end
-    inversions: tuple[tuple[float, float], ...]  # (winner, the denser loser next to it): winning did not flip once
-    verified: tuple[float, ...] = ()  # probes below the resolved flip that verified it (all lost: none is sparser)
-    unverified: tuple[float, ...] = ()  # verification densities not probed yet (the sweep ended before them)
-    verified_steps: int = 0  # how many pruning steps below the flip's losing end verification reached
-
-    def sentence(self, config: FrontierConfig) -> str:
-        """One line for the sweep's summary."""
-        if self.winner is None:
-            what = "no probe won"
-        else:
-            what = f"sparsest winner {100 * self.winner:.2f}% of weights (t={threshold_of(self.winner):g})"
-        if self.bracket is not None and not (self.resolved and self.bracket.kind == "below_range"):
-            state = "resolved" if self.resolved else "NOT resolved"
-            what += (f"; flip in [{100 * self.bracket.sparse:.2f}%, {100 * self.bracket.dense:.2f}%] ({state} at "
-                     f"resolution {config.resolution:g})")
-            if self.resolved and self.bracket.kind == "frontier":
-                what += "; " + self._verification(config)
-        elif self.winner is not None:
-            what += " (within one step of the sparsest density searched: the frontier may lie lower)"
-        for winner, loser in self.inversions:
-            what += f"; NOT MONOTONE: {100 * winner:.2f}% won but the denser {100 * loser:.2f}% lost"
-        return what
-
-    def _verification(self, config: FrontierConfig) -> str:
-        if self.unverified:
-            return f"NOT verified below it ({pretty(self.unverified)} not probed)"
-        if self.verified:
-            return (f"verified {self.verified_steps} step(s) below it: {pretty(self.verified)} lost"
-                    + ("" if self.verified_steps == config.verify_steps else " (the searched range ends there)"))
-        if config.verify_steps == 0:
-            return "not verified (frontier.verify_steps=0)"
-        return "nothing sparser is searched to verify it against"
-
-
 def in_range(outcomes: Outcomes, config: FrontierConfig) -> dict[float, bool]:
     """The outcomes inside the searched range (a grid's earlier cells may lie outside it)."""
     low, high = config.density_range
@@ -224,7 +183,7 @@ def first_round(config: FrontierConfig) -> list[float]:
     return [rounded(low * math.exp(width * j / (config.per_round + 1))) for j in range(1, config.per_round + 1)]
 
 
-def _probed(density: float, seen: Sequence[float], config: FrontierConfig) -> float | None:
+def probed_near(density: float, seen: Sequence[float], config: FrontierConfig) -> float | None:
     """The probe in `seen` within NEARBY steps of `density` (a grid's own cells, or an earlier round's probe)."""
     return min(seen, key=lambda d: abs(math.log(d / density)), default=None) if any(
         abs(math.log(d / density)) <= config.step * NEARBY for d in seen) else None
@@ -258,7 +217,7 @@ def verification_points(outcomes: Outcomes, config: FrontierConfig) -> list[floa
 def verifying(outcomes: Outcomes, config: FrontierConfig, probes: Sequence[float]) -> list[float]:
     """Which of a round's `probes` verify a flip, given the outcomes known before the round."""
     checking = verification_points(outcomes, config)
-    return [d for d in probes if _probed(d, checking, config) is not None]
+    return [d for d in probes if probed_near(d, checking, config) is not None]
 
 
 def next_probes(outcomes: Outcomes, config: FrontierConfig, rounds_done: int) -> list[float]:
@@ -283,31 +242,13 @@ def next_probes(outcomes: Outcomes, config: FrontierConfig, rounds_done: int) ->
                  if not any(same(d, seen) for seen in [*known, *chosen])]
         chosen += fresh
         budget -= len(fresh)
-    checking = [d for d in verification_points(known, config) if _probed(d, [*known, *chosen], config) is None]
+    checking = [d for d in verification_points(known, config) if probed_near(d, [*known, *chosen], config) is None]
     return sorted(chosen + checking)
 
 
 def after_round(rounds_done: int, verified_won: bool) -> int:
     """Narrowing rounds since the search opened, after a round: a winner found by verification reopens it."""
     return 0 if verified_won else rounds_done + 1
-
-
-def answer(outcomes: Outcomes, config: FrontierConfig) -> Answer:
-    """The sparsest winner of a line, the bracket below it, its verification, and any winner sparser than a loser."""
-    known = in_range(outcomes, config)
-    winner = min((d for d, won in known.items() if won), default=None)
-    found = brackets(known, config)
-    if winner is None:
-        bracket = found[0] if found else None
-    else:
-        bracket = next((b for b in found if same(b.dense, winner)), None)
-    resolved = bracket is None or bracket.resolved(config.step)
-    inversions = tuple(sorted((b.sparse, b.dense) for b in found if b.kind == "inverted"))
-    checking = verification_points(known, config)
-    seen = {d: _probed(d, list(known), config) for d in checking}
-    verified = tuple(probe for probe in seen.values() if probe is not None)
-    unverified = tuple(d for d, probe in seen.items() if probe is None)
-    return Answer(winner, bracket, resolved, inversions, verified, unverified, 0 if unverified else len(verified))
 
 
 def pretty(densities: Sequence[float]) -> str:

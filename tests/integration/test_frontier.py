@@ -88,7 +88,8 @@ def test_a_frontier_after_the_grid_starts_from_the_grid_s_cells(swept) -> None:
 
 
 def test_a_winner_below_a_resolved_flip_is_found_by_verification_reported_and_refined(tmp_path: Path) -> None:
-    from lth.frontier.search import FrontierConfig, answer
+    from lth.frontier.answer import answer
+    from lth.frontier.search import FrontierConfig
 
     done = run_lth(tmp_path, "-m", *VERIFYING, *INVERTED, f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]

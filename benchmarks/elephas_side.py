@@ -50,8 +50,8 @@ def _pieces(overrides: list[str]) -> tuple[Any, Any, Any]:
     """(model, data, train) pieces composed from conf/ exactly as `python -m lth.train OVERRIDES` composes them."""
     from hydra import compose, initialize_config_dir
 
-    from lth.cell import DataConfig, ModelConfig, TrainConfig
-    from lth.pieces import piece
+    from lth.config.cell import DataConfig, ModelConfig, TrainConfig
+    from lth.config.pieces import piece
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)

@@ -78,7 +78,7 @@ def _grid_winners(store: Path, tolerance: float
     """Per reset epoch the grid's sparsest winning density; inversions per reset epoch; jobs; E; each line's verdicts."""
     import mlflow
 
-    from lth.cell import TrackingConfig
+    from lth.config.cell import TrackingConfig
     from lth.frontier.judge import Judge
     from lth.report.collect import families_of
 

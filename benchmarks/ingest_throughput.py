@@ -57,7 +57,7 @@ def baseline(source: Path, output: Path, shards: int) -> float:
     from lth.ingest.fetch import DownloadSettings
     from lth.ingest.images import ImageSettings
     from lth.ingest.inventory import checked
-    from lth.ingest.shards import plan_shards, write_shard
+    from lth.ingest.shard_writer import plan_shards, write_shard
     from lth.ingest.sources import source_inventory
 
     cfg = _config(source, output, shards)

@@ -39,11 +39,11 @@ import tensorflow as tf  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from lth.cell import DataConfig  # noqa: E402
-from lth.data.shards import load_shards  # noqa: E402
+from lth.config.cell import DataConfig  # noqa: E402
+from lth.config.pieces import piece
+from lth.data.shard_pipeline import load_shards  # noqa: E402
 from lth.ingest.images import EncodedImage  # noqa: E402
-from lth.ingest.shards import serialize_example  # noqa: E402
-from lth.pieces import piece
+from lth.ingest.shard_writer import serialize_example  # noqa: E402
 
 IMAGE_SIZE, SHORTER_SIDE, QUALITY, CLASSES, TRAIN_SHARDS = 224, 256, 90, 10, 4
 REPEATS = 3  # (a) and (b) report the best of this many passes: a shared machine's bursts only ever slow a pass down

@@ -66,9 +66,9 @@ def random_part(args: argparse.Namespace) -> list[dict]:
     """MobileNetV2 1.0 at 224 with random weights: every structure and sparsity, exported and timed."""
     import keras
 
-    from lth.cell import ModelConfig
+    from lth.config.cell import ModelConfig
     from lth.export.forms import export_forms
-    from lth.export.summary import write
+    from lth.export.measured_report import write
     from lth.pruning.channels import channel_masks
     from lth.pruning.scopes import prune_masks
     from lth.pruning.structure import layout

@@ -99,7 +99,7 @@ def _markdown(rows: list[dict[str, object]]) -> str:
 
 
 def _figure(rows: list[dict[str, object]], path: Path) -> None:
-    from lth.stability.plot import barrier_figure, save
+    from lth.stability.path_figures import barrier_figure, save
 
     lines: dict[str, list[tuple[int, float]]] = {}
     for r in rows:

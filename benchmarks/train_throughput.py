@@ -86,9 +86,9 @@ def measure(model: str, batch: int, steps: int, epochs: int, precision: str, spa
     """Time dense and masked training of one compiled network at one batch size."""
     import keras
 
-    from lth.cell import DataConfig, ModelConfig, TrainConfig
+    from lth.config.cell import DataConfig, ModelConfig, TrainConfig
+    from lth.config.pieces import piece
     from lth.data import load_data
-    from lth.pieces import piece
     from lth.pruning.scopes import prune_masks
     from lth.training.models import kernel_path
     from lth.training.network import MaskedNetwork

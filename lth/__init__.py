@@ -15,7 +15,7 @@ def _register_config_resolvers() -> None:
     that reads a config: each imports lth before it resolves one."""
     from omegaconf import OmegaConf
 
-    from lth.vocabulary import default_scope
+    from lth.config.vocabulary import default_scope
 
     if not OmegaConf.has_resolver("lth.default_scope"):
         OmegaConf.register_new_resolver("lth.default_scope", default_scope)

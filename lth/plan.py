@@ -2,7 +2,7 @@
 
 Takes the sweep exactly as `python -m lth.train -m` would (grid overrides, `experiment=seed_grid`,
 or `hydra/sweeper=lth_frontier`), and prints its jobs, GPU-epochs, GPU-hours, wall-clock, and
-the speed-up S and efficiency E over one slot, with why S falls short of N (lth.schedule).
+the speed-up S and efficiency E over one slot, with why S falls short of N (lth.sweep.cluster_schedule).
 
 Epoch times come from `--epoch-minutes`, or from the sweep's dense parent already logged in
 MLflow (`train_seconds / epochs_trained`; a parent that is there is reused, so the sweep's dense
@@ -25,10 +25,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from lth.frontier.bracketing import config_of
 from lth.frontier.cost import costliest
 from lth.frontier.lines import CHOSEN, make_lines, product, split_axes
-from lth.frontier.search import config_of
-from lth.schedule import Cluster, Job, plan, why
+from lth.sweep.cluster_schedule import Cluster, Job, plan, why
 from lth.tracking.identity import dense_hash
 from lth.train import CONFIG_DIR
 

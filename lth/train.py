@@ -1,6 +1,6 @@
 """Entry point: `python -m lth.train [-m] prune.threshold=… reset.epoch=…`.
 
-Each Hydra job is one cell of the search; see lth.search for what it does.
+Each Hydra job is one cell of the search; see lth.stages.cell_search for what it does.
 """
 
 from __future__ import annotations
@@ -47,13 +47,13 @@ def main(cfg: DictConfig) -> dict[str, object]:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # checkpoints are single small files
     # Keras warns on every fit that a tf.data input is not reshuffled by it; ours shuffles itself.
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
-    from lth.validate import ConfigError
+    from lth.config.validate import ConfigError
 
     try:
         from lth.training.devices import enter
 
         group = enter(str(cfg.train.backend))  # before anything imports Keras
-        from lth.search import run_cell  # imported here: the submitting process never needs TensorFlow
+        from lth.stages.cell_search import run_cell  # imported here: the submitting process never needs TensorFlow
 
         result = run_cell(cfg).to_dict()
     except ConfigError as error:

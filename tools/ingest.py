@@ -13,8 +13,8 @@ from omegaconf import DictConfig
 @hydra.main(config_path="../conf", config_name="ingest", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
     """Ingest the configured source; returns the manifest (Hydra's job return value)."""
+    from lth.config.vocabulary import ConfigError
     from lth.ingest import run_ingest
-    from lth.vocabulary import ConfigError
 
     try:
         return run_ingest(cfg)

@@ -1,6 +1,6 @@
 """`hydra/sweeper=lth_frontier`: for each reset epoch, the sparsest winning ticket, in rounds of ticket jobs.
 
-Where the basic sweeper launches a fixed grid, this one chooses the thresholds (lth.frontier.search):
+Where the basic sweeper launches a fixed grid, this one chooses the thresholds (lth.frontier.bracketing):
 each round launches, through the configured launcher (so `cluster=slurm` makes a round one
 array, after the dense parents' jobs in the first), at most `per_round` thresholds per line
 with every replicate, then reads back which won by the report's own rule (lth.frontier.judge)
@@ -28,13 +28,22 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lth import tracking
-from lth.cell import TrackingConfig
+from lth.config.cell import TrackingConfig
+from lth.config.pieces import piece
+from lth.config.vocabulary import ConfigError
+from lth.frontier.bracketing import (
+    FrontierConfig,
+    after_round,
+    config_of,
+    next_probes,
+    pretty,
+    rounded,
+    threshold_of,
+    verifying,
+)
 from lth.frontier.judge import Judge, Verdict, unswept
 from lth.frontier.lines import Line, make_lines, product, split_axes
 from lth.frontier.outcome import PRIOR_ROUND, LineRecord, Probe, epochs_trained, table, write_figure, write_json
-from lth.frontier.search import FrontierConfig, after_round, config_of, next_probes, pretty, rounded, threshold_of, verifying
-from lth.pieces import piece
-from lth.vocabulary import ConfigError
 
 log = logging.getLogger("lth")
 

@@ -10,7 +10,7 @@ submission, same requeue-on-preemption through `checkpoint()`) in two ways:
 * A task that SLURM cancels or kills does not abort the wait for the others: it comes
   back as a FAILED job naming its state and log, and the sweep's summary lists it.
 
-While it waits, one progress line (lth.sweep_progress) says how many jobs are done,
+While it waits, one progress line (lth.sweep.progress) says how many jobs are done,
 running, pending and failed, with an ETA from the finished jobs' times.
 """
 
@@ -32,7 +32,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hydra_plugins.lth_launcher import numbered
-from lth.sweep_progress import Counts, ProgressLine, eta_s
+from lth.sweep.progress import Counts, ProgressLine, eta_s
 from lth.tracking.identity import dense_hash
 
 log = logging.getLogger("lth")
@@ -49,7 +49,7 @@ class DenseJob:
         from lth.training.devices import enter
 
         enter(str(self.cfg.train.backend))  # the configured backend, and the job's processes (tasks_per_node, nodes)
-        from lth.search import run_dense  # TensorFlow only inside the job
+        from lth.stages.cell_search import run_dense  # TensorFlow only inside the job
 
         return run_dense(self.cfg).run_id
 

@@ -4,7 +4,7 @@ A job is one Spark stage in barrier mode (`RDD.barrier()`): its tasks start toge
 any master (`local-cluster[…]`, standalone, YARN, Kubernetes), and if one fails they all
 fail. The tasks agree on a coordinator through the `BarrierTaskContext`: task 0 picks a free
 port on its host and `allGather` tells the others, which is all `jax.distributed` needs
-(lth.processes). Each task then runs the Hydra job as it would run anywhere (`run_job`,
+(lth.common.processes). Each task then runs the Hydra job as it would run anywhere (`run_job`,
 as hydra-submitit-launcher does on a SLURM node) with its place in the group in its
 environment; process 0 claims and logs the runs (lth.training.group), so the dense-once
 and reuse rules are those of every other launcher. A job whose stage fails (an executor
@@ -66,7 +66,7 @@ class BarrierJob:
             returned = run_job(hydra_context=self.hydra_context, task_function=self.task_function,
                                config=self.config, job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
         finally:
-            from lth.processes import stop
+            from lth.common.processes import stop
 
             stop()
         if returned.status == JobStatus.FAILED:  # every task fails the stage, so Spark says which one and why

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lth.cell import DataConfig
+from lth.config.cell import DataConfig
 
 Arrays = tuple[np.ndarray, np.ndarray]
 FASHION_MNIST_FILES: tuple[str, ...] = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lth.vocabulary import ConfigError
+from lth.config.vocabulary import ConfigError
 
 MANIFEST = "manifest.json"
 

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
-from lth.cell import DataConfig
+from lth.config.cell import DataConfig
+from lth.config.vocabulary import IMAGENET_NEEDS_TENSORFLOW
 from lth.data.arrays import LOADERS, Arrays
 from lth.data.splits import WHOLE, DataSplits, EpochCounter, Part, epoch_order
-from lth.vocabulary import IMAGENET_NEEDS_TENSORFLOW
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -79,7 +79,7 @@ def load_data(data: DataConfig, batch_size: int, seed: int, replicas: int = 1, p
     if data.name == "imagenet":  # TFRecord shards from tools/ingest.py, streamed rather than held in memory
         if keras.backend.backend() != "tensorflow":
             raise ValueError(IMAGENET_NEEDS_TENSORFLOW)
-        from lth.data.shards import load_shards  # imported here: it imports TensorFlow
+        from lth.data.shard_pipeline import load_shards  # imported here: it imports TensorFlow
 
         return load_shards(data, batch_size, seed)
     if data.name not in LOADERS:

@@ -1,6 +1,6 @@
 """What an input pipeline hands the training loop, and the one order of its training examples.
 
-Both backends' pipelines (lth.data.load for arrays, lth.data.shards for TFRecord shards) return
+Both backends' pipelines (lth.data.load for arrays, lth.data.shard_pipeline for TFRecord shards) return
 `DataSplits`; the array pipelines of both backends visit the training examples in
 `epoch_order(seed, epoch)`. Nothing here imports TensorFlow or Keras.
 """

@@ -64,11 +64,11 @@ def test_set(config: DictConfig, limit: int | None) -> TestSet:
     """The test split of the data the ticket was trained on, as arrays."""
     import numpy as np
 
-    from lth.cell import DataConfig
+    from lth.config.cell import DataConfig
+    from lth.config.pieces import piece
     from lth.data.arrays import LOADERS
     from lth.data.load import load_data
     from lth.export.forms import TestSet
-    from lth.pieces import piece
 
     data = piece(DataConfig, config.data, "data", known_only=True)
     if data.name in LOADERS:
@@ -85,14 +85,14 @@ def _retime(arguments: argparse.Namespace, folder: Path) -> None:
     import tempfile
 
     from lth import tracking
-    from lth.export import summary
+    from lth.export import measured_report
     from lth.export.forms import BASELINE
     from lth.export.latency import measure
     from lth.tracking import schema
 
     with tempfile.TemporaryDirectory(prefix="lth-export-") as scratch:
         source = str(folder)
-        if not (folder / summary.REPORT_JSON).exists():  # not exported on this machine: take the run's files
+        if not (folder / measured_report.REPORT_JSON).exists():  # not exported on this machine: take the run's files
             _connect(arguments.tracking_uri)
             try:
                 folder = tracking.download_folder(arguments.run_id, schema.EXPORT_FOLDER, Path(scratch))
@@ -100,7 +100,7 @@ def _retime(arguments: argparse.Namespace, folder: Path) -> None:
                 raise ExportError(f"no export of run {arguments.run_id} in {folder} or in {arguments.tracking_uri} "
                                   f"(run `python -m lth.export {arguments.run_id}` first): {error}") from error
             source = f"the '{schema.EXPORT_FOLDER}/' artifacts of run {arguments.run_id}"
-        recorded = summary.read(folder / summary.REPORT_JSON)
+        recorded = measured_report.read(folder / measured_report.REPORT_JSON)
         timed = [form for form in recorded.forms if form.latency_ms is not None]
         for form in timed:  # what exactly is timed, so a rerun can be matched to the files it measured
             content = (folder / form.name).read_bytes()
@@ -120,7 +120,7 @@ def _retime(arguments: argparse.Namespace, folder: Path) -> None:
 def _export(arguments: argparse.Namespace, folder: Path) -> None:
     """Load the ticket and its test split, write and measure every form, log them to the run."""
     from lth import tracking
-    from lth.export import summary
+    from lth.export import measured_report
     from lth.export.forms import export_forms
     from lth.export.ticket import load_ticket
     from lth.tracking import schema
@@ -135,8 +135,8 @@ def _export(arguments: argparse.Namespace, folder: Path) -> None:
     export = export_forms(ticket.model, folder, test, runs=arguments.runs, threads=arguments.threads,
                           progress=lambda line: print(f"lth: {line}", flush=True))
     title = f"Export of {run.data.tags.get(schema.RUN_NAME, arguments.run_id)} ({arguments.run_id})"
-    summary.write(export, folder, title)
-    print(summary.markdown(export, title))
+    measured_report.write(export, folder, title)
+    print(measured_report.markdown(export, title))
     if not arguments.no_log:
         tracking.log_folder(arguments.run_id, folder, schema.EXPORT_FOLDER)
         print(f"lth: logged {folder} as artifacts '{schema.EXPORT_FOLDER}/' of run {arguments.run_id}")

@@ -9,8 +9,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from lth import tracking
-from lth.cell import ModelConfig
-from lth.pieces import piece
+from lth.config.cell import ModelConfig
+from lth.config.pieces import piece
 from lth.pruning.masks import Masks, attach_masks, load_masks
 from lth.tracking import schema
 from lth.training.models import Weights, build_model, load_weights, restore

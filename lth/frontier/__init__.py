@@ -1,6 +1,6 @@
 """The frontier sweep: for each reset epoch, the sparsest winning ticket, found in rounds of probes.
 
-- lth.frontier.search: where to probe next, narrowing and verifying (pure: no Hydra, tracker or training);
+- lth.frontier.bracketing: where to probe next, narrowing and verifying (pure: no Hydra, tracker or training);
 - lth.frontier.answer: what a line's probes say (pure);
 - lth.frontier.cost: what a search costs before it runs, for lth.plan (pure);
 - lth.frontier.judge: which probes won, by the report's own rule (reads MLflow);

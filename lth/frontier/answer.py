@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lth.frontier.search import (
+from lth.frontier.bracketing import (
     Bracket,
     FrontierConfig,
     Outcomes,

@@ -1,6 +1,6 @@
 """What a frontier search costs before anything runs: the search replayed against stand-ins that flip once.
 
-lth.frontier.search is deterministic, so replaying it against "wins above a density" stand-ins,
+lth.frontier.bracketing is deterministic, so replaying it against "wins above a density" stand-ins,
 for flips spread across and beyond the range, gives the rounds and probes of every single-flip
 line. `python -m lth.plan` prices a frontier sweep with `schedule`, its costliest such line.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lth.frontier.search import FrontierConfig, Outcomes, after_round, next_probes, verifying
+from lth.frontier.bracketing import FrontierConfig, Outcomes, after_round, next_probes, verifying
 
 
 @dataclass(frozen=True)

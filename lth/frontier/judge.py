@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lth import tracking
-from lth.cell import TrackingConfig
+from lth.config.cell import TrackingConfig
 from lth.report.cells import Row, aggregate
 from lth.report.collect import collect, order_seed
 from lth.report.selection import selection_of

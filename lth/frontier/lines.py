@@ -15,8 +15,8 @@ from typing import Any
 
 from hydra.core.override_parser.types import Override
 
+from lth.config.vocabulary import ConfigError
 from lth.tracking.identity import cell_key, family_hash
-from lth.vocabulary import ConfigError
 
 CHOSEN = "prune.threshold"  # the key the search sets on every probe
 REPLICATE_AXES = ("train.seed", "train.data_seed", "prune.control", "prune.control_seed")  # one cell, many runs

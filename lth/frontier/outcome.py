@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lth.frontier.answer import Answer, answer
-from lth.frontier.search import FrontierConfig, threshold_of
+from lth.frontier.bracketing import FrontierConfig, threshold_of
 
 PRIOR_ROUND = 0  # the round of a cell that was already in MLflow when the sweep started
 
@@ -24,7 +24,7 @@ class Probe:
     why_not: str
     chosen_mean: float | None
     dense_mean: float | None
-    verifying: bool = False  # probed below a resolved flip to verify it (lth.frontier.search)
+    verifying: bool = False  # probed below a resolved flip to verify it (lth.frontier.bracketing)
 
     @property
     def threshold(self) -> float:

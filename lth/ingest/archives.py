@@ -13,8 +13,8 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path, PurePosixPath
 
+from lth.config.vocabulary import ConfigError
 from lth.ingest.inventory import Inventory, Locator, Rejection, SourceRecord, read_val_labels
-from lth.vocabulary import ConfigError
 
 _CHECK_ROOT = "/lth-ingest-destination"  # a notional extraction folder; nothing is written there
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 
+from lth.config.vocabulary import ConfigError
 from lth.ingest.inventory import SourceRecord
-from lth.vocabulary import ConfigError
 
 HOLDOUT = "holdout"  # the split's name in shard file names, the manifest and `data.val_split`
 

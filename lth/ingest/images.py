@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from lth.vocabulary import ConfigError
+from lth.config.vocabulary import ConfigError
 
 
 class RejectedInput(Exception):

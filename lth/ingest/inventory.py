@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lth.vocabulary import ConfigError
+from lth.config.vocabulary import ConfigError
 
 SPLITS = ("train", "val")
 

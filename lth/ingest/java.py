@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from lth.vocabulary import ConfigError
+from lth.config.vocabulary import ConfigError
 
 SPARK_MIN_JAVA = 17  # PySpark 4 runs on Java 17 or newer
 

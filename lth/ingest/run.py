@@ -24,7 +24,7 @@ from lth.ingest.fetch import DownloadSettings
 from lth.ingest.images import ImageSettings
 from lth.ingest.inventory import Rejection, checked
 from lth.ingest.java import require_java
-from lth.ingest.shards import FORMAT, RECEIPTS, ShardTask, plan_shards, write_shard
+from lth.ingest.shard_writer import FORMAT, RECEIPTS, ShardTask, plan_shards, write_shard
 from lth.ingest.sources import source_inventory
 
 log = logging.getLogger(__name__)

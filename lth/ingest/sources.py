@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 from omegaconf import DictConfig
 
+from lth.config.vocabulary import ConfigError
 from lth.ingest.archives import train_archive_inventory, val_archive_inventory
 from lth.ingest.inventory import (
     Inventory,
@@ -24,7 +25,6 @@ from lth.ingest.inventory import (
     class_folder_inventory,
     tree_inventory,
 )
-from lth.vocabulary import ConfigError
 
 _WNID = re.compile(r"^(n\d{8})(?:_\d+)?$")  # `n01440764` or an image id `n01440764_10026`
 

@@ -5,7 +5,7 @@ so the network computes a constant there. That is what `prune.on_collapse=refuse
 A layer held *at the floor* (exactly prune.min_density's ceil(min_density * size) weights)
 is one the scope would have emptied; the floor keeps a token path open. The run is a
 result and is reported as such, with a warning (and the tag `lth.floor_layers`, written
-by lth.sparse: this module knows no tracker).
+by lth.stages.sparse: this module knows no tracker).
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-SCOPES: tuple[str, ...] = ("global", "layer", "lamp", "erk")
+from lth.config.vocabulary import SCOPE_NAMES
+
+SCOPES: tuple[str, ...] = SCOPE_NAMES  # declared with prune.scope (lth.config.vocabulary)
 Masks = dict[str, np.ndarray]
 
 

@@ -19,17 +19,17 @@ from lth.report.cells import TICKET_KINDS, Row, aggregate, describe
 from lth.report.collect import Family, Point, collect, families_of
 from lth.report.diagnostic_plots import diagnostics_text, write_diagnostics
 from lth.report.diagnostics import Diagnostics, family_diagnostics
+from lth.report.figures import density_figure, lottery_figure
 from lth.report.markdown import write_markdown
 from lth.report.measure import check_measure, measured
-from lth.report.plot import density_figure, lottery_figure
+from lth.report.outcomes import chance_warnings, figure_title, missing_cells, write_csv
 from lth.report.selection import selection_of
 from lth.report.stability import of_cells, stable_cells, write_stability
-from lth.report.summary import chance_warnings, figure_title, missing_cells, write_csv
 from lth.report.winners import mark_winners
 from lth.tracking import schema
 
 if TYPE_CHECKING:
-    from lth.report.models import WinnerModel
+    from lth.report.model_registry import WinnerModel
 
 log = logging.getLogger("lth")
 
@@ -44,7 +44,7 @@ class ReportFiles:
     csv: Path
     densities: Path
     missing: int
-    models: tuple[WinnerModel, ...] = ()  # the winners' MLflow models (lth.report.models)
+    models: tuple[WinnerModel, ...] = ()  # the winners' MLflow models (lth.report.model_registry)
     extras: tuple[Path, ...] = ()  # stability.png, early_bird.png, mask_overlap.png: those with something to draw
 
 
@@ -89,7 +89,7 @@ def _winner_models(winners: dict[int, Row | None], data_label: str, family: str,
               if row is not None and row.run_ids and has_weights(row.run_ids[0])}
     if not chosen:
         return ()
-    from lth.report.models import log_winners, registered_name
+    from lth.report.model_registry import log_winners, registered_name
 
     return tuple(log_winners(chosen, registered_name(data_label, family) if register else None))
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lth.config.vocabulary import CONTROLS as ALL_CONTROLS
 from lth.report.collect import Family, Point, Settings
 from lth.tracking import schema
-from lth.vocabulary import CONTROLS as ALL_CONTROLS
 
 TICKET_KINDS = ("ticket", "imp")  # what can win; controls only calibrate
 CONTROLS: tuple[str, ...] = tuple(control for control in ALL_CONTROLS if control != "none")
@@ -124,7 +124,7 @@ def replicate_text(seed: int, data_seed: int, control_seed: int = 0) -> str:
 
 
 def imp_stops(points: Sequence[Point]) -> Stops:
-    """The lowest diverged level of every IMP job: its job ran no level above it (lth.imp)."""
+    """The lowest diverged level of every IMP job: its job ran no level above it (lth.stages.imp)."""
     stops: Stops = {}
     for point in points:
         if point.level is not None and point.diverged:

@@ -168,7 +168,7 @@ class Family:
 
 
 def order_seed(seed: int, data_seed: int | None) -> int:
-    """The seed of the data order: `train.data_seed`, or the seed when it is not set (lth.cell.TrainConfig)."""
+    """The seed of the data order: `train.data_seed`, or the seed when it is not set (lth.config.cell.TrainConfig)."""
     return seed if data_seed is None else data_seed
 
 

@@ -1,6 +1,6 @@
 """The mask diagnostics as figures and a markdown paragraph: early_bird.png and mask_overlap.png.
 
-Drawn elements carry gids, as in lth.report.plot: `early_bird:<scope label>:<threshold>` (one line
+Drawn elements carry gids, as in lth.report.figures: `early_bird:<scope label>:<threshold>` (one line
 per sparsity), `early_bird_threshold` (You et al.'s 0.1), and `overlap:<overlap key>` (`overlap:IMP seeds`).
 """
 
@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from lth.report.collect import Family
 from lth.report.diagnostics import OVERLAP_KEYS, Diagnostics, EarlyBird, Overlaps, family_diagnostics
-from lth.report.plot import save
+from lth.report.figures import save
 from lth.report.scales import percent
 
 EARLY_BIRD_EPSILON = 0.1  # You et al. call the mask drawn once consecutive distances stay below this

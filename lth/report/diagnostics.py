@@ -23,10 +23,10 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from lth import tracking
+from lth.common.weights import kernel_path, load_weights
 from lth.pruning.scopes import Masks, prune_masks
 from lth.report.collect import Family, Point
 from lth.tracking import schema
-from lth.weights import kernel_path, load_weights
 
 COMPARISONS: dict[str, str] = {"seeds": "seed", "scopes": "scope", "reset epochs": "reset_epoch"}  # -> Point field
 OVERLAP_KINDS = ("ticket", "imp")  # controls are excluded: their masks are the ticket's, or random by design

@@ -10,8 +10,8 @@ import numpy as np
 from lth.report.cells import CONTROLS, TICKET_KINDS, Row, describe
 from lth.report.collect import Family
 from lth.report.measure import measure_sentence
+from lth.report.outcomes import chance_warnings
 from lth.report.selection import Selection
-from lth.report.summary import chance_warnings
 
 RULE = ("A ticket wins its reset epoch when it is the sparsest that (1) ran on the seed (and data seed) of every "
         "finished dense parent, (2) learned on every one of them (no divergence, no emptied layer), (3) has a mean "

@@ -215,7 +215,7 @@ def write_stability(analyses: Sequence[Analysis], title: str, folder: Path) -> t
     lines, on_val = barrier_lines(analyses), barrier_lines(analyses, "val")
     if not lines:
         return None, ""
-    from lth.stability.plot import barrier_figure, save
+    from lth.stability.path_figures import barrier_figure, save
 
     threshold = min(a.stable_below for a in analyses)
     path = save(barrier_figure(lines, threshold, f"Instability of {title} (test barrier)"), folder / "stability.png")

@@ -30,18 +30,19 @@ from pathlib import Path
 import numpy as np
 from mlflow.entities import Run
 
-from lth import processes, tracking
-from lth.cell import Cell
-from lth.dense import DenseParent
+from lth import tracking
+from lth.common import processes
+from lth.config.cell import Cell
+from lth.config.vocabulary import ConfigError
 from lth.stability.copies import DataFor, Subject, copy_seeds, ensure_copy
 from lth.stability.path import SPLITS, PathErrors, path_errors
-from lth.stability.plot import path_figure, save
+from lth.stability.path_figures import path_figure, save
+from lth.stages.dense import DenseParent
 from lth.tracking import schema
 from lth.tracking.claim import claim
 from lth.tracking.identity import stable_hash
 from lth.training.models import Weights
 from lth.training.network import network_for
-from lth.vocabulary import ConfigError
 
 log = logging.getLogger("lth")
 FIGURE = "stability.png"

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import logging
 
-from lth.cell import Cell
+from lth.config.cell import Cell
 from lth.data.splits import DataSplits
-from lth.dense import DenseParent, ensure_dense
 from lth.stability.analysis import Stability, ensure_stability
 from lth.stability.copies import DataFor, Subject, dense_subject, ticket_subject
 from lth.stability.verdict import stable_from
-from lth.tickets import ensure_ticket
+from lth.stages.dense import DenseParent, ensure_dense
+from lth.stages.tickets import ensure_ticket
 
 log = logging.getLogger("lth")
 
@@ -77,7 +77,7 @@ def resolve_reset_epoch(cell: Cell, experiment_id: str, data_for: DataFor) -> tu
     reference = reference_of(cell)
     data = data_for(reference)
     dense = ensure_dense(reference, experiment_id, data)
-    if not dense.reused and reference.groups["train"] != cell.groups["train"]:
+    if not dense.reused and reference.train != cell.train:
         # A sweep is refused without its reference replicate (lth.stability.checks); a lone job is not.
         log.warning("reset.epoch=auto trained the dense parent of train.seed=%d (stability.reference_seed) to "
                     "decide k; the report expects every cell on it too, so run this cell's train.seed=%d replicate "

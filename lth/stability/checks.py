@@ -1,4 +1,4 @@
-"""Checks of the `stability` group, before any training (called by lth.validate)."""
+"""Checks of the `stability` group, before any training (called by lth.config.validate)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import ListConfig
 
-from lth.vocabulary import ConfigError
+from lth.config.vocabulary import ConfigError
 
 BN_MODES = ("recompute", "interpolate")
 REFERENCES = ("dense", "cell")
@@ -59,7 +59,7 @@ def check_auto_reference(cells: Sequence[Any]) -> None:
     would then expect every cell on it too, so no cell of the sweep could be complete.
 
     Args:
-        cells: The sweep's jobs, as lth.cell.Cell.
+        cells: The sweep's jobs, as lth.config.cell.Cell.
 
     Raises:
         ConfigError: The sweep's auto jobs do not include their reference replicate.

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lth import tracking
-from lth.cell import Cell
+from lth.config.cell import Cell
 from lth.data.splits import DataSplits
-from lth.dense import DenseParent
 from lth.pruning.masks import Masks, load_masks
+from lth.stages.dense import DenseParent
 from lth.tracking import schema
 from lth.tracking.artifacts import log_config, log_weights, run_weights
 from lth.tracking.claim import claim
@@ -33,7 +33,7 @@ from lth.training import group
 from lth.training.models import Weights
 from lth.training.network import network_for
 
-DataFor = Callable[[Cell], DataSplits]  # this process's input of a cell (lth.search), for a copy's data seed
+DataFor = Callable[[Cell], DataSplits]  # this process's input of a cell (lth.stages.cell_search), for a copy's data seed
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Subject:
 
     def tags(self, cell: Cell, dense: DenseParent) -> dict[str, str]:
         """Tags of a run about this subject (a copy or an analysis): lineage, the analysed run, where it sits."""
-        return {**schema.lineage_tags(self.run_id, dense.key, dense.run_id, family_hash(cell.groups), self.key),
+        return {**schema.lineage_tags(self.run_id, dense.key, dense.run_id, family_hash(cell), self.key),
                 schema.ANALYSED_RUN: self.run_id, schema.THRESHOLD: str(self.threshold),
                 schema.RESET_EPOCH: str(self.reset_epoch)}
 
@@ -82,7 +82,7 @@ def ticket_subject(cell: Cell, dense: DenseParent, ticket_run_id: str) -> Subjec
     start = group.Start(run_weights(ticket_run_id, schema.START_WEIGHTS), masks, k, dense.iterations_at(k),
                         dense.loss_scale_at(k))
     label = f"t={cell.prune.threshold:.2f} k={k}" + (f" {cell.prune.control}" if cell.prune.control != "none" else "")
-    return Subject(ticket_run_id, ticket_key(cell.groups), label, cell.prune.threshold, k, cell.train.order_seed,
+    return Subject(ticket_run_id, ticket_key(cell), label, cell.prune.threshold, k, cell.train.order_seed,
                    start, masks)
 
 
@@ -98,9 +98,7 @@ def copy_key(subject: Subject, data_seed: int) -> str:
 
 
 def _copy_cell(cell: Cell, data_seed: int) -> Cell:
-    train = dataclasses.replace(cell.train, data_seed=data_seed)
-    groups = {**cell.groups, "train": {**cell.groups["train"], "data_seed": data_seed}}
-    return dataclasses.replace(cell, train=train, groups=groups)
+    return dataclasses.replace(cell, train=dataclasses.replace(cell.train, data_seed=data_seed))
 
 
 @dataclass(frozen=True)
@@ -129,7 +127,7 @@ def ensure_copy(cell: Cell, experiment_id: str, dense: DenseParent, subject: Sub
         copy = _copy_cell(cell, data_seed)
         data = data_for(copy)
         with tracking.active_run(stage.run_id):
-            log_config(copy.groups, TICKET_PARAM_GROUPS, cell.cluster.name)
+            log_config(copy, TICKET_PARAM_GROUPS, cell.cluster.name)
             network = network_for(copy.model, copy.train, data.steps_per_epoch)
             epochs, k = copy.train.epochs, subject.reset_epoch
 

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from lth.common.weights import Weights, kernel_path
 from lth.data.splits import DataSplits
 from lth.training.models import restore
-from lth.weights import Weights, kernel_path
 
 log = logging.getLogger("lth")
 

@@ -1,6 +1,6 @@
 """The stability stage of a cell (`stability=on`): analyse its ticket, or at threshold 0 the dense network.
 
-Runs after the cell's ticket exists (lth.search). A cell at `prune.threshold=0` trains no ticket:
+Runs after the cell's ticket exists (lth.stages.cell_search). A cell at `prune.threshold=0` trains no ticket:
 its subject is the dense network at k, and its job reports the dense parent.
 """
 
@@ -10,11 +10,11 @@ import dataclasses
 import logging
 
 from lth import tracking
-from lth.cell import Cell
-from lth.dense import DenseParent
+from lth.config.cell import Cell
 from lth.stability.analysis import Stability, ensure_stability
 from lth.stability.copies import DataFor, dense_subject, ticket_subject
-from lth.tickets import CellResult
+from lth.stages.dense import DenseParent
+from lth.stages.tickets import CellResult
 from lth.tracking import schema
 
 log = logging.getLogger("lth")

@@ -7,7 +7,6 @@ import tempfile
 import warnings
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
@@ -15,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from lth.pruning.masks import save_masks, sparsity_report
 from lth.tracking import client, schema
-from lth.tracking.identity import data_digest, flatten
+from lth.tracking.identity import Config, data_digest, flatten, plain_groups
 from lth.training.models import load_weights, save_weights
 
 
@@ -36,27 +35,27 @@ def log_hydra_config() -> None:
             mlflow.log_artifacts(str(folder), schema.HYDRA_FOLDER)
 
 
-def log_config(groups: Mapping[str, Any], names: Iterable[str], cluster: str) -> None:
+def log_config(config: Config, names: Iterable[str], cluster: str) -> None:
     """Log config groups as flattened params (only those the run lacks) and the job context as tags.
 
     A resumed run may run under another cluster or tracking spelling; those go to tags,
     which may change, while params may not.
 
     Args:
-        groups: The resolved config groups (`lth.cell.Cell.groups`).
+        config: The run's `lth.config.cell.Cell` (or its groups as plain data).
         names: The groups to log, e.g. `lth.tracking.identity.DENSE_KEYS`.
         cluster: `cluster.name`, tagged.
     """
     run = mlflow.active_run()
     existing = MlflowClient().get_run(run.info.run_id).data.params if run is not None else {}
-    params = flatten({name: groups[name] for name in names})
+    params = flatten(plain_groups(config, names))
     mlflow.log_params({key: value for key, value in params.items() if key not in existing})
     mlflow.set_tags({schema.DEVICE_KIND: device_count()[0], schema.CLUSTER: cluster})
-    log_dataset(groups)
+    log_dataset(config)
     log_hydra_config()
 
 
-def log_dataset(groups: Mapping[str, Any]) -> None:
+def log_dataset(config: Config) -> None:
     """Log the run's training data as an MLflow dataset input (its Dataset column): name, digest, source.
 
     The digest is the data's identity (lth.tracking.identity.data_digest: the `data` group with
@@ -67,7 +66,7 @@ def log_dataset(groups: Mapping[str, Any]) -> None:
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
-    data = groups["data"]
+    data = plain_groups(config, ("data",))["data"]
     if data.get("path") is not None:
         with warnings.catch_warnings():  # MLflow 3.17 registers its local-file source twice and says so
             warnings.filterwarnings("ignore", "The specified dataset source can be interpreted in multiple ways",
@@ -77,7 +76,7 @@ def log_dataset(groups: Mapping[str, Any]) -> None:
         source = CodeDatasetSource(tags={"loader": f"lth.data.arrays:{data['name']}"})
     # A shard folder is named by its folder: `name` is the reader (imagenet) for every shard folder.
     name = Path(str(data["path"])).name if data.get("path") is not None else str(data["name"])
-    mlflow.log_input(MetaDataset(source, name=name, digest=data_digest(groups)), context="training")
+    mlflow.log_input(MetaDataset(source, name=name, digest=data_digest(config)), context="training")
 
 
 def log_weights(weights: Mapping[str, np.ndarray], artifact: str) -> None:

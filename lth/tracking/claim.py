@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from lth.cell import StateConfig
+from lth.config.cell import StateConfig
 from lth.tracking import client
 from lth.tracking.lock import exclusive
 from lth.tracking.schema import ROLE_LABELS

@@ -16,7 +16,7 @@ from mlflow.entities import Run, RunData, ViewType
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 
-from lth import processes
+from lth.common import processes
 from lth.tracking import schema
 from lth.tracking.http import http_environment
 
@@ -150,7 +150,7 @@ def resume_cleanly(run_id: str) -> None:
 
 
 def cluster_job_tags() -> dict[str, str]:
-    """The processes that train the run (lth.processes), the SLURM job they run in (`123_4` for
+    """The processes that train the run (lth.common.processes), the SLURM job they run in (`123_4` for
     an array task), and how often it was requeued."""
     tags = {schema.PROCESSES: str(processes.current().count)}
     if "SLURM_JOB_ID" not in os.environ:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lth.vocabulary import ConfigError
+from lth.config.vocabulary import ConfigError
 
 # `tracking` key -> (MLflow's environment variable, whether MLflow parses it as an integer, least, most).
 # MLflow 3 reads the retries, the backoff factor and the timeout with int(): "0.3" would fail every

@@ -6,84 +6,46 @@ prune and reset groups. Cluster, tracking and the `lth` runtime knobs never chan
 result and are never hashed; neither is a key that the rest of the config makes
 irrelevant (the step schedule's milestones under cosine, momentum under AdamW, ...),
 nor where the data lies (`data.path` is hashed as its content, lth.data.fingerprint).
+
+Which key is which is declared with the key itself (lth.config.declare): this module keeps no list
+of keys. A key added later is declared with the value every earlier run had, so old runs keep
+their identity and are reused.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-# A composed Hydra config, or `lth.cell.Cell.groups` (the same groups, resolved once).
-Config = DictConfig | Mapping[str, Any]
+from lth.config.declare import across, content_keys, identity_view
+from lth.config.dense_groups import DataConfig, ModelConfig, TrainConfig
+from lth.config.ticket_groups import PruneConfig, ResetConfig
+
+# What an identity is computed from: a composed Hydra config, plain groups (a mapping of group name to
+# its keys), or a `lth.config.cell.Cell`, whose typed pieces are the groups.
+Config = DictConfig | Mapping[str, Any] | Any
 
 DENSE_KEYS: tuple[str, ...] = ("model", "data", "train")
 TICKET_PARAM_GROUPS: tuple[str, ...] = (*DENSE_KEYS, "prune", "reset")  # logged as a ticket's params
-# Train keys that never change a result, and so are never hashed: the number of devices
-# (the global batch is fixed) and how many steps run per call into the compiled step.
-RUNTIME_TRAIN_KEYS: tuple[str, ...] = ("devices", "steps_per_execution")
-# Keys added after the first release, hashed only when they differ from these values, so
-# that every run trained before they existed keeps its identity (and is still reused).
-LATER_TRAIN_DEFAULTS: dict[str, Any] = {"backend": "tensorflow", "precision": "float32", "sync_bn": False,
-                                        "lr_scaling": "none", "lr_reference_batch": 256,
-                                        "weight_decay_mode": "decoupled", "data_seed": None}
-# Keys of `train` hashed as these fixed values when the rest of the config ignores them. Fixed
-# values (the defaults of conf/train/small.yaml), not removal, so the golden identities hold.
-IGNORED_TRAIN_VALUES: dict[str, Any] = {"step_milestones": [], "step_gamma": 0.1, "warmup_epochs": 0, "momentum": 0.9}
-# Keys of `prune` that never change what is trained: refuse only declines to start a collapsed mask.
-IGNORED_PRUNE_VALUES: dict[str, Any] = {"on_collapse": "warn"}
-# Excluded from a cell (lth.cell): a cell's replicates and controls differ only in these.
-REPLICATE_KEYS: tuple[str, ...] = ("seed", "control", "control_seed")
+DECLARED: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig,
+                             "prune": PruneConfig, "reset": ResetConfig}
 HASH_LENGTH = 16  # hex digits; 64 bits makes an accidental collision across sweeps negligible
 
 
-def _ignored_train_keys(train: Mapping[str, Any]) -> list[str]:
-    """Keys of `train` that this schedule and optimizer never read."""
-    schedule = train.get("lr_schedule")
-    ignored = []
-    if schedule != "step":
-        ignored += ["step_milestones", "step_gamma"]
-    if schedule != "cosine":
-        ignored.append("warmup_epochs")
-    if train.get("optimizer") in ("adamw", "adam"):
-        ignored.append("momentum")
-    return ignored
+def _with_content(data: dict[str, Any]) -> dict[str, Any]:
+    """The `data` keys with a path replaced by a fingerprint of what lies there."""
+    for name in content_keys(DataConfig):
+        if data.get(name) is not None:
+            from lth.data.arrays import FILES_READ
+            from lth.data.fingerprint import content_fingerprint
 
-
-def _train_identity(train: dict[str, Any]) -> dict[str, Any]:
-    """The `train` keys that decide a result, with later keys at their defaults removed."""
-    devices = train.get("devices", "auto")
-    if train.get("backend", "tensorflow") == "jax" or devices == 1:
-        # JAX's DataParallel normalises over the global batch, and one device has one batch anyway.
-        train["sync_bn"] = False
-    for key in RUNTIME_TRAIN_KEYS:
-        train.pop(key, None)
-    if train.get("lr_scaling", "none") == "none":  # the reference batch means nothing without scaling
-        train.pop("lr_reference_batch", None)
-    if not train.get("weight_decay"):  # no decay: neither mode decays anything
-        train.pop("weight_decay_mode", None)
-    for key in _ignored_train_keys(train):
-        if key in train:
-            train[key] = IGNORED_TRAIN_VALUES[key]
-    for key, default in LATER_TRAIN_DEFAULTS.items():
-        if key in train and train[key] == default:
-            train.pop(key)
-    return train
-
-
-def _data_identity(data: dict[str, Any]) -> dict[str, Any]:
-    """The `data` keys with `path` replaced by a fingerprint of what lies there."""
-    if data.get("channels", 3) == 3:  # added later: every run trained before it had 3 channels
-        data.pop("channels", None)
-    if data.get("path") is not None:
-        from lth.data.arrays import FILES_READ
-        from lth.data.fingerprint import content_fingerprint
-
-        data["content"] = content_fingerprint(str(data.pop("path")), FILES_READ.get(str(data.get("name"))))
+            data["content"] = content_fingerprint(str(data.pop(name)), FILES_READ.get(str(data.get("name"))))
     return data
 
 
@@ -92,18 +54,25 @@ def data_digest(cfg: Config) -> str:
     return stable_hash(_resolved(cfg, ("data",))["data"])
 
 
-def _group(cfg: Config, key: str) -> Any:
+def _group(cfg: Config, key: str) -> dict[str, Any]:
     """One group as plain, resolved data that the identity functions may change."""
+    if not isinstance(cfg, Mapping):  # a Cell: its typed piece, key by key
+        piece = getattr(cfg, key)
+        return {f.name: copy.deepcopy(getattr(piece, f.name)) for f in dataclasses.fields(piece)}
     group = cfg[key]
-    return OmegaConf.to_container(group, resolve=True) if isinstance(group, DictConfig) else copy.deepcopy(group)
+    return OmegaConf.to_container(group, resolve=True) if isinstance(group, DictConfig) else copy.deepcopy(dict(group))
+
+
+def plain_groups(cfg: Config, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The groups `keys` as plain data, every key as given (what a run logs as its params)."""
+    return {key: _group(cfg, key) for key in keys}
 
 
 def _resolved(cfg: Config, keys: tuple[str, ...]) -> dict[str, Any]:
-    resolved = {key: _group(cfg, key) for key in keys}
-    if "train" in resolved:
-        resolved["train"] = _train_identity(resolved["train"])
+    """The groups `keys` as their declarations say they decide a result (lth.config.declare.identity_view)."""
+    resolved = {key: identity_view(DECLARED[key], _group(cfg, key)) for key in keys}
     if "data" in resolved:
-        resolved["data"] = _data_identity(resolved["data"])
+        resolved["data"] = _with_content(resolved["data"])
     return resolved
 
 
@@ -132,38 +101,30 @@ def dense_hash(cfg: Config) -> str:
 def family_hash(cfg: Config) -> str:
     """Identity of a dense parent up to its seeds: replicates over `train.seed` (or `data_seed`) share it."""
     resolved = _resolved(cfg, DENSE_KEYS)
-    resolved["train"].pop("seed", None)
-    resolved["train"].pop("data_seed", None)  # replicates over SGD noise are replicates too
+    for name in across(TrainConfig, "replicates"):
+        resolved["train"].pop(name, None)
     return stable_hash(resolved)
 
 
 def _prune_identity(cfg: Config) -> dict[str, Any]:
-    """The prune keys that matter for this method: IMP ignores `threshold`, one-shot `levels`/`rate`."""
-    prune = _group(cfg, "prune")
-    unused = ("threshold",) if prune.get("method") == "imp" else ("levels", "rate", "layer_rates")
-    if not prune.get("layer_rates"):  # added later: every run before it had no per-layer rate
-        unused += ("layer_rates",)
-    if prune.get("structure", "none") == "none":  # added later: every run before it pruned any weight
-        unused += ("structure",)
-    if prune.get("control", "none") == "none":
-        unused += ("control_seed",)
-    relevant = {key: value for key, value in prune.items() if key not in unused}
-    relevant["ignore"] = sorted(relevant.get("ignore") or [])  # a set of layer names; order is not meaning
-    relevant.update({key: value for key, value in IGNORED_PRUNE_VALUES.items() if key in relevant})
-    return relevant
+    """The prune keys that matter, as declared: IMP ignores `threshold`, one-shot `levels` and `rate`."""
+    return _resolved(cfg, ("prune",))["prune"]
+
+
+def _reset(cfg: Config) -> dict[str, Any]:
+    return _resolved(cfg, ("reset",))["reset"]
 
 
 def ticket_key(cfg: Config) -> str:
     """Identity of one ticket job: its dense parent plus how it is pruned and rewound."""
-    reset = _group(cfg, "reset")
-    return stable_hash({"dense": dense_hash(cfg), "prune": _prune_identity(cfg), "reset": reset})
+    return stable_hash({"dense": dense_hash(cfg), "prune": _prune_identity(cfg), "reset": _reset(cfg)})
 
 
 def imp_level_key(cfg: Config, level: int) -> str:
     """Identity of one IMP level; independent of `prune.levels`, so a longer run reuses earlier levels."""
-    prune = {key: value for key, value in _prune_identity(cfg).items() if key != "levels"}
-    reset = _group(cfg, "reset")
-    return stable_hash({"dense": dense_hash(cfg), "prune": prune, "reset": reset, "level": level})
+    levels = across(PruneConfig, "levels")
+    prune = {key: value for key, value in _prune_identity(cfg).items() if key not in levels}
+    return stable_hash({"dense": dense_hash(cfg), "prune": prune, "reset": _reset(cfg), "level": level})
 
 
 def cell_key(cfg: Config) -> str:
@@ -173,9 +134,9 @@ def cell_key(cfg: Config) -> str:
     that differ in anything else (scope, floor, ignored layers, IMP rate, schedule, ...)
     do not. An IMP job's cell leaves out `levels`: level l is the same run in every job.
     """
-    prune = {key: value for key, value in _prune_identity(cfg).items() if key not in (*REPLICATE_KEYS, "levels")}
-    reset = _group(cfg, "reset")
-    return stable_hash({"family": family_hash(cfg), "prune": prune, "reset": reset})
+    varying = (*across(PruneConfig, "replicates"), *across(PruneConfig, "levels"))
+    prune = {key: value for key, value in _prune_identity(cfg).items() if key not in varying}
+    return stable_hash({"family": family_hash(cfg), "prune": prune, "reset": _reset(cfg)})
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -100,7 +100,7 @@ ERROR_TEXT, HYDRA_FOLDER = "error.txt", "hydra"
 REPORT_FOLDER = "report"  # on every dense parent of a family: the lottery-ticket report (lth.report)
 EXPORT_FOLDER = "export"  # on an exported ticket: its compacted and TFLite forms and their report (lth.export)
 
-# A winning ticket (lth.report.models): its run links the MLflow model the report logged of it.
+# A winning ticket (lth.report.model_registry): its run links the MLflow model the report logged of it.
 WINNER_MODEL = "lth.winner_model"  # models:/<model id>, logged once
 REGISTERED_AS = "lth.registered_model"  # <registered name>/<version>, with report.register=true
 

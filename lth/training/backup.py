@@ -28,7 +28,7 @@ from typing import Any
 
 import keras
 
-from lth import processes
+from lth.common import processes
 from lth.training.devices import on_this_process
 
 WEIGHTS = "latest.weights.h5"  # Keras' own file names, so a generation reads like its backup folder

@@ -1,6 +1,6 @@
 """When a dense parent learned nothing: the one rule that the job line, the tickets' verdict and the report share.
 
-Dependency-free, so the submitting process (lth.results) and the report, which never build
+Dependency-free, so the submitting process (lth.sweep.results) and the report, which never build
 networks, judge a parent exactly as the job that trained it.
 """
 

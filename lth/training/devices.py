@@ -3,7 +3,7 @@
 One device trains plainly. Several train one network data-parallel at the configured
 global batch size: `tf.distribute.MirroredStrategy` over one process's devices on
 TensorFlow, `keras.distribution.DataParallel` on JAX, whose devices may belong to several
-processes (lth.processes; TensorFlow refuses more than one process). Masks need nothing
+processes (lth.common.processes; TensorFlow refuses more than one process). Masks need nothing
 extra: their constraints run inside the train step on every replica.
 """
 
@@ -15,9 +15,9 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from lth import processes
-from lth.cell import TrainConfig
-from lth.vocabulary import BACKENDS, PRECISIONS, ConfigError
+from lth.common import processes
+from lth.config.cell import TrainConfig
+from lth.config.vocabulary import BACKENDS, PRECISIONS, ConfigError
 
 
 def select_backend(backend: str) -> None:
@@ -41,7 +41,7 @@ def enter(backend: str) -> processes.Processes:
     """What every job does first, before Keras is imported: pick the backend, join the run's processes.
 
     Raises:
-        ConfigError: As `select_backend` and `lth.processes.start` (TensorFlow over several processes).
+        ConfigError: As `select_backend` and `lth.common.processes.start` (TensorFlow over several processes).
     """
     select_backend(backend)
     return processes.start(backend)
@@ -99,7 +99,7 @@ def tensorflow_strategy(devices: list[str]) -> Any:
     """The tf.distribute strategy for this process's devices; None for a single device.
 
     One process only: Keras 3 `fit` under `MultiWorkerMirroredStrategy` fails
-    (keras-team/keras#20585), so lth.processes.start refuses TensorFlow across processes.
+    (keras-team/keras#20585), so lth.common.processes.start refuses TensorFlow across processes.
     """
     import tensorflow as tf
 

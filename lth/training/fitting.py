@@ -18,7 +18,7 @@ from typing import Any
 
 import keras
 
-from lth.cell import TrainConfig
+from lth.config.cell import TrainConfig
 from lth.data.splits import DataSplits
 from lth.training.backup import SignalSafeBackup
 from lth.training.early_stop import EarlyStopPoint

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from lth import processes
-from lth.cell import Cell
+from lth.common import processes
+from lth.config.cell import Cell
 from lth.data.splits import DataSplits
 from lth.training.fitting import fit_and_evaluate
 from lth.training.models import Weights

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 import keras
 import numpy as np
 
-from lth.cell import ModelConfig
-from lth.weights import Weights, kernel_path, load_weights, save_weights
+from lth.common.weights import Weights, kernel_path, load_weights, save_weights
+from lth.config.cell import ModelConfig
 
 __all__ = ["ARCHITECTURES", "Weights", "build_model", "kernel_path", "load_weights", "restore", "save_weights",
            "snapshot"]

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
-from lth.cell import ModelConfig, TrainConfig
+from lth.config.cell import ModelConfig, TrainConfig
 from lth.pruning.masks import PRUNABLE_LAYER_TYPES, attach_masks, prunable_layer_names
 from lth.training.devices import data_parallel
 from lth.training.fitting import build_optimizer

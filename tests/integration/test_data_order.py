@@ -38,8 +38,8 @@ sys.meta_path.insert(0, NoTensorFlow())
 from pathlib import Path
 import keras, numpy as np
 from omegaconf import OmegaConf
-from lth.cell import DataConfig
-from lth.pieces import piece
+from lth.config.cell import DataConfig
+from lth.config.pieces import piece
 from lth.data import load_data
 from lth.training.fitting import fit_and_evaluate
 
@@ -103,9 +103,9 @@ def test_tensorflow_pipeline_yields_the_same_seed_epoch_order() -> None:
 
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the tf.data pipeline is the TensorFlow backend's")
-    from lth.cell import DataConfig
+    from lth.config.cell import DataConfig
+    from lth.config.pieces import piece
     from lth.data import load_data
-    from lth.pieces import piece
 
     data = load_data(piece(DataConfig, DATA, "data"), BATCH, SEED)
     index_of = {image.tobytes(): index for index, image in enumerate(_train_images())}
@@ -120,9 +120,9 @@ def test_tensorflow_pipeline_yields_the_same_seed_epoch_order() -> None:
 
 
 def _train_images() -> np.ndarray:
-    from lth.cell import DataConfig
+    from lth.config.cell import DataConfig
+    from lth.config.pieces import piece
     from lth.data.arrays import LOADERS
-    from lth.pieces import piece
 
     return LOADERS["synthetic"](piece(DataConfig, DATA, "data"))[0][0]
 
@@ -133,12 +133,12 @@ def test_a_finished_dense_run_of_another_data_order_is_not_reused(compose, tmp_p
     from mlflow.tracking import MlflowClient
 
     from lth import tracking
-    from lth.cell import Cell
+    from lth.config.cell import Cell
+    from lth.config.validate import ConfigError
     from lth.data.splits import DATA_ORDER_VERSION, DataSplits
-    from lth.dense import ensure_dense
+    from lth.stages.dense import ensure_dense
     from lth.tracking.identity import dense_hash
     from lth.tracking.schema import DATA_ORDER as DATA_ORDER_TAG
-    from lth.validate import ConfigError
 
     cfg = compose(f"lth.state_dir={tmp_path / 'state'}")
     splits = DataSplits(train=None, val=None, test=None, steps_per_epoch=4, summary="", epoch=None)

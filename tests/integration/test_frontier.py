@@ -50,7 +50,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
 
 
 def test_the_frontier_finds_the_grid_s_winner_within_one_grid_step_for_fewer_ticket_epochs(swept) -> None:
-    from lth.cell import TrackingConfig
+    from lth.config.cell import TrackingConfig
     from lth.frontier.judge import Judge
 
     cwd, found, _ = swept
@@ -89,7 +89,7 @@ def test_a_frontier_after_the_grid_starts_from_the_grid_s_cells(swept) -> None:
 
 def test_a_winner_below_a_resolved_flip_is_found_by_verification_reported_and_refined(tmp_path: Path) -> None:
     from lth.frontier.answer import answer
-    from lth.frontier.search import FrontierConfig
+    from lth.frontier.bracketing import FrontierConfig
 
     done = run_lth(tmp_path, "-m", *VERIFYING, *INVERTED, f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]

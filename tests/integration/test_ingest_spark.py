@@ -310,7 +310,7 @@ def _held_record(cfg: Any) -> tuple[str, str]:
     from lth.ingest.fetch import DownloadSettings
     from lth.ingest.images import ImageSettings
     from lth.ingest.inventory import checked
-    from lth.ingest.shards import plan_shards
+    from lth.ingest.shard_writer import plan_shards
     from lth.ingest.sources import source_inventory
 
     records, _, labels = checked(source_inventory(cfg.source))
@@ -401,7 +401,7 @@ def test_shards_do_not_depend_on_the_process_that_wrote_them(tree_shards: Path, 
     from lth.ingest.fetch import DownloadSettings
     from lth.ingest.images import ImageSettings
     from lth.ingest.inventory import checked
-    from lth.ingest.shards import plan_shards, write_shard
+    from lth.ingest.shard_writer import plan_shards, write_shard
     from lth.ingest.sources import source_inventory
 
     cfg = ingest_config("source=tree", f"source.root={imagenet.tree}", f"source.val_labels={imagenet.val_labels}",

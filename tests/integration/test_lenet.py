@@ -1,4 +1,4 @@
-"""LeNet-300-100 with Frankle & Carbin's IMP recipe, end to end through `lth.search.run_cell`.
+"""LeNet-300-100 with Frankle & Carbin's IMP recipe, end to end through `lth.stages.cell_search.run_cell`.
 
 One module-scoped store holds one dense parent (4 epochs of Adam on 256 grey 28x28x1 images),
 its IMP ticket at 20% per level for fc1 and fc2 and 10% for the output layer (`prune.layer_rates`),
@@ -79,7 +79,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         configs = {control: compose(config_name="train", overrides=_overrides(store, control)) for control in CONTROLS}
     select_backend(str(configs["none"].train.backend))
-    from lth.search import run_cell
+    from lth.stages.cell_search import run_cell
 
     previous = mlflow.get_tracking_uri()
     try:
@@ -202,8 +202,8 @@ def test_the_random_mask_control_moves_each_levels_survivors_and_starts_from_the
 
 
 def test_the_reinit_control_trains_the_tickets_masks_from_a_fresh_init(study: dict[str, object]) -> None:
-    from lth.cell import Cell
-    from lth.sparse import control_seed
+    from lth.config.cell import Cell
+    from lth.stages.sparse import control_seed
     from lth.training.models import build_model, snapshot
 
     store, cfg = study["store"], study["configs"]["reinit"]
@@ -237,7 +237,7 @@ def test_the_dense_early_stop_point_is_the_val_loss_minimum_evaluated_at_its_che
         study: dict[str, object]) -> None:
     import keras
 
-    from lth.cell import Cell
+    from lth.config.cell import Cell
     from lth.data import load_data
     from lth.training.models import build_model, restore
 

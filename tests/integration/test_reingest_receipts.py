@@ -17,12 +17,12 @@ import pytest
 import tensorflow as tf
 from hydra import compose, initialize_config_dir
 
-from lth.cell import DataConfig
+from lth.config.cell import DataConfig
+from lth.config.pieces import piece
 from lth.data.manifest import reingest_command
-from lth.data.shards import load_shards
+from lth.data.shard_pipeline import load_shards
 from lth.ingest import run_ingest
-from lth.ingest.shards import RECEIPTS
-from lth.pieces import piece
+from lth.ingest.shard_writer import RECEIPTS
 from tests.support.paths import CONFIG_DIR
 from tests.support.small_imagenet import make_small_imagenet
 

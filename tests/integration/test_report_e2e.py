@@ -1,7 +1,7 @@
 """`python -m lth.report` on a real MLflow store written the way lth writes it (no TensorFlow), and one real sweep.
 
 The hand-made store holds exactly the tags, params, metrics and `sparsity.json` artifact that
-lth.dense, lth.tickets and lth.imp log, so every rule of the report is checked on numbers
+lth.stages.dense, lth.stages.tickets and lth.stages.imp log, so every rule of the report is checked on numbers
 chosen to make it bite, through the same subprocess a user runs.
 """
 
@@ -59,7 +59,7 @@ class Store:
         return run_id
 
     def dense(self, seed: int, val: float, test: float, status: str = "FINISHED") -> str:
-        """A dense parent (lth.dense): its config as params, per-epoch val_accuracy, a final test_accuracy."""
+        """A dense parent (lth.stages.dense): its config as params, per-epoch val_accuracy, a final test_accuracy."""
         key = _hash({"family": FAMILY, "seed": seed})
         params = {**self.data, "model.alpha": "0.35", "train.epochs": "2", "train.seed": str(seed)}
         run_id = self._run(f"dense {key[:8]}", {"lth.role": "dense", "lth.key": key, "lth.dense_hash": key,
@@ -74,7 +74,7 @@ class Store:
                status: str = "FINISHED", role: str = "ticket", level: int | None = None,
                parent: str | None = None, with_params: bool = True, rate: float = 0.2, levels: int = 3,
                collapsed: str | None = None, emptied: tuple[str, ...] = (), before_floor_tag: bool = False) -> str:
-        """A one-shot ticket or control (lth.tickets), an IMP job (role ticket, method imp) or level (imp_level)."""
+        """A one-shot ticket or control (lth.stages.tickets), an IMP job (role ticket, method imp) or level (imp_level)."""
         method = "imp" if role == "imp_level" or level == 0 else "magnitude"
         prune = {"method": method, "threshold": threshold if method == "magnitude" else 0.8, "scope": scope,
                  "min_density": min_density, "on_collapse": "warn", "ignore": "[]", "levels": levels, "rate": rate}

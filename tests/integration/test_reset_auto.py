@@ -32,11 +32,11 @@ def _log_reference_analyses(cwd: Path) -> None:
     from hydra import compose, initialize_config_dir
 
     from lth import tracking
-    from lth.cell import Cell
+    from lth.config.cell import Cell
     from lth.data.splits import DataSplits
-    from lth.dense import ensure_dense
     from lth.stability.analysis import analysis_key
     from lth.stability.copies import dense_subject
+    from lth.stages.dense import ensure_dense
     from lth.tracking import schema
     from lth.tracking.claim import claim
     from tests.support.paths import CONFIG_DIR

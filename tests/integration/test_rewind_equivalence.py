@@ -76,7 +76,7 @@ def test_k1_ticket_with_the_dense_optimizer_state_restored_ends_exactly_at_the_d
     """What a k>0 ticket lacks is the optimizer state: given it back, it is the dense run."""
     from hydra import compose, initialize_config_dir
 
-    from lth.cell import Cell
+    from lth.config.cell import Cell
     from lth.data import load_data
     from lth.training.fitting import fit_and_evaluate
     from lth.training.network import MaskedNetwork

@@ -77,9 +77,9 @@ def test_load_ticket_loads_exactly_the_logged_mask_and_weights(searched: Path) -
     import mlflow
 
     import lth
-    from lth.cell import DataConfig
+    from lth.config.cell import DataConfig
+    from lth.config.pieces import piece
     from lth.data import load_data
-    from lth.pieces import piece
     from lth.training.models import snapshot
 
     cwd = searched

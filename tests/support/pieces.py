@@ -1,12 +1,12 @@
-"""Typed config pieces from the partial groups tests write by hand (lth.cell.piece, one call per group)."""
+"""Typed config pieces from the partial groups tests write by hand (lth.config.cell.piece, one call per group)."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any
 
-from lth.cell import PIECES
-from lth.pieces import piece
+from lth.config.cell import PIECES
+from lth.config.pieces import piece
 
 
 def pieces(groups: dict[str, Any]) -> SimpleNamespace:

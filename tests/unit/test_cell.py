@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from lth.cell import Cell, ModelConfig, PruneConfig, TrainConfig
-from lth.pieces import piece
+from lth.config.cell import Cell, ModelConfig, PruneConfig, TrainConfig
+from lth.config.pieces import piece
+from lth.config.validate import validate_config
+from lth.config.vocabulary import BACKENDS, ConfigError
 from lth.tracking.identity import cell_key, dense_hash, family_hash, imp_level_key, ticket_key
-from lth.validate import validate_config
-from lth.vocabulary import BACKENDS, ConfigError
 
 PRESETS = [
     (),
@@ -44,13 +44,13 @@ def _stand_ins(root: Path) -> dict[str, Path]:
 @pytest.mark.parametrize("overrides", PRESETS, ids=lambda o: " ".join(o) or "default")
 def test_the_cell_hashes_as_the_composed_config(compose: Callable[..., object], overrides: tuple[str, ...],
                                                 tmp_path: Path) -> None:
-    """Every identity computed from `Cell.groups` equals the one of the raw config: runs stay reused."""
+    """Every identity computed from the cell's typed pieces equals the one of the raw config: runs stay reused."""
     places = _stand_ins(tmp_path)
     cfg = compose(*(override.format(**places) for override in overrides))
     cell = Cell.of(cfg)
     for identity in (dense_hash, family_hash, ticket_key, cell_key):
-        assert identity(cell.groups) == identity(cfg), identity.__name__
-    assert imp_level_key(cell.groups, 2) == imp_level_key(cfg, 2)
+        assert identity(cell) == identity(cfg), identity.__name__
+    assert imp_level_key(cell, 2) == imp_level_key(cfg, 2)
 
 
 def test_validation_returns_the_typed_cell(compose: Callable[..., object]) -> None:
@@ -67,8 +67,8 @@ def test_an_imp_controls_ticket_is_the_cell_with_control_none(compose: Callable[
     ticket = control.with_control("none")
     composed = compose("prune.method=imp", "prune.control=none")
     assert ticket.prune.control == "none" and control.prune.control == "reinit"
-    assert ticket_key(ticket.groups) == ticket_key(composed) != ticket_key(control.groups)
-    assert imp_level_key(ticket.groups, 1) == imp_level_key(composed, 1)
+    assert ticket_key(ticket) == ticket_key(composed) != ticket_key(control)
+    assert imp_level_key(ticket, 1) == imp_level_key(composed, 1)
 
 
 def test_a_piece_refuses_unknown_and_missing_keys_and_values_outside_its_vocabulary() -> None:
@@ -77,9 +77,9 @@ def test_a_piece_refuses_unknown_and_missing_keys_and_values_outside_its_vocabul
         piece(TrainConfig, {**base, "learning_rat": 0.1}, "train")
     with pytest.raises(ConfigError, match=r"^train\.seed is missing$"):
         piece(TrainConfig, {k: v for k, v in base.items() if k != "seed"}, "train")
-    with pytest.raises(ConfigError, match=r"^train\.backend must be one of \['tensorflow', 'jax'\], got 'torch'$"):
+    with pytest.raises(ConfigError, match=r"^train\.backend must be tensorflow or jax, got 'torch'$"):
         piece(TrainConfig, {**base, "backend": "torch"}, "train")
-    with pytest.raises(ConfigError, match=r"^prune\.control must be one of"):
+    with pytest.raises(ConfigError, match=r"^prune\.control must be none, reinit or random_mask"):
         piece(PruneConfig, {"method": "magnitude", "threshold": 0.5, "scope": "layer", "control": "shuffle"}, "prune")
 
 

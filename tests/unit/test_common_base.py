@@ -16,14 +16,15 @@ import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from lth import sparse, tracking
-from lth.cell import ModelConfig
+from lth import tracking
+from lth.config.cell import ModelConfig
 from lth.pruning.scopes import prune_masks
 from lth.pruning.structure import layout
 from lth.report.cells import aggregate
 from lth.report.collect import collect
-from lth.report.plot import lottery_plot
+from lth.report.figures import lottery_plot
 from lth.report.winners import mark_winners
+from lth.stages import sparse
 from lth.tracking import schema
 from lth.training.models import build_model
 
@@ -80,7 +81,7 @@ def test_weights_remaining_is_the_share_of_every_prunable_weight(tiny: keras.Mod
 
 
 def test_a_level_logged_before_the_common_base_is_summed_up_on_it(tiny: keras.Model) -> None:
-    """An IMP job that reuses such a level reports the common fraction (lth.imp), from the level's masks."""
+    """An IMP job that reuses such a level reports the common fraction (lth.stages.imp), from the level's masks."""
     sizes = _kernel_sizes(tiny)
     names = layout(tiny, "xnnpack_1x1").names
     masks = prune_masks({n: np.array(tiny.get_layer(n).kernel.numpy()) for n in names}, 0.9, "lamp", None, 0.002)
@@ -124,7 +125,7 @@ def _run(client: MlflowClient, experiment: str, tags: dict[str, str], params: di
 
 def _ticket(client: MlflowClient, experiment: str, dense: str, threshold: float, structure: str,
             metrics: dict[str, float]) -> str:
-    """A one-shot ticket as lth.tickets logs it (one seed), with val 0.95 and test 0.94."""
+    """A one-shot ticket as lth.stages.tickets logs it (one seed), with val 0.95 and test 0.94."""
     cell = f"cell-{structure}-{threshold}"
     tags = {schema.ROLE: schema.TICKET_ROLE, schema.KEY: cell, schema.CELL: cell, schema.PARENT: dense,
             schema.DENSE_RUN: dense, schema.DENSE_HASH: "d0",

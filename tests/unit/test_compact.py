@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from lth.cell import ModelConfig
+from lth.config.cell import ModelConfig
 from lth.export.compact import compact_model
 from lth.export.cost import model_cost
 from lth.pruning.graph import layer_graph

@@ -23,11 +23,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from lth.cell import DataConfig
-from lth.data.shards import load_shards
+from lth.config.cell import DataConfig
+from lth.config.pieces import piece
+from lth.data.shard_pipeline import load_shards
 from lth.ingest.images import EncodedImage
-from lth.ingest.shards import serialize_example
-from lth.pieces import piece
+from lth.ingest.shard_writer import serialize_example
 
 SIZE, BATCH, CLASSES, PER_SHARD = 16, 4, 2, 12
 TRAIN = [f"train-0000{i}-of-00003" for i in range(3)]

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lth.cell import DataConfig
+from lth.config.cell import DataConfig
+from lth.config.pieces import piece
 from lth.data.arrays import LOADERS, read_idx
-from lth.pieces import piece
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:

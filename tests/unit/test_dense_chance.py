@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lth.results import job_line
+from lth.sweep.results import job_line
 from lth.training.result import FitResult, divergence
 
 RECORD = {"threshold": 0.5, "reset_epoch": 1, "scope": "global", "method": "magnitude", "control": "none",

@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import pytest
 
-from lth.cell import Cell, TrainConfig
-from lth.pieces import piece
+from lth.config.cell import Cell, TrainConfig
+from lth.config.pieces import piece
+from lth.config.validate import ConfigError, validate_config
 from lth.training.devices import replica_devices, select_backend
 from lth.training.fitting import learning_rate
-from lth.validate import ConfigError, validate_config
 
 
 def test_auto_on_a_cpu_machine_trains_on_one_device() -> None:
@@ -46,7 +46,7 @@ def test_linear_scaling_multiplies_the_rate_by_batch_over_reference() -> None:
 @pytest.mark.parametrize(("override", "message"), [
     ("train.backend=torch", "train.backend must be tensorflow or jax"),
     ("train.precision=float16", "train.precision must be float32, mixed_bfloat16 or mixed_float16"),
-    ("train.devices=0", "train.devices must be auto or a positive count"),
+    ("train.devices=0", "train.devices must be auto or a positive integer"),
     ("train.lr_scaling=sqrt", "train.lr_scaling must be none or linear"),
     ("train.steps_per_execution=0", "train.steps_per_execution must be a positive integer"),
 ])
@@ -64,8 +64,8 @@ def test_bad_hardware_keys_are_one_line_errors(compose: Callable[..., object], o
 ])
 def test_reusing_a_dense_parent_across_replica_counts(compose, overrides: tuple[str, ...], trained: int, now: int,
                                                       refused: bool) -> None:
+    from lth.config.validate import ConfigError
     from lth.training.devices import check_replica_reuse
-    from lth.validate import ConfigError
 
     cfg = compose(*overrides)
     if refused:

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from lth.export import summary
+from lth.export import measured_report
 from lth.export.forms import TFLITE_FORMS, TestSet, export_forms
 from tests.support.tflite import tflite_logits
 
@@ -97,8 +97,8 @@ def test_compaction_removed_the_dead_channels_and_the_files_shrank(exported: Exp
 
 def test_the_report_round_trips_and_names_every_file(exported: Exported) -> None:
     folder, export, _, _ = exported
-    json_path, markdown_path = summary.write(export, folder, "a test export")
-    assert summary.read(json_path) == export
+    json_path, markdown_path = measured_report.write(export, folder, "a test export")
+    assert measured_report.read(json_path) == export
     text = markdown_path.read_text()
     assert all(f"| {name} |" in text for name in TFLITE_FORMS)
     assert "Every form predicts the same class on every test image." in text

@@ -8,10 +8,10 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
+from lth.config.vocabulary import ConfigError
 from lth.frontier.judge import Verdict
 from lth.frontier.lines import make_lines, product, split_axes
 from lth.tracking.identity import cell_key, family_hash
-from lth.vocabulary import ConfigError
 
 
 def parsed(*lines: str) -> list:

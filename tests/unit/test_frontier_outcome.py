@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from lth.frontier.bracketing import FrontierConfig
 from lth.frontier.outcome import LineRecord, Probe, epochs_trained, table
-from lth.frontier.search import FrontierConfig
 
 
 def test_a_probe_whose_dense_parents_have_no_accuracy_on_the_choosing_split_still_prints() -> None:

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from lth.frontier.answer import answer
+from lth.frontier.bracketing import FrontierConfig, brackets, first_round, next_probes, threshold_of
 from lth.frontier.cost import schedule, simulate, worst_case
-from lth.frontier.search import FrontierConfig, brackets, first_round, next_probes, threshold_of
 
 DEFAULT = FrontierConfig()  # the seed grid's range [1.15%, 80%], P = 4, one 20% step, 4 rounds
 GRID = [round(0.8**i, 6) for i in range(1, 21)]  # densities of the seed grid (1 - 0.8^i removed)

@@ -11,11 +11,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from lth.cell import PruneConfig
-from lth.pieces import piece
+from lth.config.cell import PruneConfig
+from lth.config.pieces import piece
 from lth.pruning.collapse import CollapsedMaskError, collapsed_layers, floor_layers
 from lth.pruning.structure import Layout
-from lth.sparse import check_collapse as check_prune_collapse
+from lth.stages.sparse import check_collapse as check_prune_collapse
 from lth.training.result import FitResult, divergence
 
 # a empty; b held at exactly ceil(0.01 * 1000) = 10; c one above the floor; d far above it
@@ -53,7 +53,7 @@ def active_run(tmp_path: Path):
 
 
 def check_collapse(cfg: DictConfig, report: dict[str, object]) -> list[str]:
-    """lth.sparse.check_collapse of a config that holds only the prune keys these tests vary."""
+    """lth.stages.sparse.check_collapse of a config that holds only the prune keys these tests vary."""
     prune = piece(PruneConfig, {"method": "magnitude", "threshold": 0.5, "scope": "global", **cfg.prune}, "prune")
     return check_prune_collapse(prune, report, Layout(tuple(report)), {})  # weight by weight: no channel groups
 

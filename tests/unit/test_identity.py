@@ -160,7 +160,7 @@ def test_data_seed_is_hashed_only_when_set(compose: Callable[..., object]) -> No
 
 
 def test_data_seed_drives_the_order_and_seed_the_initialisation(compose: Callable[..., object]) -> None:
-    from lth.cell import Cell
+    from lth.config.cell import Cell
 
     assert Cell.of(compose()).train.order_seed == 0
     cell = Cell.of(compose("train.seed=3", "train.data_seed=11"))

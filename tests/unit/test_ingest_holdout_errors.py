@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from lth.config.vocabulary import ConfigError
 from lth.ingest.holdout import held_out_keys
 from lth.ingest.inventory import Inventory, Locator, SourceRecord, checked
-from lth.vocabulary import ConfigError
 from tests.support.paths import REPO_ROOT
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lth.config.vocabulary import ConfigError
 from lth.ingest.java import require_java
-from lth.vocabulary import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_HINT = "apt-get install openjdk-17-jre-headless"

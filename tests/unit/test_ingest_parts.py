@@ -15,7 +15,7 @@ from lth.ingest.archives import train_archive_inventory, val_archive_inventory
 from lth.ingest.fetch import DownloadSettings, Fetcher
 from lth.ingest.images import ImageSettings, RejectedInput, normalise_image
 from lth.ingest.inventory import checked, read_val_labels, tree_inventory
-from lth.ingest.shards import RECEIPTS, plan_shards, write_shard
+from lth.ingest.shard_writer import RECEIPTS, plan_shards, write_shard
 from lth.ingest.sources import url_list_inventory
 from tests.support.small_imagenet import BAD_TRAIN, CLASSES, ESCAPE_KEY, SmallImagenet, make_small_imagenet
 

@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lth import tracking
-from lth.cell import Cell
+from lth.config.cell import Cell
 from lth.tracking import schema
 from lth.tracking.artifacts import log_dataset
 from lth.tracking.identity import data_digest
@@ -42,8 +42,8 @@ def test_each_run_logs_its_dataset_once_with_the_datas_identity(store: str, comp
     experiment_id = tracking.connect(store, "lth")
     cell = Cell.of(compose())
     with mlflow.start_run(experiment_id=experiment_id) as run:
-        log_dataset(cell.groups)
-        log_dataset(cell.groups)  # a resumed run logs its config again
+        log_dataset(cell)
+        log_dataset(cell)  # a resumed run logs its config again
     inputs = _inputs(run.info.run_id)
     assert len(inputs) == 1
     assert inputs[0]["name"] == "digits" and inputs[0]["digest"] == data_digest(compose()) != ""
@@ -63,7 +63,7 @@ def test_data_in_a_folder_is_logged_with_its_path_and_content_digest(store: str,
     cfg = compose("data=fashion_mnist", f"data.path={folder}")
     experiment_id = tracking.connect(store, "lth")
     with mlflow.start_run(experiment_id=experiment_id) as run:
-        log_dataset(Cell.of(cfg).groups)
+        log_dataset(Cell.of(cfg))
     (logged,) = _inputs(run.info.run_id)
     assert logged["source_type"] == "local" and json.loads(logged["source"])["uri"] == folder.resolve().as_uri()
     assert logged["name"] == "fashion"  # the folder, not the reader's name

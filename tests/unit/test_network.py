@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lth.cell import Cell
+from lth.config.cell import Cell
 from lth.data import load_data
 from lth.pruning.scopes import prune_masks as magnitude_masks
 from lth.training.models import kernel_path

@@ -1,4 +1,4 @@
-"""`python -m lth.plan` and its model (lth.schedule): jobs, waves, and why S < N."""
+"""`python -m lth.plan` and its model (lth.sweep.cluster_schedule): jobs, waves, and why S < N."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lth import plan as plan_cli
-from lth.schedule import Cluster, Job, makespan, plan, why
+from lth.sweep.cluster_schedule import Cluster, Job, makespan, plan, why
 
 SEED_RESETS = (0, 1, 2, 4, 6)
 

@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from lth.cell import ModelConfig
+from lth.config.cell import ModelConfig
+from lth.config.pieces import piece
 from lth.data import load_data
-from lth.pieces import piece
 from lth.pruning.scopes import prune_masks
 from lth.training.models import build_model, kernel_path
 from lth.training.network import MaskedNetwork

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from lth.common.processes import TENSORFLOW_REFUSED, Processes, from_environment
+from lth.config.vocabulary import ConfigError
 from lth.data.splits import Part
-from lth.processes import TENSORFLOW_REFUSED, Processes, from_environment
-from lth.vocabulary import ConfigError
 from tests.support.jobs import lth_env
 
 

@@ -10,10 +10,10 @@ import pytest
 from lth.report import density_choices
 from lth.report.cells import aggregate
 from lth.report.collect import DenseRun, Family, Point
+from lth.report.figures import density_plot, lottery_plot, series_gid
 from lth.report.markdown import write_markdown
-from lth.report.plot import density_plot, lottery_plot, series_gid
+from lth.report.outcomes import CSV_COLUMNS, figure_title, missing_cells, write_csv
 from lth.report.selection import selection_of
-from lth.report.summary import CSV_COLUMNS, figure_title, missing_cells, write_csv
 from lth.report.winners import mark_winners
 
 SETTINGS = (("prune.min_density", "0.002"), ("prune.scope", "lamp"))

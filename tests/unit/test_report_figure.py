@@ -12,10 +12,10 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lth.report import summary
+from lth.report import outcomes
 from lth.report.cells import Row, aggregate
 from lth.report.collect import DenseRun, Family, Point
-from lth.report.plot import lottery_plot
+from lth.report.figures import lottery_plot
 from lth.report.winners import mark_winners
 
 SEED_GRID = [round(1 - 0.8**n, 6) for n in range(1, 21)]  # conf/experiment/seed_grid.yaml: 80% down to 1.15% kept
@@ -133,7 +133,7 @@ def test_the_title_says_what_did_not_learn_and_what_is_missing_and_why() -> None
     points += [_point(0.96, 1, None, status="FAILED"), _point(0.97, 1, None, status="RUNNING")]
     points += [_point(t, 0, 0.95) for t in (0.5, 0.6)]  # k=0 has none of the sparser cells: never started
     family, rows = _rows(points)
-    title = summary.figure_title("seed_grid", family, rows)
+    title = outcomes.figure_title("seed_grid", family, rows)
     assert title.splitlines()[0] == "Lottery tickets of seed_grid"
     assert " ".join(title.splitlines()[1:]) == (  # the second line wraps at the figure's width
         "18 runs: 5 learned (2 with a layer at the min_density floor), 2 stuck at chance, 1 diverged (NaN), "
@@ -143,7 +143,7 @@ def test_the_title_says_what_did_not_learn_and_what_is_missing_and_why() -> None
 
 def test_a_complete_family_says_so_and_an_unfinished_dense_parent_is_named() -> None:
     family, rows = _rows(_grid(DEMO_GRID, (0, 1)))
-    assert summary.figure_title("demo", family, rows) == "Lottery tickets of demo\n6 runs: 6 learned"
+    assert outcomes.figure_title("demo", family, rows) == "Lottery tickets of demo\n6 runs: 6 learned"
     dense = [*DENSE, DenseRun(1, "FAILED", None, None, "dense-1")]
     family, rows = _rows(_grid(DEMO_GRID, (0, 1)), dense)
-    assert summary.figure_title("demo", family, rows).endswith("6 runs: 6 learned; 1 dense parent not finished")
+    assert outcomes.figure_title("demo", family, rows).endswith("6 runs: 6 learned; 1 dense parent not finished")

@@ -8,12 +8,12 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
-from lth.cell import TrackingConfig
+from lth.config.cell import TrackingConfig
 from lth.frontier.judge import Judge, Verdict, unswept
 from lth.frontier.lines import make_lines, split_axes
 from lth.report.cells import aggregate
 from lth.report.collect import DenseRun, Family, Point, collect
-from lth.report.summary import missing_cells
+from lth.report.outcomes import missing_cells
 from lth.report.winners import mark_winners
 from tests.support.report_runs import dense_run, ticket_run
 

@@ -9,7 +9,7 @@ import pytest
 
 from lth.report.cells import aggregate
 from lth.report.collect import DenseRun, Family, Point
-from lth.report.plot import lottery_plot
+from lth.report.figures import lottery_plot
 from lth.report.stability import (
     DEFAULT_COPIES,
     Analysis,

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from lth.cell import Cell
+from lth.config.cell import Cell
 from lth.data import load_data
 from lth.training.fitting import fit_and_evaluate
 from lth.training.network import MaskedNetwork

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import pytest
 
-from lth import results
+from lth.sweep import results
 from lth.tracking import schema
 from lth.training.early_stop import EarlyStop
 from lth.training.fitting import EpochEnd, optimizer_state

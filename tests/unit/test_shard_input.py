@@ -15,13 +15,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from lth.cell import DataConfig
+from lth.config.cell import DataConfig
+from lth.config.pieces import piece
 from lth.data import load_data
-from lth.data.shards import load_shards
+from lth.data.shard_pipeline import load_shards
 from lth.data.splits import DataSplits
 from lth.ingest.images import EncodedImage
-from lth.ingest.shards import serialize_example
-from lth.pieces import piece
+from lth.ingest.shard_writer import serialize_example
 
 IMAGE_SIZE, BATCH, CLASSES = 32, 8, 3
 TRAIN_SIZES = [(40, 48), (48, 40), (36, 36), (44, 52)]  # (height, width): landscape, portrait, square
@@ -205,7 +205,7 @@ def test_missing_manifest_or_shard_says_to_run_the_ingest(shards: dict[str, Any]
 
 
 def test_digits_shards_composes_as_the_shard_reader_without_flips(compose: Callable[..., Any]) -> None:
-    from lth.validate import ConfigError, validate_config
+    from lth.config.validate import ConfigError, validate_config
 
     cfg = compose("data=digits_shards")
     assert cfg.data.name == "imagenet" and cfg.data.path == "data/digits-shards" and cfg.data.num_classes == 10

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from lth.config.vocabulary import ConfigError
 from lth.stability.path import PathErrors, alphas, interpolate, masked_nonzero
-from lth.vocabulary import ConfigError
 
 
 def _copies(seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -70,26 +70,26 @@ def test_a_leak_is_counted() -> None:
 ])
 def test_a_stability_group_that_cannot_run_fails_in_one_line(compose: Callable[..., object], override: str,
                                                              message: str) -> None:
-    from lth.validate import validate_config
+    from lth.config.validate import validate_config
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         validate_config(compose("stability=on", "reset.epoch=auto", override))
 
 
 def test_auto_is_resolved_to_an_explicit_epoch_with_the_same_identity(compose: Callable[..., object]) -> None:
-    from lth.cell import Cell
+    from lth.config.cell import Cell
     from lth.tracking.identity import ticket_key
 
     auto = Cell.of(compose("reset.epoch=auto", "stability=on")).with_reset_epoch(2)
     assert auto.reset_epoch == 2
-    assert ticket_key(auto.groups) == ticket_key(compose("reset.epoch=2"))
+    assert ticket_key(auto) == ticket_key(compose("reset.epoch=2"))
     with pytest.raises(RuntimeError, match="must be resolved"):
         _ = Cell.of(compose("reset.epoch=auto")).reset_epoch
 
 
 def test_copies_default_to_the_next_data_seed_and_the_analysis_key_follows_its_settings(
         compose: Callable[..., object]) -> None:
-    from lth.cell import Cell
+    from lth.config.cell import Cell
     from lth.stability.analysis import analysis_key
     from lth.stability.copies import Subject, copy_seeds
 
@@ -156,9 +156,9 @@ def test_recomputed_batch_norm_statistics_are_the_mean_over_batches_of_each_laye
 
 def test_a_sweep_with_auto_must_run_the_reference_replicate_every_replicate_decides_from(
         compose: Callable[..., object]) -> None:
-    from lth.cell import Cell
+    from lth.config.cell import Cell
+    from lth.config.validate import validate_config
     from lth.stability.checks import check_auto_reference
-    from lth.validate import validate_config
 
     def sweep(*replicates: str, extra: tuple[str, ...] = ()) -> list[Cell]:
         return [validate_config(compose("reset.epoch=auto", *extra, *replicate.split())) for replicate in replicates]

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from lth.cell import ModelConfig
+from lth.config.cell import ModelConfig
 from lth.export.compact import compact_model
 from lth.export.cost import model_cost
 from lth.pruning.channels import (
@@ -130,7 +130,7 @@ def test_a_threshold_whole_channels_cannot_reach_is_refused(mobilenet: keras.Mod
 
 
 def test_the_job_line_and_table_name_a_structure_beside_the_scope() -> None:
-    from lth.results import job_line, table
+    from lth.sweep.results import job_line, table
 
     record = {"threshold": 0.5, "reset_epoch": 1, "scope": "lamp", "method": "magnitude", "control": "none",
               "seed": 0, "weights_remaining": 0.5, "test_accuracy": 0.9, "dense_test_accuracy": 0.91,
@@ -169,7 +169,7 @@ def test_the_random_control_keeps_each_groups_count_even_when_a_producer_lost_al
 
 
 def test_a_channel_threshold_past_the_weight_floor_is_checked_in_channels(compose: Callable[..., object]) -> None:
-    from lth.validate import validate_config
+    from lth.config.validate import validate_config
 
     # Between two groups a layer keeps about f^2 of its weights, so t = 0.85 with min_density 0.2 is reachable.
     validate_config(compose("prune.structure=channel", "prune.threshold=0.85", "prune.min_density=0.2"))

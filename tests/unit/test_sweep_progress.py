@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from lth.sweep_progress import Counts, ProgressLine, duration, eta_s, line
+from lth.sweep.progress import Counts, ProgressLine, duration, eta_s, line
 
 
 class Terminal(io.StringIO):

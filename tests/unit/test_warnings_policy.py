@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 
-@pytest.mark.parametrize("module", ["lth", "lth.cell", "lth.report.winners"])
+@pytest.mark.parametrize("module", ["lth", "lth.config.cell", "lth.report.winners"])
 @pytest.mark.parametrize("category", [DeprecationWarning, PendingDeprecationWarning])
 def test_a_deprecation_warning_of_lth_fails_the_test(module: str, category: type[Warning]) -> None:
     with pytest.raises(category, match="going away"):

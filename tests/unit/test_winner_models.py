@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lth import tracking
-from lth.cell import Cell
+from lth.config.cell import Cell
 from lth.pruning.masks import prunable_layer_names
 from lth.report.cells import Row
 from lth.tracking import schema
@@ -42,7 +42,7 @@ def ticket(tmp_path: Path, compose: Callable[..., object]):
     final = {path: (value + rng.uniform(0.5, 1.0, value.shape).astype(value.dtype)) * kept.get(path, 1)
              for path, value in start.items()}
     with mlflow.start_run(experiment_id=experiment_id, tags={schema.ROLE: schema.TICKET_ROLE}) as run:
-        log_config(cell.groups, ("model", "data", "train"), "local")
+        log_config(cell, ("model", "data", "train"), "local")
         log_masks(masks)
         log_weights(start, schema.START_WEIGHTS)
         log_weights(final, schema.FINAL_WEIGHTS)
@@ -56,7 +56,7 @@ def _winner(run_id: str) -> Row:
 
 
 def test_a_winner_is_a_keras_model_of_its_run_whose_masks_hold_after_loading(ticket) -> None:
-    from lth.report.models import MODEL_NAME, log_winners
+    from lth.report.model_registry import MODEL_NAME, log_winners
 
     run_id, masks, final = ticket
     [logged] = log_winners({1: _winner(run_id), 2: None}, None)
@@ -90,7 +90,7 @@ def test_a_winner_is_a_keras_model_of_its_run_whose_masks_hold_after_loading(tic
 
 
 def test_a_winner_is_logged_and_registered_once(ticket) -> None:
-    from lth.report.models import log_winners, registered_name
+    from lth.report.model_registry import log_winners, registered_name
 
     run_id, _, _ = ticket
     name = registered_name("digits mobilenet_v2 (a=0.35)", "0123456789abcdef")

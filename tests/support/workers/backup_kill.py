@@ -97,7 +97,7 @@ class MarkedBackup(fitting.SignalSafeBackup):
 def _network_and_data() -> tuple[Any, Any]:
     from hydra import compose, initialize_config_dir
 
-    from lth.cell import Cell
+    from lth.config.cell import Cell
     from lth.data import load_data
     from lth.training.network import MaskedNetwork
 

@@ -53,8 +53,8 @@ def _batches(size: int, classes: int) -> Any:
 
 def toy(devices: int) -> dict[str, np.ndarray | int]:
     """A BN-free Conv2D -> DepthwiseConv2D -> Dense model, half of each kernel masked, 16 SGD steps."""
-    from lth.cell import TrainConfig
-    from lth.pieces import piece
+    from lth.config.cell import TrainConfig
+    from lth.config.pieces import piece
 
     train = piece(TrainConfig, {"epochs": 1, "batch_size": GLOBAL_BATCH, "learning_rate": 0.1, "seed": 0,
                                 "devices": devices}, "train")
@@ -91,8 +91,8 @@ def mobilenet(devices: int, sync_bn: bool = False) -> dict[str, np.ndarray | int
         "data": {"name": "synthetic", "num_classes": 10, "image_size": 32, "train_size": GLOBAL_BATCH * BN_STEPS,
                  "val_size": 32, "test_size": 32, "split_seed": 0},
     })
-    from lth.cell import DataConfig, ModelConfig, TrainConfig
-    from lth.pieces import piece
+    from lth.config.cell import DataConfig, ModelConfig, TrainConfig
+    from lth.config.pieces import piece
 
     model, train = piece(ModelConfig, cfg.model, "model"), piece(TrainConfig, cfg.train, "train")
     data = load_data(piece(DataConfig, cfg.data, "data"), GLOBAL_BATCH, 0)

@@ -1,6 +1,6 @@
 """Sparse training, shared by every sparse run: the mask, the starting weights, masked training.
 
-A one-shot ticket (lth.tickets), a control and an IMP level (lth.imp) differ only in
+A one-shot ticket (lth.stages.tickets), a control and an IMP level (lth.stages.imp) differ only in
 where their mask and starting weights come from; all of them train epochs k..E of the
 dense schedule with the mask held at exactly zero, inside their MLflow run, and come
 back as one `SparseRun`. The stages decide which runs to make; this module makes one.
@@ -17,9 +17,8 @@ import keras
 import numpy as np
 
 from lth import tracking
-from lth.cell import Cell, PruneConfig
+from lth.config.cell import Cell, PruneConfig
 from lth.data.splits import DataSplits
-from lth.dense import DenseParent
 from lth.pruning.channels import (
     channel_floor_layers,
     channel_keeps,
@@ -32,6 +31,7 @@ from lth.pruning.collapse import Collapse, CollapsedMaskError, collapsed_layers,
 from lth.pruning.masks import Masks, prunable_weight_count, random_masks_like, sparsity_report
 from lth.pruning.scopes import imp_level_threshold, imp_masks, prune_masks
 from lth.pruning.structure import Layout, layout
+from lth.stages.dense import DenseParent
 from lth.tracking import schema
 from lth.tracking.artifacts import log_masks, log_weights
 from lth.tracking.client import Run

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lth import tracking
-from lth.cell import Cell, StateConfig
+from lth.config.cell import Cell, StateConfig
+from lth.config.vocabulary import ConfigError
 from lth.data.splits import DATA_ORDER_VERSION, DataSplits
 from lth.tracking import schema
 from lth.tracking.artifacts import log_config, log_weights, run_weights
@@ -21,7 +22,6 @@ from lth.training.chance import chance_text, dense_at_chance
 from lth.training.devices import check_replica_reuse
 from lth.training.fitting import optimizer_state
 from lth.training.network import network_for
-from lth.vocabulary import ConfigError
 
 log = logging.getLogger("lth")
 
@@ -79,7 +79,7 @@ def _train(cell: Cell, run_id: str, data: DataSplits) -> float:
     epochs = cell.train.epochs
     keep = _kept(cell.state, epochs)
     with tracking.active_run(run_id):
-        log_config(cell.groups, DENSE_KEYS, cell.cluster.name)
+        log_config(cell, DENSE_KEYS, cell.cluster.name)
         tracking.set_tags({**schema.keep_epochs_tag(keep), schema.DATA_ORDER: DATA_ORDER_VERSION})
         network = network_for(cell.model, cell.train, data.steps_per_epoch)
         resumed_on = tracking.get_run(run_id).data.tags.get(schema.REPLICAS)
@@ -138,8 +138,8 @@ def _optimizer_history(run_id: str) -> tuple[dict[int, int], dict[int, float]]:
 
 def ensure_dense(cell: Cell, experiment_id: str, data: DataSplits) -> DenseParent:
     """Return the FINISHED dense parent of `cell`, training it first if no job has."""
-    key = dense_hash(cell.groups)
-    tags = schema.dense_tags(key, family_hash(cell.groups), cell.train.seed, DATA_ORDER_VERSION)
+    key = dense_hash(cell)
+    tags = schema.dense_tags(key, family_hash(cell), cell.train.seed, DATA_ORDER_VERSION)
     epochs = cell.train.epochs
     with claim(cell.state, experiment_id, schema.DENSE_ROLE, key, f"dense {key[:8]}", tags) as stage:
         run = stage.finished or tracking.get_run(stage.run_id)

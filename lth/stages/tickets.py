@@ -1,7 +1,7 @@
 """One-shot tickets and their controls: one sparse run per job, reused when it finished.
 
 Ticket(t, k): mask the dense final weights at sparsity t, start from the dense
-epoch-k weights times the mask, train epochs k..E with the mask held at zero (lth.sparse).
+epoch-k weights times the mask, train epochs k..E with the mask held at zero (lth.stages.sparse).
 Controls change exactly one ingredient: `reinit` the starting weights (a fresh
 initialisation), `random_mask` the positions of the survivors (same count per layer).
 """
@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from lth import sparse, tracking
-from lth.cell import Cell
+from lth import tracking
+from lth.config.cell import Cell
 from lth.data.splits import DataSplits
-from lth.dense import DenseParent
+from lth.stages import sparse
+from lth.stages.dense import DenseParent
 from lth.tracking import schema
 from lth.tracking.artifacts import log_config
 from lth.tracking.claim import claim
@@ -55,8 +56,8 @@ def ticket_tags(cell: Cell, parent_run_id: str, dense: DenseParent, threshold: f
                               cell.train.seed, level)
     # The dense run: claims reuse only runs rewound from this very one. The cell: the report
     # averages seeds and pairs controls within it.
-    lineage = schema.lineage_tags(parent_run_id, dense.key, dense.run_id, family_hash(cell.groups),
-                                  cell_key(cell.groups))
+    lineage = schema.lineage_tags(parent_run_id, dense.key, dense.run_id, family_hash(cell),
+                                  cell_key(cell))
     return {**lineage, **where.tags()}
 
 
@@ -69,7 +70,7 @@ def run_name(cell: Cell) -> str:
 
 def cell_result(cell: Cell, dense: DenseParent, run_id: str, metrics: Mapping[str, float], reused: bool,
                 threshold: float | None = None) -> CellResult:
-    """The job's outcome from its run's summary metrics (lth.sparse.SparseRun.metrics, or a finished run's)."""
+    """The job's outcome from its run's summary metrics (lth.stages.sparse.SparseRun.metrics, or a finished run's)."""
     return CellResult(
         threshold=cell.prune.threshold if threshold is None else threshold,
         reset_epoch=cell.reset_epoch,
@@ -91,13 +92,13 @@ def cell_result(cell: Cell, dense: DenseParent, run_id: str, metrics: Mapping[st
 def ensure_ticket(cell: Cell, experiment_id: str, data: DataSplits, dense: DenseParent) -> CellResult:
     """Return the FINISHED one-shot ticket (or control) of `cell`, training it first if no job has."""
     tags = ticket_tags(cell, dense.run_id, dense, cell.prune.threshold)
-    with claim(cell.state, experiment_id, schema.TICKET_ROLE, ticket_key(cell.groups), run_name(cell), tags,
+    with claim(cell.state, experiment_id, schema.TICKET_ROLE, ticket_key(cell), run_name(cell), tags,
                dense.run_id) as stage:
         if stage.finished is not None:
             sparse.refuse_reused_collapse(cell.prune, stage.finished)
             return cell_result(cell, dense, stage.run_id, stage.finished.data.metrics, reused=True)
         with tracking.active_run(stage.run_id):
-            log_config(cell.groups, TICKET_PARAM_GROUPS, cell.cluster.name)
+            log_config(cell, TICKET_PARAM_GROUPS, cell.cluster.name)
             plan = sparse.mask_layout(cell, data)
             masks = sparse.one_shot_masks(cell, plan, dense.weights_at(cell.train.epochs))
             run = sparse.train_masked(cell, data, dense, masks, sparse.starting_weights(cell, dense), stage.run_id)

@@ -15,13 +15,13 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from lth import results
 from lth import tracking as lth_tracking
-from lth.cell import StateConfig, TrackingConfig
-from lth.pieces import piece
+from lth.config.cell import StateConfig, TrackingConfig
+from lth.config.pieces import piece
+from lth.config.validate import ConfigError, validate_config
 from lth.stability.checks import check_auto_reference
-from lth.sweep_progress import Counts, ProgressLine, eta_s
-from lth.validate import ConfigError, validate_config
+from lth.sweep import results
+from lth.sweep.progress import Counts, ProgressLine, eta_s
 
 FRONTIER_SWEEPER = "FrontierSweeper"  # hydra/sweeper=lth_frontier (hydra_plugins.lth_frontier)
 

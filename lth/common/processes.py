@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lth.vocabulary import ConfigError
+from lth.config.vocabulary import ConfigError
 
 log = logging.getLogger("lth")
 COUNT, INDEX, COORDINATOR = "LTH_PROCESS_COUNT", "LTH_PROCESS_ID", "LTH_COORDINATOR"

@@ -3,7 +3,7 @@
 One job runs L levels. Level l keeps (1 - rate)^l of the prunable weights: it prunes
 by magnitude of the previous level's trained weights (the dense final weights for
 level 1), never regrowing a pruned weight, rewinds the survivors to the dense epoch-k
-weights and retrains epochs k..E (lth.sparse). Each level is a nested MLflow run under
+weights and retrains epochs k..E (lth.stages.sparse). Each level is a nested MLflow run under
 the job's run and is reused when finished, so a rerun resumes at the first unfinished level.
 
 Layers named in `prune.layer_rates` prune their own rate of their survivors per level,
@@ -21,19 +21,20 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lth import sparse, tracking
-from lth.cell import Cell
+from lth import tracking
+from lth.config.cell import Cell
+from lth.config.vocabulary import CONTROLS, ConfigError
 from lth.data.splits import DataSplits
-from lth.dense import DenseParent
 from lth.pruning.masks import Masks, load_masks
-from lth.tickets import CellResult, cell_result, ticket_tags
+from lth.stages import sparse
+from lth.stages.dense import DenseParent
+from lth.stages.tickets import CellResult, cell_result, ticket_tags
 from lth.tracking import schema
 from lth.tracking.artifacts import log_config, run_weights
 from lth.tracking.claim import claim
 from lth.tracking.client import Run, RunData
 from lth.tracking.identity import TICKET_PARAM_GROUPS, imp_level_key, ticket_key
 from lth.training.models import Weights
-from lth.vocabulary import CONTROLS, ConfigError
 
 log = logging.getLogger("lth")
 CONTROLS_OF_TICKET_MASKS: tuple[str, ...] = tuple(c for c in CONTROLS if c != "none")  # both train the ticket's masks
@@ -52,7 +53,7 @@ class Level:
 
 def finished_level(cell: Cell, experiment_id: str, level: int, dense_run_id: str) -> Run | None:
     """The FINISHED run of level `level` of `cell`'s IMP from dense run `dense_run_id`, whichever job trained it."""
-    key = imp_level_key(cell.groups, level)
+    key = imp_level_key(cell, level)
     return tracking.finished_run(tracking.find_runs(experiment_id, schema.LEVEL_ROLE, key, dense_run_id))
 
 
@@ -86,7 +87,7 @@ class ImpJob:
         wanted = None if ticket_masks is None else sparse.control_level_masks(cell, ticket_masks, level)
         tags = ticket_tags(cell, self.run_id, self.dense, threshold, level)
         name = f"level {level} t={threshold:.3f} k={cell.reset_epoch}"
-        key = imp_level_key(cell.groups, level)
+        key = imp_level_key(cell, level)
         with claim(cell.state, self.experiment_id, schema.LEVEL_ROLE, key, name, tags, self.dense.run_id) as stage:
             if stage.finished is not None:
                 sparse.refuse_reused_collapse(cell.prune, stage.finished)
@@ -139,7 +140,7 @@ def _summary(cell: Cell, dense: DenseParent, done: list[Level]) -> tuple[dict[st
                schema.WEIGHTS_REMAINING_OF_MASKED_LAYERS: last.metrics[schema.WEIGHTS_REMAINING_OF_MASKED_LAYERS],
                schema.SPARSITY: last.metrics[schema.SPARSITY], schema.DENSE_TEST_ACCURACY: dense.test_accuracy,
                schema.EPOCHS_TRAINED: sum(int(level.metrics[schema.EPOCHS_TRAINED]) for level in done)}
-    tags = {schema.LAST_LEVEL: str(count), schema.LAST_LEVEL_KEY: imp_level_key(cell.groups, count)}
+    tags = {schema.LAST_LEVEL: str(count), schema.LAST_LEVEL_KEY: imp_level_key(cell, count)}
     if last.verdict is not None:  # a status, not a number: the job has no test_accuracy
         tags.update({schema.DIVERGED: f"level {count}", schema.DIVERGED_LEVEL: str(count)})
     elif count < cell.prune.levels:  # a reinit control whose ticket diverged: no level L to report
@@ -165,9 +166,9 @@ def ensure_imp(cell: Cell, experiment_id: str, data: DataSplits, dense: DensePar
     levels, reset_epoch = cell.prune.levels, cell.reset_epoch
     sizes = sparse.prunable_sizes(cell, data)
     tags = {**ticket_tags(cell, dense.run_id, dense, sparse.level_threshold(cell.prune, sizes, levels)),
-            schema.LAST_LEVEL_KEY: imp_level_key(cell.groups, levels)}
+            schema.LAST_LEVEL_KEY: imp_level_key(cell, levels)}
     name = f"imp r={cell.prune.rate:g} L={levels} k={reset_epoch}"
-    with claim(cell.state, experiment_id, schema.TICKET_ROLE, ticket_key(cell.groups), name, tags,
+    with claim(cell.state, experiment_id, schema.TICKET_ROLE, ticket_key(cell), name, tags,
                dense.run_id) as job:
         if job.finished is not None:
             return _job_result(cell, dense, sizes, job.run_id, job.finished.data, True)
@@ -176,7 +177,7 @@ def ensure_imp(cell: Cell, experiment_id: str, data: DataSplits, dense: DensePar
             ticket_cell = cell.with_control("none")
             ticket = ensure_imp(ticket_cell, experiment_id, data, dense)
         with tracking.active_run(job.run_id):
-            log_config(cell.groups, TICKET_PARAM_GROUPS, cell.cluster.name)
+            log_config(cell, TICKET_PARAM_GROUPS, cell.cluster.name)
             if ticket is not None:
                 tracking.set_tags({schema.TICKET_RUN: ticket.ticket_run_id})
             done = ImpJob(cell, experiment_id, data, dense, job.run_id, sizes, ticket_cell,

@@ -1,7 +1,8 @@
-"""Build a typed config piece (a frozen dataclass of lth.cell) from one config group, checking it.
+"""Build a typed config piece (a group's dataclass, lth.config.cell) from one config group, checking each key.
 
-A piece takes only the keys it declares, the values of its `Literal` fields, and whole
-numbers for its ints; lists become tuples (so pieces are hashable) and paths `Path`s.
+The checks of single keys are derived from their declarations (lth.config.declare): a piece takes only
+the keys it declares, the values of its `Literal` fields, numbers for its numbers, whole numbers for its
+ints, and values inside a key's `bounds`. Lists become tuples (so pieces are hashable) and paths `Path`s.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any, Literal, TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lth.vocabulary import ConfigError
+from lth.config.declare import Key, within
+from lth.config.vocabulary import ConfigError
 
 Piece = TypeVar("Piece")
 
@@ -25,10 +27,58 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
-def _typed(value: Any, hint: Any, key: str) -> Any:
+def _choices(options: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The values of the `Literal` types among a field's type options."""
+    return tuple(v for option in options if typing.get_origin(option) is Literal for v in typing.get_args(option))
+
+
+def _listed(choices: tuple[Any, ...]) -> str:
+    """`a, b or c`."""
+    words = [str(choice) for choice in choices]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def _number_types(options: tuple[Any, ...]) -> tuple[type, ...]:
+    return tuple(t for t in (int, float) if t in options)
+
+
+def _check_value(value: Any, options: tuple[Any, ...], fact: Key, key: str) -> None:
+    """A value outside its key's vocabulary, type or range, refused with the key's name."""
+    choices, numbers = _choices(options), _number_types(options)
+    if value is None or isinstance(value, (list, tuple, dict)) or isinstance(value, str) and str in options:
+        return
+    if choices and not numbers:
+        if value not in choices and not any(typing.get_origin(o) in (tuple, list) for o in options):
+            raise ConfigError(f"{key} must be {_listed(choices)}, got {value!r}")
+        return
+    if choices and value in choices:
+        return
+    if numbers:
+        alternatives = f"{', '.join(map(str, choices))} or " if choices else ""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            kind = "a number" if float in numbers else "an integer"
+            raise ConfigError(f"{key} must be {alternatives}{kind}, got {value!r}")
+        if fact.bounds is not None and not within(float(value), fact.bounds):
+            raise ConfigError(f"{key} must be {alternatives}{_phrase(fact.bounds, numbers)}, got {value!r} "
+                              f"({fact.meaning})")
+
+
+def _phrase(bounds: str, numbers: tuple[type, ...]) -> str:
+    """A range in words where it reads better: `a positive integer` for `[1, inf)` of an int."""
+    if float not in numbers and bounds in INTEGER_WORDS:
+        return INTEGER_WORDS[bounds]
+    return f"in {bounds}"
+
+
+INTEGER_WORDS = {"[0, inf)": "a non-negative integer", "[1, inf)": "a positive integer"}
+
+
+def _typed(value: Any, hint: Any, key: str, fact: Key | None = None) -> Any:
     """`value` as the field's type: lists as tuples, paths as `Path`, whole numbers as the int or float declared."""
     options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    if typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
+    if fact is not None:
+        _check_value(value, options, fact, key)
+    elif typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
         raise ConfigError(f"{key} must be one of {list(typing.get_args(hint))}, got {value!r}")
     if isinstance(value, list):
         return tuple(value)
@@ -76,7 +126,8 @@ def piece(kind: type[Piece], group: Mapping[str, Any], name: str, known_only: bo
     if missing:
         raise ConfigError(f"{name}.{missing[0]} is missing")
     hints = typing.get_type_hints(kind)
-    built = {key: _typed(value, hints[key], f"{name}.{key}") for key, value in values.items() if key in fields}
+    built = {key: _typed(value, hints[key], f"{name}.{key}", fields[key].metadata.get("lth"))
+             for key, value in values.items() if key in fields}
     if "layer_rates" in built and built["layer_rates"] is None:
         built["layer_rates"] = {}  # null in the config: no layer has a rate of its own
     return kind(**built)

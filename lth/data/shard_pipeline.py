@@ -22,7 +22,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from lth.cell import DataConfig
+from lth.config.cell import DataConfig
 from lth.data.integrity import ShardCheck
 from lth.data.manifest import ShardSplit, check_on_disk, first_records, read_manifest, reingest_hint, shard_split
 from lth.data.splits import DataSplits, EpochCounter

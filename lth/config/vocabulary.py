@@ -1,5 +1,5 @@
-"""Every vocabulary of the config, declared once: a `Literal` type for the typed pieces (lth.cell)
-and the tuple of its values for the checks (lth.validate, lth.training.devices); and the error
+"""Every vocabulary of the config, declared once: a `Literal` type for the typed pieces (lth.config.cell)
+and the tuple of its values for the checks (lth.config.validate, lth.training.devices); and the error
 a value outside them raises. Nothing here imports more than the standard library.
 """
 
@@ -18,6 +18,7 @@ Method = Literal["magnitude", "imp"]
 Control = Literal["none", "reinit", "random_mask"]
 OnCollapse = Literal["warn", "refuse"]
 Structure = Literal["none", "xnnpack_1x1", "channel"]
+Scope = Literal["global", "layer", "lamp", "erk"]  # lth.pruning.scopes.SCOPES implements each
 BACKENDS: tuple[str, ...] = typing.get_args(Backend)
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 OPTIMIZERS: tuple[str, ...] = typing.get_args(Optimizer)
@@ -28,6 +29,7 @@ METHODS: tuple[str, ...] = typing.get_args(Method)
 CONTROLS: tuple[str, ...] = typing.get_args(Control)
 ON_COLLAPSE: tuple[str, ...] = typing.get_args(OnCollapse)
 STRUCTURES: tuple[str, ...] = typing.get_args(Structure)
+SCOPE_NAMES: tuple[str, ...] = typing.get_args(Scope)
 DEFAULT_SCOPE, CHANNEL_DEFAULT_SCOPE = "lamp", "layer"
 IMAGENET_NEEDS_TENSORFLOW = "data=imagenet reads TFRecord shards with tf.data: it needs train.backend=tensorflow"
 

@@ -1,16 +1,16 @@
 """The lottery-ticket search for one cell of a sweep.
 
-1. Make sure the dense parent exists (lth.dense): reuse a FINISHED run with the same
+1. Make sure the dense parent exists (lth.stages.dense): reuse a FINISHED run with the same
    dense hash, or train it under a lock, so concurrent jobs train it exactly once.
-2. Make sure the cell's ticket exists: a one-shot ticket or control (lth.tickets) or
-   an iterative-pruning job (lth.imp), logged as a child of the dense run.
+2. Make sure the cell's ticket exists: a one-shot ticket or control (lth.stages.tickets) or
+   an iterative-pruning job (lth.stages.imp), logged as a child of the dense run.
 3. With `stability=on`, analyse it (at threshold 0: the dense network) under other SGD
    noise (lth.stability); `reset.epoch=auto` analyses the candidates of the cell's reference
    replicate before step 2, so every replicate of the cell trains at one k.
 
 Every stage is idempotent: a rerun reuses finished runs and resumes unfinished ones.
 
-A run over several processes (lth.processes) does all of this on process 0 alone; the
+A run over several processes (lth.common.processes) does all of this on process 0 alone; the
 others load their part of the data and train along with it (lth.training.group).
 """
 
@@ -22,21 +22,23 @@ import logging
 
 from omegaconf import DictConfig
 
-from lth import processes, sparse, tracking
-from lth.cell import Cell
+from lth import tracking
+from lth.common import processes
+from lth.config.cell import Cell
+from lth.config.validate import validate_config
+from lth.config.vocabulary import ConfigError
 from lth.data import load_data
 from lth.data.splits import DataSplits, Part
-from lth.dense import DenseParent, ensure_dense
-from lth.imp import ensure_imp
 from lth.pruning.scopes import check_floor_fits
 from lth.stability.auto import resolve_reset_epoch
 from lth.stability.stage import analyse_cell, dense_cell_result, tag_reset_choice
-from lth.tickets import CellResult, ensure_ticket
+from lth.stages import sparse
+from lth.stages.dense import DenseParent, ensure_dense
+from lth.stages.imp import ensure_imp
+from lth.stages.tickets import CellResult, ensure_ticket
 from lth.tracking.lock import exclusive
 from lth.training import group
 from lth.training.devices import replica_devices, seed_everything
-from lth.validate import validate_config
-from lth.vocabulary import ConfigError
 
 log = logging.getLogger("lth")
 

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lth.config.vocabulary import ConfigError
 from lth.ingest.fetch import DownloadSettings, Fetcher
 from lth.ingest.holdout import HOLDOUT, held_out_keys
 from lth.ingest.images import EncodedImage, ImageSettings, RejectedInput, normalise_image
 from lth.ingest.inventory import SourceRecord
-from lth.vocabulary import ConfigError
 
 RECEIPTS = ".ingest"  # folder of shard receipts and temporary files inside the output folder
 FORMAT = "lth-shards/1"  # bump when the record layout changes, so old shards are redone

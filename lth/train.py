@@ -47,7 +47,7 @@ def main(cfg: DictConfig) -> dict[str, object]:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # checkpoints are single small files
     # Keras warns on every fit that a tf.data input is not reshuffled by it; ours shuffles itself.
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
-    from lth.config.validate import ConfigError
+    from lth.validation.validate import ConfigError
 
     try:
         from lth.training.devices import enter

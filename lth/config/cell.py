@@ -1,4 +1,4 @@
-"""One job's config as frozen, typed pieces: a `Cell`, built once after validation (lth.config.validate).
+"""One job's config as frozen, typed pieces: a `Cell`, built once after validation (lth.validation.validate).
 
 Each group's keys are declared once, in lth.config.dense_groups, ticket_groups and runtime_groups. A
 stage takes the pieces it uses (`claim(state, ...)`, `build_model(model, ...)`), never the raw Hydra
@@ -26,6 +26,8 @@ PIECES: dict[str, tuple[str, type]] = {
     "tracking": ("tracking", TrackingConfig), "cluster": ("cluster", ClusterConfig),
     "stability": ("stability", StabilityConfig),
 }
+DENSE_GROUPS: tuple[str, ...] = ("model", "data", "train")  # decide the dense parent (lth.tracking.identity)
+TICKET_GROUPS: tuple[str, ...] = (*DENSE_GROUPS, "prune", "reset")  # decide a ticket; the rest never a result
 OPTIONAL_GROUPS: tuple[str, ...] = ("stability",)  # configs written before it existed still build
 __all__ = ["Cell", "ClusterConfig", "DataConfig", "ModelConfig", "PruneConfig", "ResetConfig", "StabilityConfig",
            "StateConfig", "TrackingConfig", "TrainConfig", "PIECES"]
@@ -47,7 +49,7 @@ class Cell:
 
     @classmethod
     def of(cls, cfg: DictConfig) -> Cell:
-        """The typed cell of a composed job config (validate it first: lth.config.validate.validate_config)."""
+        """The typed cell of a composed job config (validate it first: lth.validation.validate.validate_config)."""
         absent = [group for group in PIECES if group not in cfg and group not in OPTIONAL_GROUPS]
         if absent:
             raise ConfigError(f"the config has no {absent[0]} group (compose it from conf/train.yaml)")

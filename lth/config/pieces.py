@@ -54,13 +54,14 @@ def _check_value(value: Any, options: tuple[Any, ...], fact: Key, key: str) -> N
     if choices and value in choices:
         return
     if numbers:
-        alternatives = f"{', '.join(map(str, choices))} or " if choices else ""
+        nullable = ("null",) if type(None) in options else ()
+        alternatives = f"{', '.join(map(str, nullable + choices))} or " if nullable + choices else ""
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             kind = "a number" if float in numbers else "an integer"
             raise ConfigError(f"{key} must be {alternatives}{kind}, got {value!r}")
         if fact.bounds is not None and not within(float(value), fact.bounds):
-            raise ConfigError(f"{key} must be {alternatives}{_phrase(fact.bounds, numbers)}, got {value!r} "
-                              f"({fact.meaning})")
+            raise ConfigError(f"{key} must be {alternatives}{_phrase(fact.bounds, numbers)} ({fact.meaning}), "
+                              f"got {value!r}")
 
 
 def _phrase(bounds: str, numbers: tuple[type, ...]) -> str:

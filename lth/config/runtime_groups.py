@@ -23,8 +23,8 @@ class StabilityConfig:
     bn_batches: int = key("training batches BatchNorm statistics are recomputed from at each α", 32,
                           bounds="[1, inf)")
     threshold: float = key("stable: error barrier (max error on the path minus the ends' mean) below this", 0.02,
-                           bounds="(0, 1]")
-    reference: Literal["cell", "dense"] = key("reset.epoch=auto: the earliest candidate from which on the dense "
+                           bounds="(0, 1)")
+    reference: Literal["dense", "cell"] = key("reset.epoch=auto: the earliest candidate from which on the dense "
                                               "network (dense) or this cell's ticket (cell) is stable", "dense")
     candidates: tuple[int, ...] = key("the reset epochs reset.epoch=auto chooses from, analysed latest first",
                                       (0, 1, 2, 4))

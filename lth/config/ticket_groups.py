@@ -15,7 +15,7 @@ class PruneConfig:
     """The `prune` group: how the mask is built, and which control replaces one ingredient."""
 
     method: Method = key("magnitude: one-shot at threshold; imp: levels rounds of pruning rate of the survivors")
-    threshold: float = key("one-shot: fraction t of prunable weights removed", bounds="[0, 1)",
+    threshold: float = key("the fraction of weights removed", bounds="[0, 1)",
                            ignored=when("method", "imp"))
     scope: Scope = key("how t is spread over layers: global (one |w| ranking), layer (t from each), lamp "
                        "(layer-adaptive scores), erk (Erdős–Rényi-kernel); unset: lamp, or layer under "

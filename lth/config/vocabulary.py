@@ -1,5 +1,5 @@
 """Every vocabulary of the config, declared once: a `Literal` type for the typed pieces (lth.config.cell)
-and the tuple of its values for the checks (lth.config.validate, lth.training.devices); and the error
+and the tuple of its values for the checks (lth.validation.validate, lth.training.devices); and the error
 a value outside them raises. Nothing here imports more than the standard library.
 """
 

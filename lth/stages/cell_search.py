@@ -25,7 +25,6 @@ from omegaconf import DictConfig
 from lth import tracking
 from lth.common import processes
 from lth.config.cell import Cell
-from lth.config.validate import validate_config
 from lth.config.vocabulary import ConfigError
 from lth.data import load_data
 from lth.data.splits import DataSplits, Part
@@ -39,6 +38,7 @@ from lth.stages.tickets import CellResult, ensure_ticket
 from lth.tracking.lock import exclusive
 from lth.training import group
 from lth.training.devices import replica_devices, seed_everything
+from lth.validation.validate import validate_config
 
 log = logging.getLogger("lth")
 

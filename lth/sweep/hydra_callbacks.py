@@ -18,10 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 from lth import tracking as lth_tracking
 from lth.config.cell import StateConfig, TrackingConfig
 from lth.config.pieces import piece
-from lth.config.validate import ConfigError, validate_config
 from lth.stability.checks import check_auto_reference
 from lth.sweep import results
 from lth.sweep.progress import Counts, ProgressLine, eta_s
+from lth.validation.validate import ConfigError, validate_config
 
 FRONTIER_SWEEPER = "FrontierSweeper"  # hydra/sweeper=lth_frontier (hydra_plugins.lth_frontier)
 

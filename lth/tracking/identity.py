@@ -23,18 +23,18 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lth.config.cell import DENSE_GROUPS, PIECES, TICKET_GROUPS
 from lth.config.declare import across, content_keys, identity_view
-from lth.config.dense_groups import DataConfig, ModelConfig, TrainConfig
-from lth.config.ticket_groups import PruneConfig, ResetConfig
+from lth.config.dense_groups import DataConfig, TrainConfig
+from lth.config.ticket_groups import PruneConfig
 
 # What an identity is computed from: a composed Hydra config, plain groups (a mapping of group name to
 # its keys), or a `lth.config.cell.Cell`, whose typed pieces are the groups.
 Config = DictConfig | Mapping[str, Any] | Any
 
-DENSE_KEYS: tuple[str, ...] = ("model", "data", "train")
-TICKET_PARAM_GROUPS: tuple[str, ...] = (*DENSE_KEYS, "prune", "reset")  # logged as a ticket's params
-DECLARED: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig,
-                             "prune": PruneConfig, "reset": ResetConfig}
+DENSE_KEYS: tuple[str, ...] = DENSE_GROUPS
+TICKET_PARAM_GROUPS: tuple[str, ...] = TICKET_GROUPS  # logged as a ticket's params
+DECLARED: dict[str, type] = {group: PIECES[group][1] for group in TICKET_GROUPS}  # the groups hashed
 HASH_LENGTH = 16  # hex digits; 64 bits makes an accidental collision across sweeps negligible
 
 

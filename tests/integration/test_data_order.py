@@ -134,11 +134,11 @@ def test_a_finished_dense_run_of_another_data_order_is_not_reused(compose, tmp_p
 
     from lth import tracking
     from lth.config.cell import Cell
-    from lth.config.validate import ConfigError
     from lth.data.splits import DATA_ORDER_VERSION, DataSplits
     from lth.stages.dense import ensure_dense
     from lth.tracking.identity import dense_hash
     from lth.tracking.schema import DATA_ORDER as DATA_ORDER_TAG
+    from lth.validation.validate import ConfigError
 
     cfg = compose(f"lth.state_dir={tmp_path / 'state'}")
     splits = DataSplits(train=None, val=None, test=None, steps_per_epoch=4, summary="", epoch=None)

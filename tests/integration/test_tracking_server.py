@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from lth.config.validate import ConfigError
+from lth.validation.validate import ConfigError
 from tests.support.flaky_proxy import Exchange, FlakyProxy, log_batch_with_metric
 from tests.support.jobs import lth_env
 from tests.support.mlflow_server import MlflowServer, start_mlflow_server

@@ -1,4 +1,4 @@
-"""The rules that relate several keys, each named, checked before any training (lth.config.validate).
+"""The rules that relate several keys, each named, checked before any training (lth.validation.validate).
 
 A single key's type, vocabulary and range are checked where it is declared (lth.config.pieces); what
 is left here needs two keys or more, or the world outside the config (a path that must exist).
@@ -8,16 +8,58 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
 from lth.config.cell import Cell
 from lth.config.vocabulary import IMAGENET_NEEDS_TENSORFLOW, ConfigError
 from lth.pruning.scopes import imp_threshold
-from lth.stability.checks import check_stability
 from lth.tracking.http import http_environment
 
 Rule = Callable[[DictConfig, Cell], None]
+
+
+BN_MODES = ("recompute", "interpolate")
+REFERENCES = ("dense", "cell")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_stability(stability: Any, method: str, threshold: float) -> None:
+    """One clear line for a `stability` group that cannot run.
+
+    Raises:
+        ConfigError: On the first problem found.
+    """
+    def check(condition: bool, message: str) -> None:
+        if not condition:
+            raise ConfigError(message)
+
+    points, bn, batches = stability.points, stability.bn, stability.bn_batches
+    check(_whole(points) and points >= 2,
+          f"stability.points must be an integer >= 2 (both ends of the path), got {points!r}")
+    check(bn in BN_MODES, f"stability.bn must be recompute or interpolate, got {bn!r}")
+    check(_whole(batches) and batches >= 1, f"stability.bn_batches must be a positive integer, got {batches!r}")
+    check(isinstance(stability.threshold, (int, float)) and 0.0 < stability.threshold < 1.0,
+          f"stability.threshold must be an error barrier in (0, 1) (0.02 = 2%), got {stability.threshold!r}")
+    check(stability.reference in REFERENCES, f"stability.reference must be dense or cell, got {stability.reference!r}")
+    seeds = stability.data_seeds
+    check(seeds is None or (isinstance(seeds, (list, tuple, ListConfig)) and len(seeds) >= 1
+                            and all(_whole(seed) and seed >= 0 for seed in seeds)),
+          f"stability.data_seeds must be null or a non-empty list of non-negative integers, got {seeds!r}")
+    candidates = stability.candidates
+    check(isinstance(candidates, (list, tuple, ListConfig)) and len(candidates) >= 1 and all(_whole(k) for k in candidates),
+          f"stability.candidates must be a non-empty list of reset epochs, got {candidates!r}")
+    reference_seed = stability.get("reference_seed", 0)
+    check(_whole(reference_seed) and reference_seed >= 0,
+          f"stability.reference_seed must be a non-negative integer (a train.seed), got {reference_seed!r}")
+    if method == "imp":  # an IMP job's copies would need every level retrained per data seed
+        check(not stability.enabled, "stability=on analyses one-shot tickets and the dense network, not prune.method=imp")
+        check(stability.reference == "dense",
+              "reset.epoch=auto with prune.method=imp needs stability.reference=dense (an IMP cell is not analysed)")
 
 
 def _check(condition: bool, message: str) -> None:

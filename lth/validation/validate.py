@@ -1,7 +1,7 @@
 """Checks that turn bad input into one clear line before any training starts.
 
 Each key is checked as it is declared (lth.config.pieces, while the typed `Cell` is built); then every
-named rule that relates several keys (lth.config.rules) runs in turn.
+named rule that relates several keys (lth.validation.rules) runs in turn.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from lth.config.cell import Cell
-from lth.config.rules import RULES
 from lth.config.vocabulary import ConfigError
 from lth.tracking.http import http_environment
+from lth.validation.rules import RULES
 
 __all__ = ["Cell", "ConfigError", "http_environment", "validate_config"]
 

@@ -169,7 +169,7 @@ def test_the_random_control_keeps_each_groups_count_even_when_a_producer_lost_al
 
 
 def test_a_channel_threshold_past_the_weight_floor_is_checked_in_channels(compose: Callable[..., object]) -> None:
-    from lth.config.validate import validate_config
+    from lth.validation.validate import validate_config
 
     # Between two groups a layer keeps about f^2 of its weights, so t = 0.85 with min_density 0.2 is reachable.
     validate_config(compose("prune.structure=channel", "prune.threshold=0.85", "prune.min_density=0.2"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lth.config.validate import ConfigError, validate_config
+from lth.validation.validate import ConfigError, validate_config
 
 
 @pytest.mark.parametrize(("override", "message"), [

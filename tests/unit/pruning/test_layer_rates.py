@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from lth.config.validate import ConfigError, validate_config
 from lth.pruning.scopes import imp_level_threshold, imp_masks
 from lth.tracking.identity import cell_key, dense_hash, imp_level_key, ticket_key
+from lth.validation.validate import ConfigError, validate_config
 
 LENET = {"fc1": (784, 300), "fc2": (300, 100), "predictions": (100, 10)}  # 235,200 + 30,000 + 1,000 weights
 LEVELS = range(1, 13)  # the paper's 12 rounds: 0.8^12 = 6.9% of the hidden weights remain

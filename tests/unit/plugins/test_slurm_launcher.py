@@ -31,7 +31,7 @@ LTH_LAUNCHER = "hydra_plugins.lth_launcher.slurm_launcher"
 # In the SLURM stage (`make test-slurm`): submitit refuses to build a SLURM executor where the SLURM client is not
 # installed, and CI installs it only there. No controller is needed: sbatch is never called.
 pytestmark = pytest.mark.slurm
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "conf"
 SETUP = ["export LTH_SETUP_MARK=1", "module load cuda/12"]
 # Two cells of one dense parent, as the sweeper hands them over: the parent launch submits them as an array.
 SWEEP = [["cluster=slurm", f"prune.threshold={threshold}", "reset.epoch=1"] for threshold in (0.5, 0.8)]

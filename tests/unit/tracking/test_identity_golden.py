@@ -80,7 +80,7 @@ def test_every_preset_keeps_its_identities(compose: Callable[..., object], folde
 
 
 def test_every_preset_and_experiment_in_conf_is_pinned() -> None:
-    conf = Path(__file__).resolve().parents[2] / "conf"
+    conf = Path(__file__).resolve().parents[3] / "conf"
     presets = {f"{group}={path.stem}" for group in ("model", "data", "train", "experiment")
                for path in (conf / group).glob("*.yaml")}
     assert presets <= {overrides[0] for overrides, _ in GOLDEN if overrides}

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lth.config.validate import ConfigError
 from lth.tracking.identity import dense_hash
+from lth.validation.validate import ConfigError
 
 FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")

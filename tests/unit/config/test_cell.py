@@ -11,9 +11,9 @@ import pytest
 
 from lth.config.cell import Cell, ModelConfig, PruneConfig, TrainConfig
 from lth.config.pieces import piece
-from lth.config.validate import validate_config
 from lth.config.vocabulary import BACKENDS, ConfigError
 from lth.tracking.identity import cell_key, dense_hash, family_hash, imp_level_key, ticket_key
+from lth.validation.validate import validate_config
 
 PRESETS = [
     (),

@@ -9,9 +9,9 @@ import pytest
 
 from lth.config.cell import Cell, TrainConfig
 from lth.config.pieces import piece
-from lth.config.validate import ConfigError, validate_config
 from lth.training.devices import replica_devices, select_backend
 from lth.training.fitting import learning_rate
+from lth.validation.validate import ConfigError, validate_config
 
 
 def test_auto_on_a_cpu_machine_trains_on_one_device() -> None:
@@ -64,8 +64,8 @@ def test_bad_hardware_keys_are_one_line_errors(compose: Callable[..., object], o
 ])
 def test_reusing_a_dense_parent_across_replica_counts(compose, overrides: tuple[str, ...], trained: int, now: int,
                                                       refused: bool) -> None:
-    from lth.config.validate import ConfigError
     from lth.training.devices import check_replica_reuse
+    from lth.validation.validate import ConfigError
 
     cfg = compose(*overrides)
     if refused:

@@ -13,7 +13,7 @@ import pytest
 from lth.config.vocabulary import ConfigError
 from lth.ingest.java import require_java
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 INSTALL_HINT = "apt-get install openjdk-17-jre-headless"
 
 

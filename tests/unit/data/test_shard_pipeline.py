@@ -205,7 +205,7 @@ def test_missing_manifest_or_shard_says_to_run_the_ingest(shards: dict[str, Any]
 
 
 def test_digits_shards_composes_as_the_shard_reader_without_flips(compose: Callable[..., Any]) -> None:
-    from lth.config.validate import ConfigError, validate_config
+    from lth.validation.validate import ConfigError, validate_config
 
     cfg = compose("data=digits_shards")
     assert cfg.data.name == "imagenet" and cfg.data.path == "data/digits-shards" and cfg.data.num_classes == 10

@@ -11,14 +11,16 @@ __version__ = "0.1.0"
 
 
 def _register_config_resolvers() -> None:
-    """Let conf/ compute a default from another key (`prune.scope` from `prune.structure`) in every process
-    that reads a config: each imports lth before it resolves one."""
+    """Let conf/ compute a default from another key (`prune.scope` from `prune.structure`), and compose onto
+    the declared schema (lth.config.schema), in every process that reads a config: each imports lth first."""
     from omegaconf import OmegaConf
 
+    from lth.config.schema import register
     from lth.config.vocabulary import default_scope
 
     if not OmegaConf.has_resolver("lth.default_scope"):
         OmegaConf.register_new_resolver("lth.default_scope", default_scope)
+    register()
 
 
 _register_config_resolvers()

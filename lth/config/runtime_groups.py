@@ -36,7 +36,7 @@ class StabilityConfig:
 class StateConfig:
     """The `lth` group: shared state, locks, kept epochs and what a sweep writes at its end."""
 
-    state_dir: Path = key("locks and resumable training state; shared by every job of a sweep")
+    state_dir: Path = key("locks and resumable training state; shared by every job of a sweep", Path(".lth"))
     keep_epochs: tuple[int, ...] | Literal["all"] = key("dense epochs kept as reset candidates: all, or a list "
                                                         "like [0, 1, 2, 4, 6]", "all")
     lock_timeout_min: float = key("how long a job waits for another training the same run", 720.0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from lth.tracking.identity import cell_key, dense_hash, flatten, stable_hash, ticket_key
 
@@ -76,7 +76,7 @@ def test_a_config_from_before_a_later_key_existed_keeps_its_identity(compose: Ca
     # The golden hash predates these keys: a config that lacks the key (as every config did then)
     # and today's config with the key at its default must be the same dense parent.
     cfg = compose()
-    without = compose()
+    without = OmegaConf.create(OmegaConf.to_container(compose()))  # plain: the declared schema lets no key go
     with open_dict(without):
         del without.train[key]
     assert key in cfg.train
@@ -120,7 +120,7 @@ def test_keys_that_decide_the_run_are_still_hashed(compose: Callable[..., object
 def test_structure_is_hashed_only_when_it_prunes_differently(compose: Callable[..., object]) -> None:
     default, none = compose(), compose("prune.structure=none")
     assert ticket_key(none) == ticket_key(default) and cell_key(none) == cell_key(default)
-    cfg = compose("prune.threshold=0.5")
+    cfg = OmegaConf.create(OmegaConf.to_container(compose("prune.threshold=0.5")))
     with open_dict(cfg):
         del cfg.prune["structure"]  # a config from before prune.structure existed: the same run as structure=none
     assert ticket_key(cfg) == ticket_key(compose("prune.threshold=0.5"))

@@ -13,7 +13,6 @@ from lth.validation.validate import ConfigError, validate_config
 @pytest.mark.parametrize(("override", "message"), [
     ("prune.threshold=1.0", r"prune.threshold must be in \[0, 1\)"),
     ("prune.threshold=-0.2", r"prune.threshold must be in \[0, 1\)"),
-    ("prune.threshold=abc", "prune.threshold must be a number"),
     ("reset.epoch=16", "after the end of training"),
     ("reset.epoch=-1", "reset.epoch must be auto or a non-negative integer"),
     ("prune.scope=channel", "prune.scope must be global, layer, lamp or erk"),
@@ -22,7 +21,7 @@ from lth.validation.validate import ConfigError, validate_config
     ("lth.keep_epochs=3", "list of epochs in"),
     ("train.optimizer=lion", "train.optimizer"),
     ("data.val_fraction=0", "data.val_fraction"),
-    ("+data.path=/no/such/folder", "data.path does not exist"),
+    ("data.path=/no/such/folder", "data.path does not exist"),
     ("train.seed=-1", "train.seed must be a non-negative integer"),
     ("train.weight_decay_mode=l1", "train.weight_decay_mode must be decoupled or l2"),
     ("data.channels=1", "data.channels=1 but model mobilenet_v2 takes 3"),
@@ -50,6 +49,17 @@ def test_scope_is_lamp_unless_channels_go_then_layer(compose: Callable[..., obje
                                                      scope: str) -> None:
     # A channel ticket is for speed: the same fraction of every group makes the MACs fall with the weights.
     assert validate_config(compose(*overrides)).prune.scope == scope
+
+
+def test_a_value_of_the_wrong_type_fails_at_composition_against_the_declared_schema(
+        compose: Callable[..., object]) -> None:
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match="prune.threshold=abc") as raised:
+        compose("prune.threshold=abc")
+    assert "could not be converted to Float" in str(raised.value.__cause__)
+    with pytest.raises(ConfigCompositionException, match="train.no_such_key"):
+        compose("train.no_such_key=1")
 
 
 def test_lenet_takes_one_channel_and_its_preset_passes(compose: Callable[..., object], tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
         at the first task SLURM cancels. It has no method that builds the executor alone and no
         hook between building and submitting, so its code cannot be called for this part; the
         lines below follow it step by step, by its own rules (`_EXECUTOR`, its constructor keys,
-        the unprefixed keys of `BaseQueueConf`, `hydra.sweep.mode`). tests/unit/test_slurm_launcher.py
+        the unprefixed keys of `BaseQueueConf`, `hydra.sweep.mode`). tests/unit/plugins/test_slurm_launcher.py
         runs the parent's `launch` up to `sbatch` and checks that ours submits with the same
         executor and sweep dir, so a plugin upgrade that changes them fails a test instead of
         drifting. The values are plain already: the parent's `__init__`, inherited here, turns

@@ -73,7 +73,7 @@ PROCESSES = "lth.processes"  # processes that trained the run together (SLURM ta
 
 # Metrics. Per epoch (step = epochs completed): Keras' logs (loss, accuracy, val_loss, val_accuracy)
 # and the fit loop's own LEARNING_RATE, OPTIMIZER_ITERATIONS and LOSS_SCALE; the rest once at the end.
-# The fit loop knows no tracker, so lth.training.fitting spells those three itself; tests/unit/test_schema.py
+# The fit loop knows no tracker, so lth.training.fitting spells those three itself; tests/integration/test_schema.py
 # holds them equal to these.
 TEST_ACCURACY, TEST_LOSS, VAL_ACCURACY = "test_accuracy", "test_loss", "val_accuracy"
 DIVERGED_TEST_ACCURACY = "diverged_test_accuracy"  # a diverged run's accuracy: a status, not a result

@@ -20,46 +20,8 @@ from lth.tracking.http import http_environment
 Rule = Callable[[DictConfig, Cell], None]
 
 
-BN_MODES = ("recompute", "interpolate")
-REFERENCES = ("dense", "cell")
-
-
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_stability(stability: Any, method: str, threshold: float) -> None:
-    """One clear line for a `stability` group that cannot run.
-
-    Raises:
-        ConfigError: On the first problem found.
-    """
-    def check(condition: bool, message: str) -> None:
-        if not condition:
-            raise ConfigError(message)
-
-    points, bn, batches = stability.points, stability.bn, stability.bn_batches
-    check(_whole(points) and points >= 2,
-          f"stability.points must be an integer >= 2 (both ends of the path), got {points!r}")
-    check(bn in BN_MODES, f"stability.bn must be recompute or interpolate, got {bn!r}")
-    check(_whole(batches) and batches >= 1, f"stability.bn_batches must be a positive integer, got {batches!r}")
-    check(isinstance(stability.threshold, (int, float)) and 0.0 < stability.threshold < 1.0,
-          f"stability.threshold must be an error barrier in (0, 1) (0.02 = 2%), got {stability.threshold!r}")
-    check(stability.reference in REFERENCES, f"stability.reference must be dense or cell, got {stability.reference!r}")
-    seeds = stability.data_seeds
-    check(seeds is None or (isinstance(seeds, (list, tuple, ListConfig)) and len(seeds) >= 1
-                            and all(_whole(seed) and seed >= 0 for seed in seeds)),
-          f"stability.data_seeds must be null or a non-empty list of non-negative integers, got {seeds!r}")
-    candidates = stability.candidates
-    check(isinstance(candidates, (list, tuple, ListConfig)) and len(candidates) >= 1 and all(_whole(k) for k in candidates),
-          f"stability.candidates must be a non-empty list of reset epochs, got {candidates!r}")
-    reference_seed = stability.get("reference_seed", 0)
-    check(_whole(reference_seed) and reference_seed >= 0,
-          f"stability.reference_seed must be a non-negative integer (a train.seed), got {reference_seed!r}")
-    if method == "imp":  # an IMP job's copies would need every level retrained per data seed
-        check(not stability.enabled, "stability=on analyses one-shot tickets and the dense network, not prune.method=imp")
-        check(stability.reference == "dense",
-              "reset.epoch=auto with prune.method=imp needs stability.reference=dense (an IMP cell is not analysed)")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -130,10 +92,22 @@ def keep_epochs_listed(cfg: DictConfig, cell: Cell) -> None:
            f"lth.keep_epochs must be 'all' or a list of epochs in [0, {cell.train.epochs}], got {keep!r}")
 
 
-def stability_fits_the_cell(cfg: DictConfig, cell: Cell) -> None:
-    """The stability group against prune.method and prune.threshold (lth.stability.checks)."""
-    if cfg.get("stability") is not None:
-        check_stability(cfg.stability, cell.prune.method, cell.prune.threshold)
+def stability_copies_listed(cfg: DictConfig, cell: Cell) -> None:
+    """stability.data_seeds and stability.candidates: lists whose every element is a valid seed or epoch."""
+    seeds, candidates = cell.stability.data_seeds, cell.stability.candidates
+    _check(seeds is None or (len(seeds) >= 1 and all(_whole(seed) and seed >= 0 for seed in seeds)),
+           f"stability.data_seeds must be null or a non-empty list of non-negative integers, got {seeds!r}")
+    _check(len(candidates) >= 1 and all(_whole(k) for k in candidates),
+           f"stability.candidates must be a non-empty list of reset epochs, got {candidates!r}")
+
+
+def stability_fits_imp(cfg: DictConfig, cell: Cell) -> None:
+    """The stability group against prune.method=imp: an IMP job's copies would need every level retrained."""
+    if cell.prune.method == "imp":
+        _check(not cell.stability.enabled,
+               "stability=on analyses one-shot tickets and the dense network, not prune.method=imp")
+        _check(cell.stability.reference == "dense",
+               "reset.epoch=auto with prune.method=imp needs stability.reference=dense (an IMP cell is not analysed)")
 
 
 def imagenet_on_tensorflow(cfg: DictConfig, cell: Cell) -> None:
@@ -173,5 +147,6 @@ def data_path_exists(cfg: DictConfig, cell: Cell) -> None:
 
 
 RULES: tuple[Rule, ...] = (channels_prune_in_one_shot, layer_rates_fit_imp, floor_below_threshold,
-                           keep_epochs_listed, reset_within_training, stability_fits_the_cell, imagenet_on_tensorflow,
+                           keep_epochs_listed, reset_within_training, stability_copies_listed, stability_fits_imp,
+                           imagenet_on_tensorflow,
                            retries_mlflow_takes, data_channels_fit_the_model, dataset_keys_present, data_path_exists)

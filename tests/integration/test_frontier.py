@@ -14,7 +14,7 @@ from tests.support.store import by_role, runs
 pytestmark = pytest.mark.slow
 # Where accuracy falls steeply: measured here, tickets hold 0.88-0.90 from 3% to 16% of weights (dense 0.9375), so
 # one of the 144 validation images (0.7%) decides the flips of tolerances 0.01-0.05 there; at 0.1 the flip lies
-# between 1.6% (0.78) and 3.1% (0.875), where noise cannot move it. Non-monotone lines: tests/unit/test_frontier_search.
+# between 1.6% (0.78) and 3.1% (0.875), where noise cannot move it. Non-monotone lines: tests/unit/frontier/test_bracketing.
 TOLERANCE = 0.1
 GRID = [round(1 - 0.5**i, 6) for i in range(1, 7)]  # 50% .. 1.6% of weights kept, one halving apart
 # LeNet-300-100 on 768 digits: dense test accuracy 0.925 in seconds, where the tiny MobileNetV2 needs many more steps.

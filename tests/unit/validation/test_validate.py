@@ -27,6 +27,12 @@ from lth.validation.validate import ConfigError, validate_config
     ("data.channels=1", "data.channels=1 but model mobilenet_v2 takes 3"),
     ("prune.structure=blocks", "prune.structure must be none, xnnpack_1x1 or channel"),
     ("prune.structure=channel prune.method=imp", "prune.structure=channel prunes whole channels in one shot"),
+    # hardware and numerics
+    ("train.backend=torch", "train.backend must be tensorflow or jax"),
+    ("train.precision=float16", "train.precision must be float32, mixed_bfloat16 or mixed_float16"),
+    ("train.devices=0", "train.devices must be auto or a positive integer"),
+    ("train.lr_scaling=sqrt", "train.lr_scaling must be none or linear"),
+    ("train.steps_per_execution=0", "train.steps_per_execution must be a positive integer"),
 ])
 def test_bad_values_are_named_with_their_key(compose: Callable[..., object], override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

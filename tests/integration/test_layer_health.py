@@ -44,12 +44,12 @@ def test_refuse_refuses_only_an_emptied_layer_and_the_floor_trains(tmp_path: Pat
     emptied = run_lth(tmp_path, *tiny, "prune.min_density=0")
     assert emptied.returncode != 0 and "prune.on_collapse=refuse" in emptied.stdout + emptied.stderr
     _, tickets = by_role(runs(tmp_path))
-    by_floor = {r.data.params["prune.min_density"]: r for r in tickets}
-    assert by_floor["0.002"].info.status == "FINISHED" and "lth.collapsed_layers" not in by_floor["0.002"].data.tags
-    assert "Conv_1" in by_floor["0.002"].data.tags["lth.floor_layers"].split(",")
-    assert by_floor["0.002"].data.metrics["dead_channels"] > 0  # at 95% global, whole channels go
-    assert by_floor["0"].info.status == "FAILED"
-    assert "Conv_1" in by_floor["0"].data.tags["lth.collapsed_layers"].split(",")
+    by_floor = {float(r.data.params["prune.min_density"]): r for r in tickets}  # logged as declared: a float
+    assert by_floor[0.002].info.status == "FINISHED" and "lth.collapsed_layers" not in by_floor[0.002].data.tags
+    assert "Conv_1" in by_floor[0.002].data.tags["lth.floor_layers"].split(",")
+    assert by_floor[0.002].data.metrics["dead_channels"] > 0  # at 95% global, whole channels go
+    assert by_floor[0.0].info.status == "FAILED"
+    assert "Conv_1" in by_floor[0.0].data.tags["lth.collapsed_layers"].split(",")
 
 
 @pytest.mark.slow

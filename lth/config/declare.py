@@ -17,9 +17,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 DROP = object()  # identity_view leaves the key out
 NEVER = object()  # the key existed from the first release: no earlier value to match
@@ -111,6 +113,16 @@ def default_of(field: dataclasses.Field[Any]) -> Any:
     if field.default_factory is not dataclasses.MISSING:
         return field.default_factory()
     return NEVER
+
+
+def options_of(hint: Any) -> tuple[Any, ...]:
+    """The types a field's type allows: the members of a union, else the type itself."""
+    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+
+
+def choices_of(hint: Any) -> tuple[Any, ...]:
+    """The values of the `Literal` types a field's type allows (its vocabulary), in declared order."""
+    return tuple(v for option in options_of(hint) if typing.get_origin(option) is Literal for v in typing.get_args(option))
 
 
 _BOUNDS = re.compile(r"^([\[(])\s*(-?[\d.e+-]+|-inf)\s*,\s*(-?[\d.e+-]+|inf)\s*([\])])$")

@@ -8,15 +8,14 @@ ints, and values inside a key's `bounds`. Lists become tuples (so pieces are has
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lth.config.declare import Key, within
+from lth.config.declare import Key, choices_of, options_of, within
 from lth.config.vocabulary import ConfigError
 
 Piece = TypeVar("Piece")
@@ -25,11 +24,6 @@ Piece = TypeVar("Piece")
 def _plain(value: Any) -> Any:
     """OmegaConf containers inside a plain mapping as plain lists and dicts."""
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
-
-
-def _choices(options: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The values of the `Literal` types among a field's type options."""
-    return tuple(v for option in options if typing.get_origin(option) is Literal for v in typing.get_args(option))
 
 
 def _listed(choices: tuple[Any, ...]) -> str:
@@ -42,9 +36,10 @@ def _number_types(options: tuple[Any, ...]) -> tuple[type, ...]:
     return tuple(t for t in (int, float) if t in options)
 
 
-def _check_value(value: Any, options: tuple[Any, ...], fact: Key, key: str) -> None:
+def _check_value(value: Any, hint: Any, fact: Key, key: str) -> None:
     """A value outside its key's vocabulary, type or range, refused with the key's name."""
-    choices, numbers = _choices(options), _number_types(options)
+    options, choices = options_of(hint), choices_of(hint)
+    numbers = _number_types(options)
     if value is None or isinstance(value, (list, tuple, dict)) or isinstance(value, str) and str in options:
         return
     if choices and not numbers:
@@ -74,13 +69,11 @@ def _phrase(bounds: str, numbers: tuple[type, ...]) -> str:
 INTEGER_WORDS = {"[0, inf)": "a non-negative integer", "[1, inf)": "a positive integer"}
 
 
-def _typed(value: Any, hint: Any, key: str, fact: Key | None = None) -> Any:
-    """`value` as the field's type: lists as tuples, paths as `Path`, whole numbers as the int or float declared."""
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    if fact is not None:
-        _check_value(value, options, fact, key)
-    elif typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
-        raise ConfigError(f"{key} must be one of {list(typing.get_args(hint))}, got {value!r}")
+def _typed(value: Any, hint: Any, key: str, fact: Key) -> Any:
+    """`value` as the field's type, checked as declared: lists as tuples, paths as `Path`, whole numbers as the
+    int or float declared."""
+    _check_value(value, hint, fact, key)
+    options = options_of(hint)
     if isinstance(value, list):
         return tuple(value)
     if value is None or isinstance(value, bool):
@@ -127,7 +120,7 @@ def piece(kind: type[Piece], group: Mapping[str, Any], name: str, known_only: bo
     if missing:
         raise ConfigError(f"{name}.{missing[0]} is missing")
     hints = typing.get_type_hints(kind)
-    built = {key: _typed(value, hints[key], f"{name}.{key}", fields[key].metadata.get("lth"))
+    built = {key: _typed(value, hints[key], f"{name}.{key}", fields[key].metadata["lth"])
              for key, value in values.items() if key in fields}
     if "layer_rates" in built and built["layer_rates"] is None:
         built["layer_rates"] = {}  # null in the config: no layer has a rate of its own

@@ -6,11 +6,12 @@ makes of it. The documentation renders this page; nothing in it is written by ha
 
 from __future__ import annotations
 
+import types
 import typing
 from typing import Any, Literal
 
 from lth.config.cell import DENSE_GROUPS, PIECES, TICKET_GROUPS
-from lth.config.declare import DROP, NEVER, Key, declared, default_of
+from lth.config.declare import DROP, NEVER, Key, choices_of, declared, default_of
 
 
 def _type_name(hint: Any) -> str:
@@ -18,7 +19,7 @@ def _type_name(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin is Literal:
         return "str"
-    if origin in (typing.Union, __import__("types").UnionType):
+    if origin in (typing.Union, types.UnionType):
         return " | ".join(_type_name(option) if typing.get_origin(option) is not Literal
                           else " | ".join(map(str, typing.get_args(option))) for option in typing.get_args(hint))
     if origin is tuple:
@@ -29,11 +30,8 @@ def _type_name(hint: Any) -> str:
 
 
 def _allowed(hint: Any, fact: Key) -> str:
-    options = typing.get_args(hint) if typing.get_origin(hint) is not Literal else (hint,)
-    choices = [str(v) for option in options if typing.get_origin(option) is Literal for v in typing.get_args(option)]
-    if typing.get_origin(hint) is Literal:
-        choices = [str(v) for v in typing.get_args(hint)]
-    parts = [", ".join(choices)] if choices else []
+    choices = choices_of(hint)
+    parts = [", ".join(map(str, choices))] if choices else []
     if fact.bounds:
         parts.append(fact.bounds)
     return "; ".join(parts)

@@ -30,7 +30,7 @@ from lth.config.ticket_groups import PruneConfig
 
 # What an identity is computed from: a composed Hydra config, plain groups (a mapping of group name to
 # its keys), or a `lth.config.cell.Cell`, whose typed pieces are the groups.
-Config = DictConfig | Mapping[str, Any] | Any
+Config = Any  # DictConfig | Mapping[str, Any] | Cell; a Cell is not imported here (it lies above tracking's needs)
 
 DENSE_KEYS: tuple[str, ...] = DENSE_GROUPS
 TICKET_PARAM_GROUPS: tuple[str, ...] = TICKET_GROUPS  # logged as a ticket's params

@@ -23,14 +23,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lth.config.cell import DENSE_GROUPS, PIECES, TICKET_GROUPS
+from lth.config.cell import DENSE_GROUPS, PIECES, TICKET_GROUPS, Cell
 from lth.config.declare import across, content_keys, identity_view
 from lth.config.dense_groups import DataConfig, TrainConfig
 from lth.config.ticket_groups import PruneConfig
 
 # What an identity is computed from: a composed Hydra config, plain groups (a mapping of group name to
 # its keys), or a `lth.config.cell.Cell`, whose typed pieces are the groups.
-Config = Any  # DictConfig | Mapping[str, Any] | Cell; a Cell is not imported here (it lies above tracking's needs)
+Config = DictConfig | Mapping[str, Any] | Cell
 
 DENSE_KEYS: tuple[str, ...] = DENSE_GROUPS
 TICKET_PARAM_GROUPS: tuple[str, ...] = TICKET_GROUPS  # logged as a ticket's params
